@@ -1,0 +1,52 @@
+// swift-tools-version:6.0
+// llmprune: structural pruning (LLM-Pruner) and LoRA recovery of Llama-family models, in Swift over
+// OpenBLAS, ZeroMQ and MPICH. No outside Swift packages: only the toolchain and Debian C libraries.
+import PackageDescription
+
+// Release builds target the baseline x86-64 CPU; hot paths go through OpenBLAS, which picks its own kernels.
+let swiftSettings: [SwiftSetting] = [.unsafeFlags(["-Ounchecked"], .when(configuration: .release))]
+
+let package = Package(
+    name: "llmprune",
+    products: [
+        .executable(name: "llmprune", targets: ["llmprune"]),
+        .library(name: "LlamaModel", targets: ["LlamaModel"]),
+    ],
+    targets: [
+        // MARK: C libraries (Debian packages) and the one shim for macros Swift cannot import
+        .systemLibrary(name: "CBLAS", path: "Sources/CBLAS", pkgConfig: "openblas",
+                       providers: [.apt(["libopenblas-dev"])]),
+        .systemLibrary(name: "CZeroMQ", path: "Sources/CZeroMQ",
+                       providers: [.apt(["libzmq3-dev"])]),
+        .systemLibrary(name: "CMPI", path: "Sources/CMPI", pkgConfig: "mpich",
+                       providers: [.apt(["libmpich-dev", "mpich"])]),
+        .target(name: "MPIShim", dependencies: ["CMPI"]),
+
+        // MARK: library modules, one concern each
+        .target(name: "Support", swiftSettings: swiftSettings),
+        .target(name: "Formats", dependencies: ["Support"], swiftSettings: swiftSettings),
+        .target(name: "Tokenizer", dependencies: ["Support"], swiftSettings: swiftSettings),
+        .target(name: "TensorCore", dependencies: ["CBLAS"], swiftSettings: swiftSettings),
+        .target(name: "LlamaModel", dependencies: ["Support", "Formats", "Tokenizer", "TensorCore"],
+                swiftSettings: swiftSettings),
+        .target(name: "Eval", dependencies: ["Support", "LlamaModel", "Tokenizer", "TensorCore"],
+                swiftSettings: swiftSettings),
+        .target(name: "Cluster", dependencies: ["CZeroMQ", "CMPI", "MPIShim", "Support"],
+                swiftSettings: swiftSettings),
+
+        // MARK: the thin CLI
+        .executableTarget(name: "llmprune",
+                          dependencies: ["Support", "Formats", "Tokenizer", "TensorCore", "LlamaModel", "Eval",
+                                         "Cluster"],
+                          swiftSettings: swiftSettings),
+
+        // MARK: tests mirror Sources
+        .testTarget(name: "FormatsTests", dependencies: ["Formats"]),
+        .testTarget(name: "TokenizerTests", dependencies: ["Tokenizer"]),
+        .testTarget(name: "TensorCoreTests", dependencies: ["TensorCore"]),
+        .testTarget(name: "LlamaModelTests", dependencies: ["LlamaModel", "Formats", "Tokenizer", "TensorCore"]),
+        .testTarget(name: "EvalTests", dependencies: ["Eval", "LlamaModel"]),
+        .testTarget(name: "ClusterTests", dependencies: ["Cluster"]),
+        .testTarget(name: "CLITests", dependencies: ["Support"]),
+    ]
+)
