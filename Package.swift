@@ -5,6 +5,9 @@ import PackageDescription
 
 // Release builds target the baseline x86-64 CPU; hot paths go through OpenBLAS, which picks its own kernels.
 let swiftSettings: [SwiftSetting] = [.unsafeFlags(["-Ounchecked"], .when(configuration: .release))]
+// Numeric modules share raw buffers across `concurrentPerform` workers that write disjoint rows; Swift 6's
+// Sendable checking cannot express that, so these modules build in Swift 5 mode.
+let kernelSettings: [SwiftSetting] = swiftSettings + [.swiftLanguageMode(.v5)]
 
 let package = Package(
     name: "llmprune",
@@ -26,11 +29,11 @@ let package = Package(
         .target(name: "Support", swiftSettings: swiftSettings),
         .target(name: "Formats", dependencies: ["Support"], swiftSettings: swiftSettings),
         .target(name: "Tokenizer", dependencies: ["Support"], swiftSettings: swiftSettings),
-        .target(name: "TensorCore", dependencies: ["CBLAS"], swiftSettings: swiftSettings),
+        .target(name: "TensorCore", dependencies: ["CBLAS"], swiftSettings: kernelSettings),
         .target(name: "LlamaModel", dependencies: ["Support", "Formats", "Tokenizer", "TensorCore"],
-                swiftSettings: swiftSettings),
+                swiftSettings: kernelSettings),
         .target(name: "Eval", dependencies: ["Support", "LlamaModel", "Tokenizer", "TensorCore"],
-                swiftSettings: swiftSettings),
+                swiftSettings: kernelSettings),
         .target(name: "Cluster", dependencies: ["CZeroMQ", "CMPI", "MPIShim", "Support"],
                 swiftSettings: swiftSettings),
 

@@ -1,0 +1,168 @@
+// The shape of a Llama-family model, with per-layer widths from day one: pruned models are heterogeneous,
+// each layer keeps its own number of query heads, KV heads and MLP channels, while hidden size and head_dim
+// stay global. Read from a Hugging Face config.json or from GGUF metadata; written back as config.json.
+import Foundation
+
+/// Widths of one transformer layer.
+public struct LayerShape: Codable, Equatable, Sendable {
+    public var numHeads: Int          // query heads
+    public var numKVHeads: Int        // key/value heads; numHeads is a multiple of it (GQA)
+    public var intermediateSize: Int  // SwiGLU channels
+
+    public init(numHeads: Int, numKVHeads: Int, intermediateSize: Int) {
+        self.numHeads = numHeads
+        self.numKVHeads = numKVHeads
+        self.intermediateSize = intermediateSize
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case numHeads = "num_attention_heads", numKVHeads = "num_key_value_heads", intermediateSize = "intermediate_size"
+    }
+}
+
+public struct LlamaConfig: Equatable, Sendable {
+    public var vocabSize: Int
+    public var hiddenSize: Int
+    public var headDim: Int
+    public var layers: [LayerShape]
+    public var rmsNormEps: Float
+    public var ropeTheta: Double
+    public var maxPositionEmbeddings: Int
+    public var tieWordEmbeddings: Bool
+    public var bosTokenId: Int?
+    public var eosTokenId: Int?
+
+    public var numLayers: Int { layers.count }
+
+    /// True when every layer has the same widths, i.e. a plain `LlamaConfig` describes the model.
+    public var isUniform: Bool { layers.allSatisfy { $0 == layers.first } }
+
+    public init(vocabSize: Int, hiddenSize: Int, headDim: Int, layers: [LayerShape], rmsNormEps: Float,
+                ropeTheta: Double, maxPositionEmbeddings: Int, tieWordEmbeddings: Bool,
+                bosTokenId: Int? = nil, eosTokenId: Int? = nil) {
+        self.vocabSize = vocabSize
+        self.hiddenSize = hiddenSize
+        self.headDim = headDim
+        self.layers = layers
+        self.rmsNormEps = rmsNormEps
+        self.ropeTheta = ropeTheta
+        self.maxPositionEmbeddings = maxPositionEmbeddings
+        self.tieWordEmbeddings = tieWordEmbeddings
+        self.bosTokenId = bosTokenId
+        self.eosTokenId = eosTokenId
+    }
+
+    /// Parameter count of the model this config describes (norms included, tied head counted once).
+    public var parameterCount: Int {
+        let d = hiddenSize
+        var n = vocabSize * d + d                       // embeddings + final norm
+        if !tieWordEmbeddings { n += vocabSize * d }
+        for l in layers { n += layerParameterCount(l) }
+        return n
+    }
+
+    public func layerParameterCount(_ l: LayerShape) -> Int {
+        let d = hiddenSize, hd = headDim
+        return 2 * d                                                  // two RMSNorm weights
+            + (l.numHeads + 2 * l.numKVHeads) * hd * d + d * l.numHeads * hd   // q, k, v, o
+            + 3 * d * l.intermediateSize                              // gate, up, down
+    }
+
+    /// Checks the invariants the forward pass relies on.
+    public func validate(source: String) throws {
+        func fail(_ m: String) -> ModelError { .invalidConfig(source: source, reason: m) }
+        guard vocabSize > 0, hiddenSize > 0, headDim > 0, !layers.isEmpty else {
+            throw fail("vocab_size, hidden_size, head_dim and num_hidden_layers must be positive")
+        }
+        guard headDim % 2 == 0 else { throw fail("head_dim \(headDim) must be even for rotary embedding") }
+        guard rmsNormEps > 0, ropeTheta > 0 else { throw fail("rms_norm_eps and rope_theta must be positive") }
+        for (i, l) in layers.enumerated() {
+            guard l.numKVHeads > 0, l.numHeads > 0, l.numHeads % l.numKVHeads == 0, l.intermediateSize > 0 else {
+                throw fail("layer \(i): \(l.numHeads) query heads, \(l.numKVHeads) KV heads, "
+                           + "\(l.intermediateSize) MLP channels (heads must be a positive multiple of KV heads)")
+            }
+        }
+    }
+}
+
+// MARK: - config.json
+
+extension LlamaConfig {
+    /// Key holding per-layer widths when they differ between layers (see docs/formats.md).
+    public static let layerWidthsKey = "layer_widths"
+
+    /// Parses a Hugging Face `config.json` of a Llama-architecture model (plus llmprune's per-layer widths).
+    public init(configJSON data: Data, source: String) throws {
+        guard let obj = (try? JSONSerialization.jsonObject(with: data)) as? [String: Any] else {
+            throw ModelError.invalidConfig(source: source, reason: "not a JSON object")
+        }
+        func int(_ k: String) throws -> Int {
+            guard let v = obj[k] as? NSNumber else {
+                throw ModelError.invalidConfig(source: source, reason: "missing or non-numeric \"\(k)\"")
+            }
+            return v.intValue
+        }
+        if let mt = obj["model_type"] as? String, !["llama", "mistral", "qwen2", "smollm"].contains(mt) {
+            throw ModelError.invalidConfig(source: source, reason: "model_type \"\(mt)\" is not a Llama-architecture model")
+        }
+        if let rs = obj["rope_scaling"] as? [String: Any], let t = (rs["rope_type"] ?? rs["type"]) as? String,
+           t != "default" {
+            throw ModelError.invalidConfig(source: source, reason: "rope_scaling type \"\(t)\" is not supported")
+        }
+        let hidden = try int("hidden_size")
+        let heads = try int("num_attention_heads")
+        let kv = (obj["num_key_value_heads"] as? NSNumber)?.intValue ?? heads
+        let headDim = (obj["head_dim"] as? NSNumber)?.intValue ?? (heads > 0 ? hidden / heads : 0)
+        let n = try int("num_hidden_layers")
+        let inter = try int("intermediate_size")
+        var layers = Array(repeating: LayerShape(numHeads: heads, numKVHeads: kv, intermediateSize: inter), count: max(n, 0))
+        if let per = obj[Self.layerWidthsKey] {
+            let raw = try JSONSerialization.data(withJSONObject: per)
+            guard let decoded = try? JSONDecoder().decode([LayerShape].self, from: raw), decoded.count == n else {
+                throw ModelError.invalidConfig(source: source,
+                                               reason: "\"\(Self.layerWidthsKey)\" must list \(n) layer shapes")
+            }
+            layers = decoded
+        }
+        func firstInt(_ k: String) -> Int? {
+            if let v = obj[k] as? NSNumber { return v.intValue }
+            if let a = obj[k] as? [NSNumber] { return a.first?.intValue }
+            return nil
+        }
+        self.init(vocabSize: try int("vocab_size"), hiddenSize: hidden, headDim: headDim, layers: layers,
+                  rmsNormEps: Float((obj["rms_norm_eps"] as? NSNumber)?.doubleValue ?? 1e-6),
+                  ropeTheta: (obj["rope_theta"] as? NSNumber)?.doubleValue
+                      ?? ((obj["rope_parameters"] as? [String: Any])?["rope_theta"] as? NSNumber)?.doubleValue ?? 10000,
+                  maxPositionEmbeddings: (obj["max_position_embeddings"] as? NSNumber)?.intValue ?? 2048,
+                  tieWordEmbeddings: (obj["tie_word_embeddings"] as? Bool) ?? false,
+                  bosTokenId: firstInt("bos_token_id"), eosTokenId: firstInt("eos_token_id"))
+        try validate(source: source)
+    }
+
+    /// A `config.json` that `transformers` loads as `LlamaForCausalLM`. Uniform models get plain Llama keys;
+    /// heterogeneous ones also carry `layer_widths` (the plain keys then hold the widest layer, which stock
+    /// `transformers` cannot load; llmprune can).
+    public func configJSON(extra: [String: Any] = [:]) throws -> Data {
+        let first = layers[0]
+        var obj: [String: Any] = [
+            "architectures": ["LlamaForCausalLM"], "model_type": "llama",
+            "vocab_size": vocabSize, "hidden_size": hiddenSize, "head_dim": headDim,
+            "num_hidden_layers": numLayers,
+            "num_attention_heads": isUniform ? first.numHeads : layers.map(\.numHeads).max()!,
+            "num_key_value_heads": isUniform ? first.numKVHeads : layers.map(\.numKVHeads).max()!,
+            "intermediate_size": isUniform ? first.intermediateSize : layers.map(\.intermediateSize).max()!,
+            "rms_norm_eps": Double(rmsNormEps), "rope_theta": ropeTheta,
+            "max_position_embeddings": maxPositionEmbeddings, "tie_word_embeddings": tieWordEmbeddings,
+            "hidden_act": "silu", "attention_bias": false, "mlp_bias": false, "torch_dtype": "float32",
+            "use_cache": true,
+        ]
+        if let b = bosTokenId { obj["bos_token_id"] = b }
+        if let e = eosTokenId { obj["eos_token_id"] = e }
+        if !isUniform {
+            let raw = try JSONEncoder().encode(layers)
+            obj[Self.layerWidthsKey] = try JSONSerialization.jsonObject(with: raw)
+        }
+        for (k, v) in extra { obj[k] = v }
+        return try JSONSerialization.data(withJSONObject: obj, options: [.prettyPrinted, .sortedKeys])
+    }
+}

@@ -1,0 +1,96 @@
+// The weights of a Llama model in fp32, laid out for the forward pass: q/k/v rows fused into one matrix and
+// gate/up rows into another, so each is a single batched sgemm. Row blocks stay contiguous, so pruning and
+// export slice them without copies of the whole.
+import Foundation
+
+public struct LayerWeights: Sendable {
+    public var shape: LayerShape
+    public var inputNorm: [Float]   // [d]
+    public var wqkv: [Float]        // [(nq + 2·nkv)·hd × d]: q rows, then k rows, then v rows (HF rotate_half layout)
+    public var wo: [Float]          // [d × nq·hd]
+    public var postNorm: [Float]    // [d]
+    public var wGateUp: [Float]     // [2·I × d]: gate rows, then up rows
+    public var wDown: [Float]       // [d × I]
+
+    public init(shape: LayerShape, inputNorm: [Float], wqkv: [Float], wo: [Float], postNorm: [Float],
+                wGateUp: [Float], wDown: [Float]) {
+        self.shape = shape
+        self.inputNorm = inputNorm
+        self.wqkv = wqkv
+        self.wo = wo
+        self.postNorm = postNorm
+        self.wGateUp = wGateUp
+        self.wDown = wDown
+    }
+}
+
+public final class LlamaWeights: @unchecked Sendable {
+    public var config: LlamaConfig
+    public var embed: [Float]        // [V × d]
+    public var layers: [LayerWeights]
+    public var finalNorm: [Float]    // [d]
+    public var lmHead: [Float]?      // [V × d]; nil when tied to `embed`
+
+    public init(config: LlamaConfig, embed: [Float], layers: [LayerWeights], finalNorm: [Float], lmHead: [Float]?) {
+        self.config = config
+        self.embed = embed
+        self.layers = layers
+        self.finalNorm = finalNorm
+        self.lmHead = lmHead
+    }
+
+    /// The weights under their Hugging Face names and shapes ([out, in]), as `transformers` stores them.
+    public func huggingFaceTensors() -> [(name: String, shape: [Int], values: [Float])] {
+        let d = config.hiddenSize, hd = config.headDim
+        var out: [(name: String, shape: [Int], values: [Float])] = [("model.embed_tokens.weight", [config.vocabSize, d], embed)]
+        for (i, l) in layers.enumerated() {
+            let p = "model.layers.\(i)."
+            let nq = l.shape.numHeads * hd, nkv = l.shape.numKVHeads * hd, inter = l.shape.intermediateSize
+            out.append((p + "input_layernorm.weight", [d], l.inputNorm))
+            out.append((p + "self_attn.q_proj.weight", [nq, d], Array(l.wqkv[0..<nq * d])))
+            out.append((p + "self_attn.k_proj.weight", [nkv, d], Array(l.wqkv[nq * d..<(nq + nkv) * d])))
+            out.append((p + "self_attn.v_proj.weight", [nkv, d], Array(l.wqkv[(nq + nkv) * d..<(nq + 2 * nkv) * d])))
+            out.append((p + "self_attn.o_proj.weight", [d, nq], l.wo))
+            out.append((p + "post_attention_layernorm.weight", [d], l.postNorm))
+            out.append((p + "mlp.gate_proj.weight", [inter, d], Array(l.wGateUp[0..<inter * d])))
+            out.append((p + "mlp.up_proj.weight", [inter, d], Array(l.wGateUp[inter * d..<2 * inter * d])))
+            out.append((p + "mlp.down_proj.weight", [d, inter], l.wDown))
+        }
+        out.append(("model.norm.weight", [d], finalNorm))
+        if let h = lmHead { out.append(("lm_head.weight", [config.vocabSize, d], h)) }
+        return out
+    }
+
+    /// A model with random weights (normal, std `scale`), for tests and benchmarks.
+    public static func random(config: LlamaConfig, seed: UInt64, scale: Float = 0.05) -> LlamaWeights {
+        var rng = SplitMix64(seed: seed)
+        func randn(_ n: Int, _ s: Float) -> [Float] { (0..<n).map { _ in rng.nextGaussian() * s } }
+        func norm(_ n: Int) -> [Float] { (0..<n).map { _ in 1 + rng.nextGaussian() * 0.1 } }
+        let d = config.hiddenSize, hd = config.headDim
+        let layers = config.layers.map { s in
+            LayerWeights(shape: s, inputNorm: norm(d), wqkv: randn((s.numHeads + 2 * s.numKVHeads) * hd * d, scale),
+                         wo: randn(d * s.numHeads * hd, scale), postNorm: norm(d),
+                         wGateUp: randn(2 * s.intermediateSize * d, scale), wDown: randn(d * s.intermediateSize, scale))
+        }
+        return LlamaWeights(config: config, embed: randn(config.vocabSize * d, scale * 4), layers: layers,
+                            finalNorm: norm(d), lmHead: config.tieWordEmbeddings ? nil : randn(config.vocabSize * d, scale))
+    }
+}
+
+/// Small deterministic generator (SplitMix64) with Box–Muller normals; reproducible across platforms.
+public struct SplitMix64: RandomNumberGenerator, Sendable {
+    public var state: UInt64
+    public init(seed: UInt64) { state = seed }
+    public mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+    public mutating func nextUniform() -> Double { Double(next() >> 11) * (1.0 / 9_007_199_254_740_992.0) }
+    public mutating func nextGaussian() -> Float {
+        let u1 = max(nextUniform(), 1e-300), u2 = nextUniform()
+        return Float((-2 * Foundation.log(u1)).squareRoot() * Foundation.cos(2 * Double.pi * u2))
+    }
+}

@@ -1,0 +1,33 @@
+// Thin, shape-explicit wrappers over OpenBLAS cblas_sgemm. Every matrix product in llmprune goes through
+// here with tokens batched into the M dimension. Row-major throughout.
+import CBLAS
+
+public enum BLAS {
+    /// C[m×n] = alpha · A[m×k] · op(B) + beta · C, where op(B) = Bᵀ when `bTransposed` (B stored [n×k],
+    /// the PyTorch Linear weight layout) and B otherwise (B stored [k×n]).
+    /// Leading dimensions default to dense rows; pass them to address column blocks of wider buffers.
+    @inline(__always)
+    public static func gemm(
+        m: Int, n: Int, k: Int,
+        a: UnsafePointer<Float>, lda: Int? = nil,
+        b: UnsafePointer<Float>, ldb: Int? = nil, bTransposed: Bool,
+        c: UnsafeMutablePointer<Float>, ldc: Int? = nil,
+        alpha: Float = 1, beta: Float = 0,
+        aTransposed: Bool = false
+    ) {
+        let lda = lda ?? (aTransposed ? m : k)
+        let ldb = ldb ?? (bTransposed ? k : n)
+        let ldc = ldc ?? n
+        cblas_sgemm(CblasRowMajor, aTransposed ? CblasTrans : CblasNoTrans, bTransposed ? CblasTrans : CblasNoTrans,
+                    Int32(m), Int32(n), Int32(k), alpha, a, Int32(lda), b, Int32(ldb), beta, c, Int32(ldc))
+    }
+
+    /// Threads OpenBLAS uses for one product.
+    public static var threads: Int {
+        get { Int(openblas_get_num_threads()) }
+        set { openblas_set_num_threads(Int32(newValue)) }
+    }
+
+    /// OpenBLAS' own description of its kernel (e.g. "Cooperlake"), for benchmark reports.
+    public static var coreName: String { String(cString: openblas_get_corename()) }
+}

@@ -1,0 +1,97 @@
+// Element-wise and row-wise kernels of the Llama forward: RMSNorm, rotary embedding, SwiGLU, softmax and the
+// cross-entropy of logits rows. Loops run over raw pointers so the optimiser vectorises them; rows are
+// spread over cores with `parallelRows` when there are enough of them.
+import Foundation
+
+public enum Kernels {
+    /// Runs `body(rowRange)` over `rows` split into contiguous chunks, concurrently when the work is large.
+    @inline(__always)
+    public static func parallelRows(_ rows: Int, minRowsPerChunk: Int = 16, _ body: (Range<Int>) -> Void) {
+        let chunks = max(1, min(ProcessInfo.processInfo.activeProcessorCount, rows / max(minRowsPerChunk, 1)))
+        if chunks == 1 { body(0..<rows); return }
+        let per = (rows + chunks - 1) / chunks
+        DispatchQueue.concurrentPerform(iterations: chunks) { c in
+            let lo = c * per, hi = min(rows, lo + per)
+            if lo < hi { body(lo..<hi) }
+        }
+    }
+
+    /// out[r, :] = x[r, :] / sqrt(mean(x[r, :]²) + eps) · weight, for `rows` rows of width `dim`.
+    public static func rmsNorm(_ x: UnsafePointer<Float>, weight: UnsafePointer<Float>, out: UnsafeMutablePointer<Float>,
+                               rows: Int, dim: Int, eps: Float) {
+        parallelRows(rows, minRowsPerChunk: 32) { range in
+            for r in range {
+                let xr = x + r * dim, yr = out + r * dim
+                var ss: Float = 0
+                for i in 0..<dim { ss += xr[i] * xr[i] }
+                let inv = 1 / (ss / Float(dim) + eps).squareRoot()
+                for i in 0..<dim { yr[i] = weight[i] * (xr[i] * inv) }
+            }
+        }
+    }
+
+    /// Applies rotary embedding in place to `heads` heads of width `headDim` that start at column `colOffset`
+    /// of every row of a [tokens × rowStride] buffer. Token t of the row uses position `positions[t]`.
+    /// HF layout (`rotate_half`): dimension j pairs with j + headDim/2.
+    /// cos/sin tables are [maxPos × headDim/2].
+    public static func rope(_ buf: UnsafeMutablePointer<Float>, tokens: Int, rowStride: Int, colOffset: Int,
+                            heads: Int, headDim: Int, positions: (Int) -> Int,
+                            cos: UnsafePointer<Float>, sin: UnsafePointer<Float>) {
+        let half = headDim / 2
+        parallelRows(tokens, minRowsPerChunk: 64) { range in
+            for t in range {
+                let p = positions(t)
+                let c = cos + p * half, s = sin + p * half
+                let row = buf + t * rowStride + colOffset
+                for h in 0..<heads {
+                    let v = row + h * headDim
+                    for j in 0..<half {
+                        let a = v[j], b = v[j + half]
+                        v[j] = a * c[j] - b * s[j]
+                        v[j + half] = b * c[j] + a * s[j]
+                    }
+                }
+            }
+        }
+    }
+
+    /// act[r, i] = silu(gu[r, i]) · gu[r, I + i] for a [rows × 2I] gate‖up buffer, written to [rows × I].
+    public static func swiglu(_ gu: UnsafePointer<Float>, out: UnsafeMutablePointer<Float>, rows: Int, inner: Int) {
+        parallelRows(rows, minRowsPerChunk: 16) { range in
+            for r in range {
+                let g = gu + r * 2 * inner, u = g + inner, o = out + r * inner
+                for i in 0..<inner {
+                    let x = g[i]
+                    o[i] = x / (1 + Foundation.exp(-x)) * u[i]
+                }
+            }
+        }
+    }
+
+    /// In-place causal softmax of a [q × k] score block: row i keeps columns 0...(i + shift), the rest are 0.
+    /// `scale` multiplies the scores first.
+    public static func causalSoftmax(_ s: UnsafeMutablePointer<Float>, rows: Int, cols: Int, shift: Int, scale: Float) {
+        for i in 0..<rows {
+            let row = s + i * cols
+            let n = min(cols, i + shift + 1)
+            var mx = -Float.infinity
+            for j in 0..<n { row[j] *= scale; mx = Swift.max(mx, row[j]) }
+            var sum: Float = 0
+            for j in 0..<n { let e = Foundation.exp(row[j] - mx); row[j] = e; sum += e }
+            let inv = 1 / sum
+            for j in 0..<n { row[j] *= inv }
+            for j in n..<cols { row[j] = 0 }
+        }
+    }
+
+    /// Negative log-likelihood of `target` under softmax(logits[0..<n]), computed stably in Float with a
+    /// Double sum of exponentials.
+    @inline(__always)
+    public static func nll(_ logits: UnsafePointer<Float>, count n: Int, target: Int) -> Double {
+        var mx = -Float.infinity
+        for j in 0..<n { mx = Swift.max(mx, logits[j]) }
+        var sum: Float = 0
+        for j in 0..<n { sum += Foundation.exp(logits[j] - mx) }
+        return Double(Foundation.log(sum)) + Double(mx) - Double(logits[target])
+    }
+}

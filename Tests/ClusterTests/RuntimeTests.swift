@@ -1,0 +1,28 @@
+import Foundation
+import Testing
+@testable import Cluster
+import CZeroMQ
+
+@Test func singleRankWorldWithoutLauncher() {
+    let comm = Communicator()
+    #expect(comm.size == 1 && comm.rank == 0 && !comm.usesMPI)
+    var buf: [Float] = [1, 2, 3]
+    comm.allReduceSum(&buf)
+    #expect(buf == [1, 2, 3])
+}
+
+@Test func zeroMQRouterDealerRoundTrip() throws {
+    #expect(ZContext.version.major == 4)
+    let ctx = ZContext()
+    let router = try ZSocket(ctx, type: ZMQ_ROUTER)
+    try router.bind("inproc://roundtrip")
+    let dealer = try ZSocket(ctx, type: ZMQ_DEALER)
+    try dealer.connect("inproc://roundtrip")
+    try dealer.send([Data("hello".utf8)])
+    let got = try #require(try router.receive(timeoutMs: 2000))
+    #expect(got.count == 2 && got[1] == Data("hello".utf8))
+    try router.send([got[0], Data("world".utf8)])
+    let back = try #require(try dealer.receive(timeoutMs: 2000))
+    #expect(back == [Data("world".utf8)])
+    #expect(try dealer.receive(timeoutMs: 10) == nil)
+}
