@@ -44,6 +44,7 @@ let package = Package(
                           swiftSettings: swiftSettings),
 
         // MARK: tests mirror Sources
+        .testTarget(name: "SupportTests", dependencies: ["Support"]),
         .testTarget(name: "FormatsTests", dependencies: ["Formats"]),
         .testTarget(name: "TokenizerTests", dependencies: ["Tokenizer"]),
         .testTarget(name: "TensorCoreTests", dependencies: ["TensorCore"]),

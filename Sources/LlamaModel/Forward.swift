@@ -5,15 +5,28 @@
 import Foundation
 import TensorCore
 
-/// Reusable buffers for one batch geometry; allocated once, reused across calls with the same token count.
+/// An owned, fixed-size float buffer (no copy-on-write, stable address) for activations.
+final class FloatBuffer {
+    let p: UnsafeMutablePointer<Float>
+    let count: Int
+    init(_ count: Int) {
+        self.count = count
+        p = .allocate(capacity: max(count, 1))
+        p.initialize(repeating: 0, count: max(count, 1))
+    }
+    deinit { p.deallocate() }
+    var array: [Float] { Array(UnsafeBufferPointer(start: p, count: count)) }
+}
+
+/// Reusable activation buffers for one batch geometry, sized for the widest layer.
 final class Workspace {
     let tokens: Int
-    var x: [Float]        // [N × d] residual stream
-    var h: [Float]        // [N × d] normed input of a block
-    var qkv: [Float]      // [N × maxQKV]
-    var attn: [Float]     // [N × maxQ]
-    var gu: [Float]       // [N × 2·maxI]
-    var act: [Float]      // [N × maxI]
+    let x: FloatBuffer      // [N × d] residual stream
+    let h: FloatBuffer      // [N × d] normed input of a block
+    let qkv: FloatBuffer    // [N × maxQKV]
+    let attn: FloatBuffer   // [N × maxQ]
+    let gu: FloatBuffer     // [N × 2·maxI]
+    let act: FloatBuffer    // [N × maxI]
 
     init(tokens n: Int, config c: LlamaConfig) {
         tokens = n
@@ -21,18 +34,42 @@ final class Workspace {
         let maxQKV = c.layers.map { ($0.numHeads + 2 * $0.numKVHeads) * hd }.max()!
         let maxQ = c.layers.map { $0.numHeads * hd }.max()!
         let maxI = c.layers.map(\.intermediateSize).max()!
-        x = .init(repeating: 0, count: n * c.hiddenSize)
-        h = .init(repeating: 0, count: n * c.hiddenSize)
-        qkv = .init(repeating: 0, count: n * maxQKV)
-        attn = .init(repeating: 0, count: n * maxQ)
-        gu = .init(repeating: 0, count: n * 2 * maxI)
-        act = .init(repeating: 0, count: n * maxI)
+        x = FloatBuffer(n * c.hiddenSize)
+        h = FloatBuffer(n * c.hiddenSize)
+        qkv = FloatBuffer(n * maxQKV)
+        attn = FloatBuffer(n * maxQ)
+        gu = FloatBuffer(n * 2 * maxI)
+        act = FloatBuffer(n * maxI)
     }
+}
+
+/// Wall time per phase of the forward pass, collected when `LlamaRunner.profile` is set. sgemm phases are
+/// the projections and the LM head; `attention` is the per-head score/softmax/value work.
+public struct ForwardProfile: Sendable {
+    public var seconds: [String: Double] = [:]
+    public var gemmFlops: Double = 0          // FLOPs of the projection and LM-head products
+    public var attentionFlops: Double = 0     // FLOPs of the attention products (full T×T blocks)
+    public init() {}
+    public static let gemmPhases: Set<String> = ["qkv", "o", "gate_up", "down", "lm_head"]
+    public var total: Double { seconds.values.reduce(0, +) }
+    public var gemmSeconds: Double { seconds.filter { Self.gemmPhases.contains($0.key) }.map(\.value).reduce(0, +) }
 }
 
 /// Runs a `LlamaWeights` model forward. Not thread-safe: one runner per thread.
 public final class LlamaRunner {
     public let weights: LlamaWeights
+    /// Set to a fresh profile to collect phase timings.
+    public var profile: ForwardProfile?
+
+    @inline(__always)
+    func timed<R>(_ phase: String, flops: Double = 0, _ body: () throws -> R) rethrows -> R {
+        guard profile != nil else { return try body() }
+        let t0 = DispatchTime.now().uptimeNanoseconds
+        let r = try body()
+        profile!.seconds[phase, default: 0] += Double(DispatchTime.now().uptimeNanoseconds - t0) * 1e-9
+        if ForwardProfile.gemmPhases.contains(phase) { profile!.gemmFlops += flops }
+        return r
+    }
     public var config: LlamaConfig { weights.config }
     private var ws: Workspace?
     private var ropeCos: [Float] = []   // [maxPos × hd/2]
@@ -46,7 +83,7 @@ public final class LlamaRunner {
     /// Final-normed hidden states [batch·seqLen × d] of `tokens` (row-major [batch × seqLen]).
     public func hiddenStates(tokens: [Int32], batch: Int, seqLen: Int) throws -> [Float] {
         try run(tokens: tokens, batch: batch, seqLen: seqLen)
-        return ws!.h
+        return ws!.h.array
     }
 
     /// Logits [batch·seqLen × vocab].
@@ -54,44 +91,40 @@ public final class LlamaRunner {
         try run(tokens: tokens, batch: batch, seqLen: seqLen)
         let n = batch * seqLen, v = config.vocabSize, d = config.hiddenSize
         var out = [Float](repeating: 0, count: n * v)
-        let head = weights.lmHead ?? weights.embed
-        ws!.h.withUnsafeBufferPointer { h in
-            head.withUnsafeBufferPointer { w in
-                out.withUnsafeMutableBufferPointer { o in
-                    BLAS.gemm(m: n, n: v, k: d, a: h.baseAddress!, b: w.baseAddress!, bTransposed: true, c: o.baseAddress!)
-                }
+        let h = ws!.h.p
+        (weights.lmHead ?? weights.embed).withUnsafeBufferPointer { w in
+            out.withUnsafeMutableBufferPointer { o in
+                BLAS.gemm(m: n, n: v, k: d, a: h, b: w.baseAddress!, bTransposed: true, c: o.baseAddress!)
             }
         }
         return out
     }
 
     /// Next-token negative log-likelihoods: for each sequence, positions 0..<seqLen-1 predict 1..<seqLen.
-    /// Returns per-sequence NLL sums (Double) and the number of scored tokens per sequence (seqLen − 1).
-    /// The LM head runs only on the rows that have a target, one sequence at a time, so logits never
-    /// occupy more than [seqLen × vocab].
+    /// Returns per-sequence NLL sums. The LM head runs only on rows that have a target, one sequence at a
+    /// time, so logits never occupy more than [seqLen × vocab].
     public func nextTokenNLL(tokens: [Int32], batch: Int, seqLen: Int) throws -> [Double] {
         try run(tokens: tokens, batch: batch, seqLen: seqLen)
         let v = config.vocabSize, d = config.hiddenSize, rows = seqLen - 1
         guard rows > 0 else { return Array(repeating: 0, count: batch) }
-        var logits = [Float](repeating: 0, count: rows * v)
-        var sums = [Double](repeating: 0, count: batch)
-        let head = weights.lmHead ?? weights.embed
+        let logits = FloatBuffer(rows * v)
         var perRow = [Double](repeating: 0, count: rows)
+        var sums = [Double](repeating: 0, count: batch)
+        let h = ws!.h.p
         for b in 0..<batch {
-            ws!.h.withUnsafeBufferPointer { h in
-                head.withUnsafeBufferPointer { w in
-                    logits.withUnsafeMutableBufferPointer { o in
-                        BLAS.gemm(m: rows, n: v, k: d, a: h.baseAddress! + b * seqLen * d, b: w.baseAddress!,
-                                  bTransposed: true, c: o.baseAddress!)
-                    }
+            timed("lm_head", flops: 2.0 * Double(rows * v * d)) {
+                (weights.lmHead ?? weights.embed).withUnsafeBufferPointer { w in
+                    BLAS.gemm(m: rows, n: v, k: d, a: h + b * seqLen * d, b: w.baseAddress!, bTransposed: true,
+                              c: logits.p)
                 }
             }
-            logits.withUnsafeBufferPointer { lp in
+            timed("nll") {
                 perRow.withUnsafeMutableBufferPointer { pr in
-                    let base = lp.baseAddress!, out = pr.baseAddress!
-                    Kernels.parallelRows(rows, minRowsPerChunk: 8) { range in
-                        for r in range {
-                            out[r] = Kernels.nll(base + r * v, count: v, target: Int(tokens[b * seqLen + r + 1]))
+                    let out = pr.baseAddress!, base = logits.p
+                    tokens.withUnsafeBufferPointer { tk in
+                        let next = tk.baseAddress! + b * seqLen + 1
+                        Kernels.parallelRows(rows, minRowsPerChunk: 8) { range in
+                            for r in range { out[r] = Kernels.nll(base + r * v, count: v, target: Int(next[r])) }
                         }
                     }
                 }
@@ -122,7 +155,7 @@ public final class LlamaRunner {
 
     private func run(tokens: [Int32], batch: Int, seqLen: Int) throws {
         let c = config
-        let n = batch * seqLen, d = c.hiddenSize, hd = c.headDim
+        let n = batch * seqLen, d = c.hiddenSize
         guard batch > 0, seqLen > 0, tokens.count == n else {
             throw ModelError.invalidInput("forward: \(tokens.count) tokens do not fill \(batch) × \(seqLen)")
         }
@@ -132,112 +165,87 @@ public final class LlamaRunner {
         if ws?.tokens != n { ws = Workspace(tokens: n, config: c) }
         let ws = ws!
         ensureRope(seqLen)
-
-        // Embedding lookup.
-        weights.embed.withUnsafeBufferPointer { e in
-            ws.x.withUnsafeMutableBufferPointer { x in
-                for t in 0..<n {
-                    (x.baseAddress! + t * d).update(from: e.baseAddress! + Int(tokens[t]) * d, count: d)
-                }
+        timed("embed") {
+            weights.embed.withUnsafeBufferPointer { e in
+                for t in 0..<n { (ws.x.p + t * d).update(from: e.baseAddress! + Int(tokens[t]) * d, count: d) }
             }
         }
         for layer in weights.layers {
             attentionBlock(layer, ws: ws, batch: batch, seqLen: seqLen)
             mlpBlock(layer, ws: ws, tokens: n)
         }
-        weights.finalNorm.withUnsafeBufferPointer { w in
-            Kernels.rmsNorm(ws.x, weight: w.baseAddress!, out: &ws.h, rows: n, dim: d, eps: c.rmsNormEps)
+        norm(weights.finalNorm, ws: ws, rows: n)
+    }
+
+    private func norm(_ weight: [Float], ws: Workspace, rows: Int) {
+        timed("norm") {
+            weight.withUnsafeBufferPointer { w in
+                Kernels.rmsNorm(ws.x.p, weight: w.baseAddress!, out: ws.h.p, rows: rows, dim: config.hiddenSize,
+                                eps: config.rmsNormEps)
+            }
         }
-        _ = hd
+    }
+
+    /// out[N × rows(W)] (+)= in[N × k] · Wᵀ for a weight W stored [rows × k].
+    private func project(_ phase: String, _ input: UnsafePointer<Float>, tokens n: Int, k: Int, weight: [Float],
+                         outWidth: Int, out: UnsafeMutablePointer<Float>, accumulate: Bool = false) {
+        timed(phase, flops: 2.0 * Double(n * k * outWidth)) {
+            weight.withUnsafeBufferPointer { w in
+                BLAS.gemm(m: n, n: outWidth, k: k, a: input, b: w.baseAddress!, bTransposed: true, c: out,
+                          beta: accumulate ? 1 : 0)
+            }
+        }
     }
 
     private func attentionBlock(_ l: LayerWeights, ws: Workspace, batch: Int, seqLen: Int) {
         let c = config, d = c.hiddenSize, hd = c.headDim, n = batch * seqLen
         let nq = l.shape.numHeads, nkv = l.shape.numKVHeads, rep = nq / nkv
         let width = (nq + 2 * nkv) * hd, qWidth = nq * hd
-        l.inputNorm.withUnsafeBufferPointer { w in
-            Kernels.rmsNorm(ws.x, weight: w.baseAddress!, out: &ws.h, rows: n, dim: d, eps: c.rmsNormEps)
-        }
-        // q|k|v [N × width] = h [N × d] · Wqkvᵀ
-        ws.h.withUnsafeBufferPointer { h in
-            l.wqkv.withUnsafeBufferPointer { w in
-                ws.qkv.withUnsafeMutableBufferPointer { o in
-                    BLAS.gemm(m: n, n: width, k: d, a: h.baseAddress!, b: w.baseAddress!, bTransposed: true, c: o.baseAddress!)
-                }
-            }
-        }
-        ropeCos.withUnsafeBufferPointer { cs in
-            ropeSin.withUnsafeBufferPointer { sn in
-                ws.qkv.withUnsafeMutableBufferPointer { q in
+        norm(l.inputNorm, ws: ws, rows: n)
+        project("qkv", ws.h.p, tokens: n, k: d, weight: l.wqkv, outWidth: width, out: ws.qkv.p)
+        timed("rope") {
+            ropeCos.withUnsafeBufferPointer { cs in
+                ropeSin.withUnsafeBufferPointer { sn in
                     // q heads and k heads are adjacent columns: rotate nq + nkv heads from column 0.
-                    Kernels.rope(q.baseAddress!, tokens: n, rowStride: width, colOffset: 0, heads: nq + nkv,
-                                 headDim: hd, positions: { $0 % seqLen }, cos: cs.baseAddress!, sin: sn.baseAddress!)
+                    Kernels.rope(ws.qkv.p, tokens: n, rowStride: width, colOffset: 0, heads: nq + nkv, headDim: hd,
+                                 positions: { $0 % seqLen }, cos: cs.baseAddress!, sin: sn.baseAddress!)
                 }
             }
         }
-        // Scaled dot-product attention per (sequence, head); one single-threaded BLAS per core.
-        let scale = 1 / Float(hd).squareRoot()
-        let pairs = batch * nq
-        let workers = min(ProcessInfo.processInfo.activeProcessorCount, pairs)
-        let savedThreads = BLAS.threads
-        BLAS.threads = 1
-        ws.qkv.withUnsafeBufferPointer { qkvb in
-            ws.attn.withUnsafeMutableBufferPointer { ab in
-                let qkv = qkvb.baseAddress!, attn = ab.baseAddress!
-                DispatchQueue.concurrentPerform(iterations: workers) { wk in
-                    let scores = UnsafeMutablePointer<Float>.allocate(capacity: seqLen * seqLen)
-                    defer { scores.deallocate() }
-                    var p = wk
-                    while p < pairs {
-                        let b = p / nq, h = p % nq, g = h / rep
-                        let rows = qkv + b * seqLen * width
-                        BLAS.gemm(m: seqLen, n: seqLen, k: hd, a: rows + h * hd, lda: width,
-                                  b: rows + (nq + g) * hd, ldb: width, bTransposed: true, c: scores)
-                        Kernels.causalSoftmax(scores, rows: seqLen, cols: seqLen, shift: 0, scale: scale)
-                        BLAS.gemm(m: seqLen, n: hd, k: seqLen, a: scores, b: rows + (nq + nkv + g) * hd, ldb: width,
-                                  bTransposed: false, c: attn + b * seqLen * qWidth + h * hd, ldc: qWidth)
-                        p += workers
-                    }
+        // Scaled dot-product attention per (sequence, head), one single-threaded BLAS per core.
+        if profile != nil { profile!.attentionFlops += 4.0 * Double(batch * nq * seqLen * seqLen * hd) }
+        timed("attention") {
+            let scale = 1 / Float(hd).squareRoot()
+            let pairs = batch * nq
+            let workers = min(ProcessInfo.processInfo.activeProcessorCount, pairs)
+            let savedThreads = BLAS.threads
+            BLAS.threads = 1
+            let qkv = ws.qkv.p, attn = ws.attn.p
+            DispatchQueue.concurrentPerform(iterations: workers) { wk in
+                let scores = UnsafeMutablePointer<Float>.allocate(capacity: seqLen * seqLen)
+                defer { scores.deallocate() }
+                var p = wk
+                while p < pairs {
+                    let b = p / nq, h = p % nq, g = h / rep
+                    let rows = qkv + b * seqLen * width
+                    BLAS.gemm(m: seqLen, n: seqLen, k: hd, a: rows + h * hd, lda: width,
+                              b: rows + (nq + g) * hd, ldb: width, bTransposed: true, c: scores)
+                    Kernels.causalSoftmax(scores, rows: seqLen, cols: seqLen, shift: 0, scale: scale)
+                    BLAS.gemm(m: seqLen, n: hd, k: seqLen, a: scores, b: rows + (nq + nkv + g) * hd, ldb: width,
+                              bTransposed: false, c: attn + b * seqLen * qWidth + h * hd, ldc: qWidth)
+                    p += workers
                 }
             }
+            BLAS.threads = savedThreads
         }
-        BLAS.threads = savedThreads
-        // x += attn [N × nq·hd] · Woᵀ
-        ws.attn.withUnsafeBufferPointer { a in
-            l.wo.withUnsafeBufferPointer { w in
-                ws.x.withUnsafeMutableBufferPointer { x in
-                    BLAS.gemm(m: n, n: d, k: qWidth, a: a.baseAddress!, b: w.baseAddress!, bTransposed: true,
-                              c: x.baseAddress!, beta: 1)
-                }
-            }
-        }
+        project("o", ws.attn.p, tokens: n, k: qWidth, weight: l.wo, outWidth: d, out: ws.x.p, accumulate: true)
     }
 
     private func mlpBlock(_ l: LayerWeights, ws: Workspace, tokens n: Int) {
-        let c = config, d = c.hiddenSize, inter = l.shape.intermediateSize
-        l.postNorm.withUnsafeBufferPointer { w in
-            Kernels.rmsNorm(ws.x, weight: w.baseAddress!, out: &ws.h, rows: n, dim: d, eps: c.rmsNormEps)
-        }
-        ws.h.withUnsafeBufferPointer { h in
-            l.wGateUp.withUnsafeBufferPointer { w in
-                ws.gu.withUnsafeMutableBufferPointer { o in
-                    BLAS.gemm(m: n, n: 2 * inter, k: d, a: h.baseAddress!, b: w.baseAddress!, bTransposed: true,
-                              c: o.baseAddress!)
-                }
-            }
-        }
-        ws.gu.withUnsafeBufferPointer { g in
-            ws.act.withUnsafeMutableBufferPointer { a in
-                Kernels.swiglu(g.baseAddress!, out: a.baseAddress!, rows: n, inner: inter)
-            }
-        }
-        ws.act.withUnsafeBufferPointer { a in
-            l.wDown.withUnsafeBufferPointer { w in
-                ws.x.withUnsafeMutableBufferPointer { x in
-                    BLAS.gemm(m: n, n: d, k: inter, a: a.baseAddress!, b: w.baseAddress!, bTransposed: true,
-                              c: x.baseAddress!, beta: 1)
-                }
-            }
-        }
+        let d = config.hiddenSize, inter = l.shape.intermediateSize
+        norm(l.postNorm, ws: ws, rows: n)
+        project("gate_up", ws.h.p, tokens: n, k: d, weight: l.wGateUp, outWidth: 2 * inter, out: ws.gu.p)
+        timed("swiglu") { Kernels.swiglu(ws.gu.p, out: ws.act.p, rows: n, inner: inter) }
+        project("down", ws.act.p, tokens: n, k: inter, weight: l.wDown, outWidth: d, out: ws.x.p, accumulate: true)
     }
 }

@@ -105,9 +105,11 @@ extension LlamaConfig {
         if let mt = obj["model_type"] as? String, !["llama", "mistral", "qwen2", "smollm"].contains(mt) {
             throw ModelError.invalidConfig(source: source, reason: "model_type \"\(mt)\" is not a Llama-architecture model")
         }
-        if let rs = obj["rope_scaling"] as? [String: Any], let t = (rs["rope_type"] ?? rs["type"]) as? String,
-           t != "default" {
-            throw ModelError.invalidConfig(source: source, reason: "rope_scaling type \"\(t)\" is not supported")
+        // transformers 4 writes rope_scaling, transformers 5 rope_parameters; only plain RoPE is implemented.
+        for key in ["rope_scaling", "rope_parameters"] {
+            if let rs = obj[key] as? [String: Any], let t = (rs["rope_type"] ?? rs["type"]) as? String, t != "default" {
+                throw ModelError.invalidConfig(source: source, reason: "\(key) type \"\(t)\" is not supported")
+            }
         }
         let hidden = try int("hidden_size")
         let heads = try int("num_attention_heads")

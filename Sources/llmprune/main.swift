@@ -1,1 +1,1 @@
-print("llmprune")
+print("x")
