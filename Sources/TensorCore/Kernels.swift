@@ -22,10 +22,8 @@ public enum Kernels {
         parallelRows(rows, minRowsPerChunk: 32) { range in
             for r in range {
                 let xr = x + r * dim, yr = out + r * dim
-                var ss: Float = 0
-                for i in 0..<dim { ss += xr[i] * xr[i] }
-                let inv = 1 / (ss / Float(dim) + eps).squareRoot()
-                for i in 0..<dim { yr[i] = weight[i] * (xr[i] * inv) }
+                let inv = 1 / (VectorMath.sumOfSquares(xr, dim) / Float(dim) + eps).squareRoot()
+                VectorMath.scaleMul(xr, inv, weight, yr, dim)
             }
         }
     }
@@ -59,11 +57,8 @@ public enum Kernels {
     public static func swiglu(_ gu: UnsafePointer<Float>, out: UnsafeMutablePointer<Float>, rows: Int, inner: Int) {
         parallelRows(rows, minRowsPerChunk: 16) { range in
             for r in range {
-                let g = gu + r * 2 * inner, u = g + inner, o = out + r * inner
-                for i in 0..<inner {
-                    let x = g[i]
-                    o[i] = x / (1 + Foundation.exp(-x)) * u[i]
-                }
+                let g = gu + r * 2 * inner
+                VectorMath.swiglu(g, g + inner, out + r * inner, inner)
             }
         }
     }
@@ -74,24 +69,18 @@ public enum Kernels {
         for i in 0..<rows {
             let row = s + i * cols
             let n = min(cols, i + shift + 1)
-            var mx = -Float.infinity
-            for j in 0..<n { row[j] *= scale; mx = Swift.max(mx, row[j]) }
-            var sum: Float = 0
-            for j in 0..<n { let e = Foundation.exp(row[j] - mx); row[j] = e; sum += e }
-            let inv = 1 / sum
-            for j in 0..<n { row[j] *= inv }
-            for j in n..<cols { row[j] = 0 }
+            VectorMath.scale(row, scale, row, n)
+            let sum = VectorMath.expInPlace(row, n, shift: VectorMath.max(row, n))
+            VectorMath.scale(row, 1 / sum, row, n)
+            (row + n).update(repeating: 0, count: cols - n)
         }
     }
 
-    /// Negative log-likelihood of `target` under softmax(logits[0..<n]), computed stably in Float with a
-    /// Double sum of exponentials.
+    /// Negative log-likelihood of `target` under softmax(logits[0..<n]): log Σ exp(l − max) + max − l[target].
     @inline(__always)
     public static func nll(_ logits: UnsafePointer<Float>, count n: Int, target: Int) -> Double {
-        var mx = -Float.infinity
-        for j in 0..<n { mx = Swift.max(mx, logits[j]) }
-        var sum: Float = 0
-        for j in 0..<n { sum += Foundation.exp(logits[j] - mx) }
+        let mx = VectorMath.max(logits, n)
+        let sum = VectorMath.sumExp(logits, n, shift: mx)
         return Double(Foundation.log(sum)) + Double(mx) - Double(logits[target])
     }
 }

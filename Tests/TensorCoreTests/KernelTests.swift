@@ -68,3 +68,27 @@ func gemmMatchesNaiveProduct(bTransposed: Bool) {
     let lse = log(logits.map { exp(Double($0)) }.reduce(0, +))
     #expect(abs(Kernels.nll(logits, count: 4, target: 1) - (lse - 2)) < 1e-6)
 }
+
+@Test func vectorExpIsAccurateAcrossTheFloatRange() {
+    var worst: Double = 0
+    var x: Float = -87
+    while x < 88 {
+        let v = VectorMath.exp(SIMD8<Float>(repeating: x))[3]
+        let ref = Foundation.exp(Double(x))
+        worst = max(worst, abs(Double(v) - ref) / ref)
+        x += 0.01737
+    }
+    #expect(worst < 3e-7, "worst relative error \(worst)")
+    #expect(VectorMath.exp(SIMD8<Float>(repeating: -200))[0] < 1e-37)
+}
+
+@Test func swigluMatchesDefinitionIncludingTail() {
+    let n = 13
+    let g = (0..<n).map { Float($0) * 0.7 - 4 }, u = (0..<n).map { Float($0) * 0.1 + 0.5 }
+    var o = [Float](repeating: 0, count: n)
+    VectorMath.swiglu(g, u, &o, n)
+    for i in 0..<n {
+        let ref = Double(g[i]) / (1 + Foundation.exp(-Double(g[i]))) * Double(u[i])
+        #expect(abs(Double(o[i]) - ref) < 1e-6)
+    }
+}
