@@ -92,7 +92,7 @@ public enum GGUFValueType: UInt32, Sendable {
 }
 
 /// A metadata value. Integers keep their sign class, floats are widened to Double (exactly), arrays may nest.
-public indirect enum GGUFValue: Sendable, Equatable {
+public enum GGUFValue: Sendable, Equatable {
     case uint(UInt64)
     case int(Int64)
     case float(Double)

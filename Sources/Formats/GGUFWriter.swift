@@ -4,7 +4,7 @@ import Foundation
 import Support
 
 /// A metadata value with its exact GGUF type, for writing.
-public indirect enum GGUFMetadataValue: Sendable, Equatable {
+public enum GGUFMetadataValue: Sendable, Equatable {
     case uint8(UInt8), int8(Int8), uint16(UInt16), int16(Int16), uint32(UInt32), int32(Int32)
     case uint64(UInt64), int64(Int64), float32(Float), float64(Double), bool(Bool), string(String)
     /// An array whose elements all have type `elementType`.

@@ -127,6 +127,10 @@ public final class GGUFLlamaSource: TensorSource, @unchecked Sendable {
     public func floats(_ name: String) throws -> [Float] {
         guard let info = byHF[name] else { throw FormatError.tensorNotFound(path: file.path, tensor: name) }
         guard let (layer, isQ) = GGUFLlamaSource.permutedRole(info.name) else { return try file.floats(info) }
+        guard layer < hyperparameters.blockCount else {
+            throw FormatError.malformed(path: file.path,
+                reason: "tensor \(info.name) belongs to layer \(layer) but \(hyperparameters.architecture).block_count is \(hyperparameters.blockCount)")
+        }
         let nHead = isQ ? hyperparameters.headCounts[layer] : hyperparameters.kvHeadCounts[layer]
         guard let outDim = info.shape.last, nHead > 0, outDim % (2 * nHead) == 0 else {
             throw FormatError.shapeMismatch(path: file.path, tensor: info.name,
