@@ -1,0 +1,369 @@
+// safetensors reader (single file and sharded via model.safetensors.index.json) and F32 writer.
+// Format: 8-byte little-endian header length N, N bytes of JSON
+//   {"__metadata__": {str: str}?, name: {"dtype": "F32", "shape": [..], "data_offsets": [begin, end]}, ...}
+// then the data section; offsets are relative to the data section start (8 + N).
+import Dispatch
+import Foundation
+import Support
+
+/// Byte sizes of the safetensors dtypes whose elements are whole bytes.
+private let safetensorsDTypeSizes: [String: Int] = [
+    "BOOL": 1, "U8": 1, "I8": 1, "F8_E5M2": 1, "F8_E4M3": 1, "F8_E8M0": 1,
+    "I16": 2, "U16": 2, "F16": 2, "BF16": 2,
+    "I32": 4, "U32": 4, "F32": 4,
+    "I64": 8, "U64": 8, "F64": 8, "C64": 8,
+]
+
+public final class SafetensorsFile: TensorSource, @unchecked Sendable {
+    public struct Entry: Sendable, Equatable {
+        public let name: String
+        public let dtype: String
+        public let shape: [Int]
+        /// Byte range relative to the start of the data section.
+        public let begin: Int
+        public let end: Int
+        public var elementCount: Int { shape.reduce(1, *) }
+    }
+
+    /// Headers larger than this are refused (as the reference implementation does).
+    public static let maxHeaderLength = 100_000_000
+
+    public let path: String
+    /// `__metadata__`, if any.
+    public let metadata: [String: String]
+    /// Tensors in data-offset order.
+    public let entries: [Entry]
+    /// Absolute file offset of the data section.
+    public let dataOffset: Int
+    private let file: MappedFile
+    private let index: [String: Int]
+
+    public init(path: String) throws {
+        let file = try MappedFile(path: path)
+        self.file = file
+        self.path = path
+        var r = ByteReader(file.bytes, path: path)
+        let n = try r.read(UInt64.self, "the header length")
+        guard n <= UInt64(file.size - 8) else {
+            throw FormatError.headerTooLong(path: path, length: n, fileSize: file.size)
+        }
+        guard n <= UInt64(SafetensorsFile.maxHeaderLength) else {
+            throw FormatError.badHeader(path: path, reason: "header length \(n) exceeds the \(SafetensorsFile.maxHeaderLength)-byte limit")
+        }
+        let headerLength = Int(n)
+        dataOffset = 8 + headerLength
+        let dataSize = file.size - dataOffset
+        let headerBytes = Data(UnsafeRawBufferPointer(rebasing: file.bytes[8..<dataOffset]))
+        guard headerBytes.first == UInt8(ascii: "{") else {
+            throw FormatError.badHeader(path: path, reason: "header does not start with '{'")
+        }
+        let json: Any
+        do {
+            json = try JSONSerialization.jsonObject(with: headerBytes, options: [])
+        } catch {
+            throw FormatError.badHeader(path: path, reason: "header is not valid JSON (\(oneLine(error)))")
+        }
+        guard let top = json as? [String: Any] else {
+            throw FormatError.badHeader(path: path, reason: "header is not a JSON object")
+        }
+        var metadata = [String: String]()
+        var entries = [Entry]()
+        entries.reserveCapacity(top.count)
+        for (name, value) in top {
+            if name == "__metadata__" {
+                guard let m = value as? [String: Any] else {
+                    throw FormatError.badHeader(path: path, reason: "__metadata__ is not an object")
+                }
+                for (k, v) in m {
+                    guard let s = v as? String else {
+                        throw FormatError.badHeader(path: path, reason: "__metadata__ value for \(k) is not a string")
+                    }
+                    metadata[k] = s
+                }
+                continue
+            }
+            guard let obj = value as? [String: Any] else {
+                throw FormatError.badHeader(path: path, reason: "entry for tensor \(name) is not an object")
+            }
+            guard let dtype = obj["dtype"] as? String else {
+                throw FormatError.badHeader(path: path, reason: "tensor \(name) has no string dtype")
+            }
+            guard let shapeAny = obj["shape"] as? [Any], let shape = nonNegativeInts(shapeAny) else {
+                throw FormatError.badHeader(path: path, reason: "tensor \(name) has no shape of non-negative integers")
+            }
+            guard let offsAny = obj["data_offsets"] as? [Any], let offs = nonNegativeInts(offsAny), offs.count == 2 else {
+                throw FormatError.badHeader(path: path, reason: "tensor \(name) has no data_offsets [begin, end]")
+            }
+            guard let size = safetensorsDTypeSizes[dtype] else {
+                throw FormatError.unsupportedDType(path: path, tensor: name, dtype: dtype)
+            }
+            var count = 1
+            for d in shape {
+                let (c, o) = count.multipliedReportingOverflow(by: d)
+                guard !o else { throw FormatError.shapeMismatch(path: path, tensor: name, reason: "shape \(shape) overflows") }
+                count = c
+            }
+            let (expected, o) = count.multipliedReportingOverflow(by: size)
+            let (begin, end) = (offs[0], offs[1])
+            guard begin <= end else {
+                throw FormatError.badHeader(path: path, reason: "tensor \(name) data_offsets [\(begin), \(end)] are reversed")
+            }
+            guard end <= dataSize else {
+                throw FormatError.tensorOutOfRange(path: path, tensor: name, offset: dataOffset + begin, bytes: end - begin,
+                                                   fileSize: file.size)
+            }
+            guard !o, expected == end - begin else {
+                throw FormatError.shapeMismatch(path: path, tensor: name,
+                    reason: "shape \(shape) × \(dtype) (\(size) bytes) needs \(o ? "too many" : String(expected)) bytes but data_offsets [\(begin), \(end)] span \(end - begin)")
+            }
+            entries.append(Entry(name: name, dtype: dtype, shape: shape, begin: begin, end: end))
+        }
+        entries.sort { ($0.begin, $0.end, $0.name) < ($1.begin, $1.end, $1.name) }
+        for i in entries.indices.dropFirst() where entries[i].begin < entries[i - 1].end {
+            throw FormatError.malformed(path: path,
+                reason: "tensors \(entries[i - 1].name) [\(entries[i - 1].begin), \(entries[i - 1].end)] and \(entries[i].name) [\(entries[i].begin), \(entries[i].end)] overlap")
+        }
+        self.metadata = metadata
+        self.entries = entries
+        var index = [String: Int](minimumCapacity: entries.count)
+        for (i, e) in entries.enumerated() { index[e.name] = i }
+        self.index = index
+    }
+
+    public var tensorNames: [String] { entries.map(\.name) }
+    public var sourceDescription: String { "safetensors \(path) (\(entries.count) tensors)" }
+    public func entry(_ name: String) -> Entry? { index[name].map { entries[$0] } }
+    public func shape(of name: String) -> [Int]? { entry(name)?.shape }
+    public func dtype(of name: String) -> String? { entry(name)?.dtype }
+
+    /// The raw bytes of a tensor (valid while `self` is alive).
+    public func rawBytes(_ name: String) throws -> UnsafeRawBufferPointer {
+        guard let e = entry(name) else { throw FormatError.tensorNotFound(path: path, tensor: name) }
+        return try file.slice(offset: dataOffset + e.begin, count: e.end - e.begin, tensor: name)
+    }
+
+    public func floats(_ name: String) throws -> [Float] {
+        guard let e = entry(name) else { throw FormatError.tensorNotFound(path: path, tensor: name) }
+        guard e.dtype == "F32" || e.dtype == "F16" || e.dtype == "BF16" else {
+            throw FormatError.unsupportedDType(path: path, tensor: name, dtype: e.dtype)
+        }
+        let bytes = try rawBytes(name)
+        let n = e.elementCount
+        guard n > 0, let src = bytes.baseAddress else { return [] }
+        let input = SendableRawPointer(src)
+        let dtype = e.dtype
+        return [Float](unsafeUninitializedCapacity: n) { buffer, initialized in
+            guard let dst = buffer.baseAddress else { initialized = 0; return }
+            let out = SendablePointer(dst)
+            parallelRanges(n) { lo, hi in
+                switch dtype {
+                case "F32":
+                    memcpy(out.p + lo, input.p + 4 * lo, 4 * (hi - lo))
+                case "F16":
+                    for i in lo..<hi {
+                        out.p[i] = halfToFloat(UInt16(littleEndian: input.p.loadUnaligned(fromByteOffset: 2 * i, as: UInt16.self)))
+                    }
+                default:
+                    for i in lo..<hi {
+                        out.p[i] = bfloat16ToFloat(UInt16(littleEndian: input.p.loadUnaligned(fromByteOffset: 2 * i, as: UInt16.self)))
+                    }
+                }
+            }
+            initialized = n
+        }
+    }
+}
+
+/// A checkpoint split over several safetensors files, named by `model.safetensors.index.json`'s `weight_map`.
+public final class ShardedSafetensors: TensorSource, @unchecked Sendable {
+    public let indexPath: String
+    /// The index's `metadata` object, values rendered as strings.
+    public let metadata: [String: String]
+    /// Shards in file-name order.
+    public let shards: [SafetensorsFile]
+    public let tensorNames: [String]
+    private let shardOf: [String: Int]
+
+    public init(indexPath: String) throws {
+        self.indexPath = indexPath
+        let file = try MappedFile(path: indexPath)
+        let json: Any
+        do {
+            json = try JSONSerialization.jsonObject(with: Data(file.bytes), options: [])
+        } catch {
+            throw FormatError.badHeader(path: indexPath, reason: "index is not valid JSON (\(oneLine(error)))")
+        }
+        guard let top = json as? [String: Any], let map = top["weight_map"] as? [String: Any] else {
+            throw FormatError.badHeader(path: indexPath, reason: "index has no weight_map object")
+        }
+        var meta = [String: String]()
+        if let m = top["metadata"] as? [String: Any] {
+            for (k, v) in m { meta[k] = "\(v)" }
+        }
+        metadata = meta
+        var files = Set<String>()
+        var wanted = [String: String]()
+        for (name, f) in map {
+            guard let f = f as? String, !f.isEmpty else {
+                throw FormatError.badHeader(path: indexPath, reason: "weight_map entry for \(name) is not a file name")
+            }
+            files.insert(f)
+            wanted[name] = f
+        }
+        let dir = URL(fileURLWithPath: indexPath).deletingLastPathComponent()
+        let ordered = files.sorted()
+        var shards = [SafetensorsFile]()
+        var shardIndex = [String: Int]()
+        for (i, f) in ordered.enumerated() {
+            let p = f.hasPrefix("/") ? f : dir.appendingPathComponent(f).path
+            shards.append(try SafetensorsFile(path: p))
+            shardIndex[f] = i
+        }
+        var shardOf = [String: Int]()
+        for (name, f) in wanted {
+            guard let i = shardIndex[f] else { continue }
+            guard shards[i].entry(name) != nil else {
+                throw FormatError.tensorNotFound(path: shards[i].path, tensor: "\(name) (listed in \(indexPath))")
+            }
+            shardOf[name] = i
+        }
+        self.shards = shards
+        self.shardOf = shardOf
+        tensorNames = shards.enumerated().flatMap { i, s in s.entries.map(\.name).filter { shardOf[$0] == i } }
+    }
+
+    public var sourceDescription: String {
+        "sharded safetensors \(indexPath) (\(shards.count) shards, \(tensorNames.count) tensors)"
+    }
+    public func shape(of name: String) -> [Int]? { shardOf[name].flatMap { shards[$0].shape(of: name) } }
+    public func dtype(of name: String) -> String? { shardOf[name].flatMap { shards[$0].dtype(of: name) } }
+    public func floats(_ name: String) throws -> [Float] {
+        guard let i = shardOf[name] else { throw FormatError.tensorNotFound(path: indexPath, tensor: name) }
+        return try shards[i].floats(name)
+    }
+}
+
+/// Writes F32 safetensors files the way the reference `safetensors` library lays them out: `__metadata__`
+/// first, tensors sorted by name (bytewise) with data in the same order, header padded with spaces to a
+/// multiple of 8 bytes.
+public enum SafetensorsWriter {
+    public static func write(_ tensors: [(name: String, shape: [Int], values: [Float])],
+                             metadata: [String: String] = [:], to url: URL) throws {
+        let data = try serialize(tensors, metadata: metadata, path: url.path)
+        try AtomicFile.write(data, to: url)
+    }
+
+    public static func serialize(_ tensors: [(name: String, shape: [Int], values: [Float])],
+                                 metadata: [String: String] = [:], path: String = "<memory>") throws -> Data {
+        var seen = Set<String>()
+        for t in tensors {
+            guard !t.name.isEmpty, t.name != "__metadata__", seen.insert(t.name).inserted else {
+                throw FormatError.malformed(path: path, reason: "tensor name \"\(t.name)\" is empty, reserved or repeated")
+            }
+            guard t.shape.allSatisfy({ $0 >= 0 }), product(t.shape) == t.values.count else {
+                throw FormatError.shapeMismatch(path: path, tensor: t.name,
+                    reason: "shape \(t.shape) does not hold \(t.values.count) values")
+            }
+        }
+        let order = tensors.indices.sorted { Array(tensors[$0].name.utf8).lexicographicallyPrecedes(Array(tensors[$1].name.utf8)) }
+        var header = "{"
+        var first = true
+        if !metadata.isEmpty {
+            header += "\"__metadata__\":{"
+            header += metadata.keys.sorted { Array($0.utf8).lexicographicallyPrecedes(Array($1.utf8)) }
+                .map { "\(jsonString($0)):\(jsonString(metadata[$0] ?? ""))" }.joined(separator: ",")
+            header += "}"
+            first = false
+        }
+        var offset = 0
+        for i in order {
+            let t = tensors[i]
+            let bytes = t.values.count * 4
+            if !first { header += "," }
+            first = false
+            header += "\(jsonString(t.name)):{\"dtype\":\"F32\",\"shape\":[\(t.shape.map(String.init).joined(separator: ","))],"
+            header += "\"data_offsets\":[\(offset),\(offset + bytes)]}"
+            offset += bytes
+        }
+        header += "}"
+        var headerBytes = Array(header.utf8)
+        while (8 + headerBytes.count) % 8 != 0 { headerBytes.append(0x20) }
+        var out = Data()
+        out.reserveCapacity(8 + headerBytes.count + offset)
+        withUnsafeBytes(of: UInt64(headerBytes.count).littleEndian) { out.append(contentsOf: $0) }
+        out.append(contentsOf: headerBytes)
+        for i in order {
+            tensors[i].values.withUnsafeBytes { out.append(contentsOf: $0) }   // little-endian host
+        }
+        return out
+    }
+
+    private static func product(_ s: [Int]) -> Int? {
+        var c = 1
+        for d in s {
+            let (v, o) = c.multipliedReportingOverflow(by: d)
+            if o { return nil }
+            c = v
+        }
+        return c
+    }
+}
+
+// MARK: - helpers
+
+/// JSON string literal with serde_json's escaping (", \, control characters; other text kept as UTF-8).
+func jsonString(_ s: String) -> String {
+    var out = "\""
+    for u in s.unicodeScalars {
+        switch u {
+        case "\"": out += "\\\""
+        case "\\": out += "\\\\"
+        case "\n": out += "\\n"
+        case "\r": out += "\\r"
+        case "\t": out += "\\t"
+        case "\u{08}": out += "\\b"
+        case "\u{0C}": out += "\\f"
+        default:
+            if u.value < 0x20 {
+                let h = String(u.value, radix: 16)
+                out += "\\u" + String(repeating: "0", count: 4 - h.count) + h
+            } else {
+                out.unicodeScalars.append(u)
+            }
+        }
+    }
+    return out + "\""
+}
+
+private func nonNegativeInts(_ a: [Any]) -> [Int]? {
+    var out = [Int]()
+    out.reserveCapacity(a.count)
+    for v in a {
+        let d: Double
+        if let i = v as? Int {
+            d = Double(i)
+        } else if let x = v as? Double {
+            d = x
+        } else if let n = v as? NSNumber {
+            d = n.doubleValue
+        } else {
+            return nil
+        }
+        guard d >= 0, d == d.rounded(), d < 9.0e15 else { return nil }
+        out.append(Int(d))
+    }
+    return out
+}
+
+private func oneLine(_ error: Error) -> String {
+    "\(error)".split(whereSeparator: \.isNewline).joined(separator: " ")
+}
+
+/// Runs `body(lo, hi)` over disjoint ranges covering 0..<n, in parallel when n is large.
+func parallelRanges(_ n: Int, _ body: @Sendable (Int, Int) -> Void) {
+    let chunks = n < 1 << 16 ? 1 : ProcessInfo.processInfo.activeProcessorCount * 4
+    if chunks == 1 { body(0, n); return }
+    DispatchQueue.concurrentPerform(iterations: chunks) { c in
+        body(n * c / chunks, n * (c + 1) / chunks)
+    }
+}
