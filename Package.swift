@@ -45,10 +45,11 @@ let package = Package(
 
         // MARK: tests mirror Sources
         .testTarget(name: "SupportTests", dependencies: ["Support"]),
-        .testTarget(name: "FormatsTests", dependencies: ["Formats"]),
-        .testTarget(name: "TokenizerTests", dependencies: ["Tokenizer"]),
+        .testTarget(name: "FormatsTests", dependencies: ["Formats"], exclude: ["Resources"]),
+        .testTarget(name: "TokenizerTests", dependencies: ["Tokenizer"], exclude: ["Resources"]),
         .testTarget(name: "TensorCoreTests", dependencies: ["TensorCore"]),
-        .testTarget(name: "LlamaModelTests", dependencies: ["LlamaModel", "Formats", "Tokenizer", "TensorCore"]),
+        .testTarget(name: "LlamaModelTests", dependencies: ["LlamaModel", "Formats", "Tokenizer", "TensorCore"],
+                    exclude: ["Resources"]),
         .testTarget(name: "EvalTests", dependencies: ["Eval", "LlamaModel"]),
         .testTarget(name: "ClusterTests", dependencies: ["Cluster"]),
         .testTarget(name: "CLITests", dependencies: ["Support"]),

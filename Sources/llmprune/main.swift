@@ -1,1 +1,42 @@
-print("x")
+// llmprune: a thin command line over the library modules. Each subcommand parses flags, calls the library
+// and prints; errors become one line on stderr and a non-zero exit.
+import Foundation
+
+let usage = """
+usage: llmprune <command> [flags]
+
+commands:
+  info      --model PATH [--json]                      architecture, per-layer widths, parameter count
+  eval      --model PATH --dataset wikitext2|ptb|ptb-valid|FILE [--seq-len 128] [--max-windows N]
+            [--batch 8] [--threads T] [--json] [--quiet]   perplexity (LLM-Pruner protocol)
+  tokenize  --model PATH --dataset NAME|FILE [--out ids.bin] [--json]   token count and SHA-256 of the ids
+  bench     --model PATH [--batch 8] [--seq-len 128] [--iters 5] [--threads T] [--json]   forward speed
+
+PATH is a .gguf file or a Hugging Face model directory (config.json, safetensors, tokenizer.json).
+"""
+
+func fail(_ message: String, code: Int32) -> Never {
+    FileHandle.standardError.write("llmprune: error: \(message)\n".data(using: .utf8)!)
+    exit(code)
+}
+
+var argv = Array(CommandLine.arguments.dropFirst())
+guard let command = argv.first else {
+    print(usage)
+    exit(2)
+}
+argv.removeFirst()
+do {
+    switch command {
+    case "info": try InfoCommand.run(argv)
+    case "eval": try EvalCommand.run(argv)
+    case "tokenize": try TokenizeCommand.run(argv)
+    case "bench": try BenchCommand.run(argv)
+    case "help", "--help", "-h": print(usage)
+    default: throw UsageError("unknown command \"\(command)\" (try: llmprune help)")
+    }
+} catch let e as UsageError {
+    fail(e.description, code: 2)
+} catch {
+    fail(String(describing: error), code: 1)
+}

@@ -1,0 +1,170 @@
+// Loads a model from a Hugging Face directory (config.json + model.safetensors or sharded safetensors +
+// tokenizer.json) or a GGUF file (metadata + llama.cpp tensors, q/k un-permuted by Formats), into the
+// fused fp32 layout of `LlamaWeights`, with its tokenizer.
+import Foundation
+import Formats
+import Tokenizer
+
+public struct LoadedModel {
+    public var weights: LlamaWeights
+    public var tokenizer: BPETokenizer?
+    public var path: String
+    public var format: String            // "gguf" or "safetensors"
+    public var config: LlamaConfig { weights.config }
+}
+
+public enum ModelLoader {
+    /// Loads `path` (a .gguf file, or a directory with config.json or a single .gguf).
+    public static func load(path: String, tokenizer needTokenizer: Bool = true) throws -> LoadedModel {
+        let fm = FileManager.default
+        var isDir: ObjCBool = false
+        guard fm.fileExists(atPath: path, isDirectory: &isDir) else {
+            throw ModelError.missingFile(path: path, what: "model (no such file or directory)")
+        }
+        if isDir.boolValue {
+            let dir = URL(fileURLWithPath: path)
+            if fm.fileExists(atPath: dir.appendingPathComponent("config.json").path) {
+                return try loadHuggingFace(dir: dir, needTokenizer: needTokenizer)
+            }
+            let ggufs = ((try? fm.contentsOfDirectory(atPath: path)) ?? []).filter { $0.hasSuffix(".gguf") }.sorted()
+            guard ggufs.count == 1 else {
+                throw ModelError.missingFile(path: path, what: ggufs.isEmpty
+                    ? "config.json (not a Hugging Face model directory, and no .gguf file in it)"
+                    : "config.json (and \(ggufs.count) .gguf files: name one)")
+            }
+            return try loadGGUF(path: dir.appendingPathComponent(ggufs[0]).path, needTokenizer: needTokenizer)
+        }
+        return try loadGGUF(path: path, needTokenizer: needTokenizer)
+    }
+
+    // MARK: - Hugging Face directory
+
+    static func loadHuggingFace(dir: URL, needTokenizer: Bool) throws -> LoadedModel {
+        let fm = FileManager.default
+        let configURL = dir.appendingPathComponent("config.json")
+        guard let data = fm.contents(atPath: configURL.path) else {
+            throw ModelError.missingFile(path: configURL.path, what: "readable config.json")
+        }
+        let config = try LlamaConfig(configJSON: data, source: configURL.path)
+        let single = dir.appendingPathComponent("model.safetensors")
+        let index = dir.appendingPathComponent("model.safetensors.index.json")
+        let source: TensorSource
+        if fm.fileExists(atPath: single.path) {
+            source = try SafetensorsFile(path: single.path)
+        } else if fm.fileExists(atPath: index.path) {
+            source = try ShardedSafetensors(indexPath: index.path)
+        } else {
+            throw ModelError.missingFile(path: dir.path, what: "model.safetensors or model.safetensors.index.json")
+        }
+        var tokenizer: BPETokenizer? = nil
+        let tokURL = dir.appendingPathComponent("tokenizer.json")
+        if fm.fileExists(atPath: tokURL.path) {
+            tokenizer = try BPETokenizer(tokenizerJSON: tokURL)
+        } else if needTokenizer {
+            throw ModelError.missingFile(path: tokURL.path, what: "tokenizer (tokenizer.json)")
+        }
+        let weights = try assemble(config: config, from: source)
+        return LoadedModel(weights: weights, tokenizer: tokenizer, path: dir.path, format: "safetensors")
+    }
+
+    // MARK: - GGUF
+
+    static func loadGGUF(path: String, needTokenizer: Bool) throws -> LoadedModel {
+        let file = try GGUFFile(path: path)
+        let config = try ggufConfig(file)
+        let source = try GGUFLlamaSource(file)
+        let weights = try assemble(config: config, from: source)
+        var tokenizer: BPETokenizer? = nil
+        if file.metadata["tokenizer.ggml.tokens"] != nil {
+            tokenizer = try ggufTokenizer(file)
+        } else if needTokenizer {
+            throw ModelError.missingFile(path: path, what: "tokenizer (no tokenizer.ggml.tokens in the GGUF metadata)")
+        }
+        return LoadedModel(weights: weights, tokenizer: tokenizer, path: path, format: "gguf")
+    }
+
+    /// LlamaConfig from `llama.*` GGUF metadata (head counts and feed-forward length may be per-layer arrays).
+    static func ggufConfig(_ f: GGUFFile) throws -> LlamaConfig {
+        let m = f.metadata
+        func fail(_ r: String) -> ModelError { .invalidConfig(source: f.path, reason: r) }
+        let arch = m["general.architecture"]?.string ?? "?"
+        guard arch == "llama" else { throw fail("general.architecture \"\(arch)\" is not llama") }
+        func int(_ k: String) throws -> Int {
+            guard let v = m["llama." + k]?.int else { throw fail("missing llama.\(k)") }
+            return v
+        }
+        func perLayer(_ k: String, _ n: Int) throws -> [Int] {
+            if let a = m["llama." + k]?.intArray {
+                guard a.count == n else { throw fail("llama.\(k) has \(a.count) entries for \(n) layers") }
+                return a
+            }
+            return Array(repeating: try int(k), count: n)
+        }
+        let n = try int("block_count"), d = try int("embedding_length")
+        let heads = try perLayer("attention.head_count", n)
+        let kv = m["llama.attention.head_count_kv"] == nil ? heads : try perLayer("attention.head_count_kv", n)
+        let ff = try perLayer("feed_forward_length", n)
+        guard let h0 = heads.first(where: { $0 > 0 }) else { throw fail("no attention heads") }
+        let headDim = m["llama.attention.key_length"]?.int ?? (d / h0)
+        let vocab = m["llama.vocab_size"]?.int ?? m["tokenizer.ggml.tokens"]?.stringArray?.count
+            ?? f.tensor(named: "token_embd.weight")?.shape.last ?? 0
+        let layers = (0..<n).map { LayerShape(numHeads: heads[$0], numKVHeads: kv[$0], intermediateSize: ff[$0]) }
+        let cfg = LlamaConfig(
+            vocabSize: vocab, hiddenSize: d, headDim: headDim, layers: layers,
+            rmsNormEps: Float(m["llama.attention.layer_norm_rms_epsilon"]?.double ?? 1e-5),
+            ropeTheta: m["llama.rope.freq_base"]?.double ?? 10000,
+            maxPositionEmbeddings: m["llama.context_length"]?.int ?? 2048,
+            tieWordEmbeddings: f.tensor(named: "output.weight") == nil,
+            bosTokenId: m["tokenizer.ggml.bos_token_id"]?.int, eosTokenId: m["tokenizer.ggml.eos_token_id"]?.int)
+        try cfg.validate(source: f.path)
+        return cfg
+    }
+
+    static func ggufTokenizer(_ f: GGUFFile) throws -> BPETokenizer {
+        let m = f.metadata
+        guard let tokens = m["tokenizer.ggml.tokens"]?.stringArray else {
+            throw ModelError.invalidConfig(source: f.path, reason: "tokenizer.ggml.tokens is not a string array")
+        }
+        let model = m["tokenizer.ggml.model"]?.string ?? "?"
+        guard model == "gpt2" else {
+            throw ModelError.invalidConfig(source: f.path, reason: "tokenizer.ggml.model \"\(model)\" is not supported (byte-level BPE \"gpt2\" only)")
+        }
+        return try BPETokenizer(
+            vocabulary: tokens, merges: m["tokenizer.ggml.merges"]?.stringArray ?? [],
+            tokenTypes: m["tokenizer.ggml.token_type"]?.intArray,
+            preTokenizer: m["tokenizer.ggml.pre"]?.string ?? "default",
+            bosId: m["tokenizer.ggml.bos_token_id"]?.int, eosId: m["tokenizer.ggml.eos_token_id"]?.int,
+            addBOS: m["tokenizer.ggml.add_bos_token"].flatMap { if case .bool(let b) = $0 { return b } else { return nil } } ?? false)
+    }
+
+    // MARK: - from Hugging Face tensor names to the fused layout
+
+    static func assemble(config c: LlamaConfig, from src: TensorSource) throws -> LlamaWeights {
+        let d = c.hiddenSize, hd = c.headDim
+        func load(_ name: String, _ shape: [Int]) throws -> [Float] {
+            guard let s = src.shape(of: name) else { throw ModelError.missingTensor(source: src.sourceDescription, name: name) }
+            guard s == shape else {
+                throw ModelError.shapeMismatch(source: src.sourceDescription, name: name, expected: shape, got: s)
+            }
+            return try src.floats(name)
+        }
+        let embed = try load("model.embed_tokens.weight", [c.vocabSize, d])
+        var layers: [LayerWeights] = []
+        for (i, s) in c.layers.enumerated() {
+            let p = "model.layers.\(i)."
+            let nq = s.numHeads * hd, nkv = s.numKVHeads * hd, inter = s.intermediateSize
+            let qkv = try load(p + "self_attn.q_proj.weight", [nq, d]) + load(p + "self_attn.k_proj.weight", [nkv, d])
+                + load(p + "self_attn.v_proj.weight", [nkv, d])
+            layers.append(LayerWeights(
+                shape: s, inputNorm: try load(p + "input_layernorm.weight", [d]), wqkv: qkv,
+                wo: try load(p + "self_attn.o_proj.weight", [d, nq]),
+                postNorm: try load(p + "post_attention_layernorm.weight", [d]),
+                wGateUp: try load(p + "mlp.gate_proj.weight", [inter, d]) + load(p + "mlp.up_proj.weight", [inter, d]),
+                wDown: try load(p + "mlp.down_proj.weight", [d, inter])))
+        }
+        let norm = try load("model.norm.weight", [d])
+        // A tied model uses the embedding as its head, as transformers does even if lm_head.weight is stored.
+        let head = c.tieWordEmbeddings ? nil : try load("lm_head.weight", [c.vocabSize, d])
+        return LlamaWeights(config: c, embed: embed, layers: layers, finalNorm: norm, lmHead: head)
+    }
+}

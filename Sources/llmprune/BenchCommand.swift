@@ -1,0 +1,68 @@
+import Foundation
+import LlamaModel
+import TensorCore
+
+/// `llmprune bench`: forward throughput at a fixed batch geometry, with where the time goes and how close
+/// the products come to OpenBLAS' own peak on this machine.
+enum BenchCommand {
+    struct Report: Encodable {
+        var model: String, batch: Int, seqLen: Int, iterations: Int, threads: Int, blasCore: String
+        var tokensPerSecond: Double, secondsPerIteration: Double
+        var phaseSeconds: [String: Double]      // per iteration
+        var sgemmShare: Double                  // share of forward time in projection / LM-head sgemm
+        var attentionShare: Double
+        var sgemmGFLOPs: Double                 // achieved in those products
+        var blasPeakGFLOPs: Double              // OpenBLAS alone on the largest projection shape
+        var modelGFLOPs: Double                 // whole forward, model FLOPs / wall time
+    }
+
+    static func run(_ argv: [String]) throws {
+        var a = try Arguments(argv, booleans: ["json"])
+        let path = try a.required("model")
+        let batch = try a.int("batch", default: 8, min: 1)!, seqLen = try a.int("seq-len", default: 128, min: 2)!
+        let iters = try a.int("iters", default: 5, min: 1)!
+        let json = a.flag("json")
+        try CLI.applyThreads(&a)
+        try a.finish()
+        let m = try CLI.loadModel(path, tokenizer: false)
+        let runner = LlamaRunner(weights: m.weights)
+        var rng = SplitMix64(seed: 42)
+        let tokens = (0..<batch * seqLen).map { _ in Int32(rng.next() % UInt64(m.config.vocabSize)) }
+        _ = try runner.nextTokenNLL(tokens: tokens, batch: batch, seqLen: seqLen)   // warm-up
+        runner.profile = ForwardProfile()
+        let t0 = Date()
+        for _ in 0..<iters { _ = try runner.nextTokenNLL(tokens: tokens, batch: batch, seqLen: seqLen) }
+        let wall = Date().timeIntervalSince(t0) / Double(iters)
+        let prof = runner.profile!
+        let c = m.config, n = batch * seqLen
+        let peak = blasPeak(m: n, k: c.hiddenSize, n: 2 * c.layers.map(\.intermediateSize).max()!)
+        let r = Report(
+            model: m.path, batch: batch, seqLen: seqLen, iterations: iters, threads: BLAS.threads, blasCore: BLAS.coreName,
+            tokensPerSecond: Double(n) / wall, secondsPerIteration: wall,
+            phaseSeconds: prof.seconds.mapValues { $0 / Double(iters) },
+            sgemmShare: prof.gemmSeconds / prof.total, attentionShare: (prof.seconds["attention"] ?? 0) / prof.total,
+            sgemmGFLOPs: prof.gemmFlops / prof.gemmSeconds / 1e9, blasPeakGFLOPs: peak,
+            modelGFLOPs: (prof.gemmFlops + prof.attentionFlops) / Double(iters) / wall / 1e9)
+        if json { try CLI.printJSON(r); return }
+        print(String(format: "forward %d×%d: %.1f tok/s (%.3f s/iter, %d threads, %@)", batch, seqLen, r.tokensPerSecond,
+                     wall, r.threads, r.blasCore))
+        print(String(format: "sgemm share %.1f%%, attention %.1f%%; sgemm %.1f GFLOP/s vs OpenBLAS peak %.1f (%.0f%%)",
+                     100 * r.sgemmShare, 100 * r.attentionShare, r.sgemmGFLOPs, peak, 100 * r.sgemmGFLOPs / peak))
+        for (k, v) in r.phaseSeconds.sorted(by: { $0.value > $1.value }) {
+            print(String(format: "  %-10@ %7.1f ms", k, v * 1000))
+        }
+    }
+
+    /// Best-of-5 GFLOP/s of one sgemm [m×k]·[n×k]ᵀ, OpenBLAS alone at the current thread count.
+    static func blasPeak(m: Int, k: Int, n: Int) -> Double {
+        let a = [Float](repeating: 0.5, count: m * k), b = [Float](repeating: 0.25, count: n * k)
+        var c = [Float](repeating: 0, count: m * n)
+        var best = 0.0
+        for _ in 0..<6 {
+            let t0 = Date()
+            BLAS.gemm(m: m, n: n, k: k, a: a, b: b, bTransposed: true, c: &c)
+            best = max(best, 2.0 * Double(m * n * k) / Date().timeIntervalSince(t0) / 1e9)
+        }
+        return best
+    }
+}
