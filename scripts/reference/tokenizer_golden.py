@@ -73,6 +73,9 @@ TRICKY = [
     "𝕳𝖊𝖑𝖑𝖔 𝟙𝟚𝟛",
     "\u0000\u0001\u007f control",
     "ſ 'ſ K ﬁ",
+    # canonically equivalent but different scalars: must give different ids (Swift String == would merge them)
+    "; \u037e ;\u037e x;y x\u037ey \u00e9 e\u0301 \u00c5 \u212b A\u030a",
+    "\ufeffBOM at start, \"\ufeff\" after a quote",
 ]
 
 FUZZ_POOL = (
