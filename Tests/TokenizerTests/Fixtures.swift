@@ -74,6 +74,7 @@ struct SmolExpected: Decodable {
     var ids: [[Int32]]
     var llama3_split_ids: [[Int32]]
     var add_bos_ids: [[Int32]]
+    var gpt4o_split_ids: [[Int32]]
     var files: [String: FileEntry]
     var llama3_split_files: [String: FileEntry]
 

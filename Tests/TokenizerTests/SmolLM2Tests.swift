@@ -47,7 +47,7 @@ struct SmolLM2Tests {
         for s in exp.strings { #expect(tok.decode(tok.encode(s)) == s) }
     }
 
-    @Test func llama3SplitAndAddBOSVariants() throws {
+    @Test func otherSplitsAndAddBOS() throws {
         let (meta, _) = try Self.shared.get()
         let llama = try BPETokenizer(vocabulary: meta.tokens, merges: meta.merges, tokenTypes: meta.tokenTypes,
                                      preTokenizer: "llama-bpe", bosId: meta.bosId, eosId: meta.eosId, addBOS: false)
@@ -55,6 +55,10 @@ struct SmolLM2Tests {
         let bos = try BPETokenizer(vocabulary: meta.tokens, merges: meta.merges, tokenTypes: meta.tokenTypes,
                                    preTokenizer: meta.pre, bosId: meta.bosId, eosId: meta.eosId, addBOS: true)
         try Self.checkStrings(bos, key: \.add_bos_ids)
+        // no hand-written scanner for this split: the NSRegularExpression fallback
+        let gpt4o = try BPETokenizer(vocabulary: meta.tokens, merges: meta.merges, tokenTypes: meta.tokenTypes,
+                                     preTokenizer: "gpt-4o", bosId: meta.bosId, eosId: meta.eosId, addBOS: false)
+        try Self.checkStrings(gpt4o, key: \.gpt4o_split_ids)
     }
 
     static func checkFile(_ tok: BPETokenizer, group: KeyPath<SmolExpected, [String: SmolExpected.FileEntry]>,

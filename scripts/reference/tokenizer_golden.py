@@ -20,7 +20,8 @@ It writes:
         (project protocol: lines split on "\\n", empty lines dropped, joined with "\\n\\n", encoded once): count,
         SHA-256 of the int32 little-endian ids, first and last 256 ids. The same for the SmolLM2 vocabulary with
         the Llama-3 split (what transformers builds for a GGUF whose tokenizer.ggml.pre is "llama-bpe"), and ids of
-        the tricky strings with BOS added (tokenizer.ggml.add_bos_token = true).
+        the tricky strings with BOS added (tokenizer.ggml.add_bos_token = true), and ids of all strings with the
+        "gpt-4o" split (a regex without a hand-written scanner).
 
 Nothing from the data files is committed except those counts, hashes and 2 x 256 ids per file.
 """
@@ -76,6 +77,7 @@ TRICKY = [
     # canonically equivalent but different scalars: must give different ids (Swift String == would merge them)
     "; \u037e ;\u037e x;y x\u037ey \u00e9 e\u0301 \u00c5 \u212b A\u030a",
     "\ufeffBOM at start, \"\ufeff\" after a quote",
+    "vertical\u000btab \u000b\u000b x \u0085\u0085 y",
 ]
 
 FUZZ_POOL = (
@@ -247,6 +249,17 @@ def main():
         ]
     )
     smol["llama3_split_ids"] = [llama_split.encode(s).ids for s in strings]
+    # a split transformers has no hand-written equivalent for here: exercises the NSRegularExpression fallback
+    from transformers.integrations.gguf.gguf_tokenizer_mapping import GGUF_PRE_TOKENIZER_SPLITS
+
+    gpt4o_split = Tokenizer.from_str(backend.to_str())
+    gpt4o_split.pre_tokenizer = pre_tokenizers.Sequence(
+        [
+            pre_tokenizers.Split(Regex(GGUF_PRE_TOKENIZER_SPLITS["gpt-4o"]), behavior="isolated"),
+            pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
+        ]
+    )
+    smol["gpt4o_split_ids"] = [gpt4o_split.encode(s).ids for s in strings]
     bos = hf.bos_token_id
     smol["add_bos_ids"] = [[bos] + ids for ids in smol["ids"]]
     smol["llama3_split_files"] = {}
