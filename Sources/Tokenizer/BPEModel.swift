@@ -2,7 +2,7 @@
 // lowest-rank adjacent pair merges first, ties going to the leftmost, until no adjacent pair has a rule.
 
 struct BPEModel: Sendable {
-    var vocab: [String: Int32]
+    var vocab: [TokenKey: Int32]
     /// id -> token (nil for ids the model does not spell, e.g. a duplicate the vocabulary dropped).
     var idToToken: [String?]
     /// (left id << 32 | right id) -> (rank << 32 | merged id)
@@ -19,24 +19,27 @@ struct BPEModel: Sendable {
     /// <0xXX> token ids, when byteFallback
     var fallbackByteIds: [Int32] = []
 
-    init(vocab: [String: Int32], merges: [(String, String)], unkToken: String?) throws {
+    init(vocab: [TokenKey: Int32], merges: [(String, String)], unkToken: String?) throws {
         self.vocab = vocab
         let maxId = vocab.values.max() ?? -1
         var idToToken = [String?](repeating: nil, count: Int(maxId) + 1)
-        for (t, i) in vocab { if i < 0 { throw TokenizerError.invalidArgument("negative token id \(i) for \(t.debugDescription)") }; idToToken[Int(i)] = t }
+        for (t, i) in vocab {
+            if i < 0 { throw TokenizerError.invalidArgument("negative token id \(i) for \(t.string.debugDescription)") }
+            idToToken[Int(i)] = t.string
+        }
         self.idToToken = idToToken
         var m = [UInt64: UInt64](minimumCapacity: merges.count)
         for (rank, (a, b)) in merges.enumerated() {
-            guard let ia = vocab[a] else { throw TokenizerError.badMerge(index: rank, reason: "token \(a.debugDescription) is not in the vocabulary") }
-            guard let ib = vocab[b] else { throw TokenizerError.badMerge(index: rank, reason: "token \(b.debugDescription) is not in the vocabulary") }
-            guard let inew = vocab[a + b] else { throw TokenizerError.badMerge(index: rank, reason: "merged token \((a + b).debugDescription) is not in the vocabulary") }
+            guard let ia = vocab[TokenKey(a)] else { throw TokenizerError.badMerge(index: rank, reason: "token \(a.debugDescription) is not in the vocabulary") }
+            guard let ib = vocab[TokenKey(b)] else { throw TokenizerError.badMerge(index: rank, reason: "token \(b.debugDescription) is not in the vocabulary") }
+            guard let inew = vocab[TokenKey(a + b)] else { throw TokenizerError.badMerge(index: rank, reason: "merged token \((a + b).debugDescription) is not in the vocabulary") }
             m[UInt64(UInt32(ia)) << 32 | UInt64(UInt32(ib))] = UInt64(rank) << 32 | UInt64(UInt32(inew))
         }
         self.merges = m
         var small = [Int32](repeating: -1, count: 0x800)
         var other = [UInt32: Int32]()
         for (t, i) in vocab {
-            var it = t.unicodeScalars.makeIterator()
+            var it = t.string.unicodeScalars.makeIterator()
             guard let s = it.next(), it.next() == nil else { continue }
             if s.value < 0x800 { small[Int(s.value)] = i } else { other[s.value] = i }
         }
@@ -44,14 +47,14 @@ struct BPEModel: Sendable {
         self.otherScalarIds = other
         self.byteIds = ByteLevel.byteToScalar.map { small[Int($0.value)] }
         if let u = unkToken {
-            guard let id = vocab[u] else { throw TokenizerError.invalidArgument("unk token \(u.debugDescription) is not in the vocabulary") }
+            guard let id = vocab[TokenKey(u)] else { throw TokenizerError.invalidArgument("unk token \(u.debugDescription) is not in the vocabulary") }
             unkId = id
         }
     }
 
     mutating func enableByteFallback() {
         byteFallback = true
-        fallbackByteIds = (0..<256).map { b in vocab[String(format: "<0x%02X", b) + ">"] ?? -1 }
+        fallbackByteIds = (0..<256).map { b in vocab[TokenKey(String(format: "<0x%02X", b) + ">")] ?? -1 }
     }
 
     @inline(__always)
@@ -84,7 +87,7 @@ struct BPEModel: Sendable {
             if ignoreMerges {
                 var spelled = String.UnicodeScalarView()
                 for s in piece { UTF8.encode(s) { spelled.append(ByteLevel.byteToScalar[Int($0)]) } }
-                if let id = vocab[String(spelled)] { out.append(id); return }
+                if let id = vocab[TokenKey(String(spelled))] { out.append(id); return }
             }
             for s in piece {
                 if s.value < 0x80 {
@@ -98,7 +101,7 @@ struct BPEModel: Sendable {
         } else {
             if ignoreMerges {
                 var v = String.UnicodeScalarView(); v.append(contentsOf: piece)
-                if let id = vocab[String(v)] { out.append(id); return }
+                if let id = vocab[TokenKey(String(v))] { out.append(id); return }
             }
             for s in piece { appendSymbol(scalarId(s), scalar: s, to: &syms) }
         }
@@ -150,6 +153,12 @@ struct BPEModel: Sendable {
         while i >= 0 { out.append(syms[i]); i = next[i] }
         syms = out
     }
+}
+
+/// A merge rule "left right" split at its spaces, scalar by scalar (splitting on `Character` would miss a space
+/// followed by a combining mark).
+func splitMerge(_ s: String) -> [String] {
+    s.unicodeScalars.split(separator: " ", omittingEmptySubsequences: false).map { String(String.UnicodeScalarView($0)) }
 }
 
 /// A binary min-heap of (key, value), ordered by key.

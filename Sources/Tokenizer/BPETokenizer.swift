@@ -22,14 +22,14 @@ public final class BPETokenizer: @unchecked Sendable {
     let decoder: DecoderKind
     /// id -> content of added tokens (they may lie beyond the model's vocabulary)
     let addedById: [Int32: String]
-    let addedByContent: [String: Int32]
+    let addedByContent: [TokenKey: Int32]
     let specialIds: Set<Int32>
     public let bosId: Int?
     public let eosId: Int?
     public let vocabularySize: Int
 
     private let cacheLock = NSLock()
-    private var cache: [String: [Int32]] = [:]
+    private var cache: [TokenKey: [Int32]] = [:]
     private static let cacheLimit = 200_000
 
     init(model: BPEModel, addedTokens: [AddedToken], steps: [PreTokenizerStep], prefixIds: [Int32],
@@ -42,12 +42,12 @@ public final class BPETokenizer: @unchecked Sendable {
         self.prefixIds = prefixIds
         self.suffixIds = suffixIds
         self.decoder = decoder
-        var byId = [Int32: String](), byContent = [String: Int32](), special = Set<Int32>()
+        var byId = [Int32: String](), byContent = [TokenKey: Int32](), special = Set<Int32>()
         for t in addedTokens {
             var v = String.UnicodeScalarView(); v.append(contentsOf: t.content)
             let s = String(v)
             byId[t.id] = s
-            byContent[s] = t.id
+            byContent[TokenKey(s)] = t.id
             if t.special { special.insert(t.id) }
         }
         addedById = byId
@@ -81,24 +81,24 @@ public final class BPETokenizer: @unchecked Sendable {
             }
         }
         if addBOS && bosId == nil { throw TokenizerError.invalidArgument("addBOS without a BOS id") }
-        var vocab = [String: Int32](minimumCapacity: vocabulary.count)
+        var vocab = [TokenKey: Int32](minimumCapacity: vocabulary.count)
         for (i, t) in vocabulary.enumerated() {
-            vocab[ByteLevel.isSpelled(t) ? t : ByteLevel.spell(t)] = Int32(i)
+            vocab[TokenKey(ByteLevel.isSpelled(t) ? t : ByteLevel.spell(t))] = Int32(i)
         }
         var pairs = [(String, String)]()
         pairs.reserveCapacity(merges.count)
         for (i, m) in merges.enumerated() {
-            let parts = m.split(separator: " ", omittingEmptySubsequences: false)
+            let parts = splitMerge(m)
             guard parts.count == 2 else {
                 throw TokenizerError.badMerge(index: i, reason: "\(m.debugDescription) is not two space-separated tokens")
             }
-            pairs.append((String(parts[0]), String(parts[1])))
+            pairs.append((parts[0], parts[1]))
         }
         let model = try BPEModel(vocab: vocab, merges: pairs, unkToken: nil)
         var added = [AddedToken]()
         var seen = Set<Int32>()
         func add(_ token: String, special: Bool) {
-            guard let id = vocab[token], !seen.contains(id) else { return }
+            guard let id = vocab[TokenKey(token)], !seen.contains(id) else { return }
             seen.insert(id)
             added.append(AddedToken(content: Array(token.unicodeScalars), id: id, special: special, normalized: false))
         }
@@ -118,8 +118,8 @@ public final class BPETokenizer: @unchecked Sendable {
 
     /// The id of a token, spelled as the vocabulary spells it (byte alphabet: "Ġthe"), or of an added token.
     public func id(of token: String) -> Int? {
-        if let id = addedByContent[token] { return Int(id) }
-        return model.vocab[token].map(Int.init)
+        if let id = addedByContent[TokenKey(token)] { return Int(id) }
+        return model.vocab[TokenKey(token)].map(Int.init)
     }
 
     /// The vocabulary's spelling of an id, or nil when no token has it.
@@ -193,7 +193,7 @@ public final class BPETokenizer: @unchecked Sendable {
     private func encodeWord(_ piece: Piece, into out: inout [Int32]) {
         var v = String.UnicodeScalarView()
         v.append(contentsOf: piece)
-        let key = String(v)
+        let key = TokenKey(String(v))
         cacheLock.lock()
         let hit = cache[key]
         cacheLock.unlock()

@@ -60,10 +60,13 @@ enum SplitPattern: @unchecked Sendable {
     /// Each numeric scalar (Rust `char::is_numeric`) is one match: the Digits pre-tokenizer.
     case numericScalar
 
+    /// Known regexes get a hand-written scanner; others run on ICU (NSRegularExpression), whose `\s` is Unicode
+    /// White_Space like Oniguruma's (checked over U+0000...U+30FF) and whose `\p{L}`/`\p{N}` are the same
+    /// general categories. Verified against HF on the gpt-4o and tekken splits (tests + an 8k-string fuzz run).
     init(regex: String) throws {
         if let k = KnownPattern(regex: regex) { self = .known(k); return }
         do { self = .regex(try NSRegularExpression(pattern: regex, options: [])) } catch {
-            throw TokenizerError.badRegex(pattern: regex, reason: "\(error)")
+            throw TokenizerError.badRegex(pattern: regex, reason: (error as NSError).localizedDescription)
         }
     }
 

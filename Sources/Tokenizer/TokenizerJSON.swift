@@ -15,30 +15,30 @@ extension BPETokenizer {
 
     public convenience init(tokenizerJSONData data: Data) throws {
         let root = try JSONValue.parse(data)
-        guard root.object != nil else { throw TokenizerError.malformed("top level is not an object") }
+        guard root.members != nil else { throw TokenizerError.malformed("top level is not an object") }
 
         // model
-        guard let m = root["model"], m.object != nil else { throw TokenizerError.malformed("missing \"model\" object") }
+        guard let m = root["model"], m.members != nil else { throw TokenizerError.malformed("missing \"model\" object") }
         let type = m["type"]?.string ?? (m["merges"] != nil ? "BPE" : "")
         guard type == "BPE" else {
             throw TokenizerError.unsupported("model type \(type.isEmpty ? "(none)" : type) (only BPE)")
         }
-        guard let vraw = m["vocab"]?.object else { throw TokenizerError.malformed("model.vocab is not an object") }
-        var vocab = [String: Int32](minimumCapacity: vraw.count)
+        guard let vraw = m["vocab"]?.members else { throw TokenizerError.malformed("model.vocab is not an object") }
+        var vocab = [TokenKey: Int32](minimumCapacity: vraw.count)
         for (t, v) in vraw {
             guard let i = v.int32, i >= 0 else { throw TokenizerError.malformed("model.vocab[\(t.debugDescription)] is not a token id") }
-            vocab[t] = i
+            vocab[TokenKey(t)] = i
         }
         guard let mraw = m["merges"]?.array else { throw TokenizerError.malformed("model.merges is not an array") }
         var pairs = [(String, String)]()
         pairs.reserveCapacity(mraw.count)
         for (i, e) in mraw.enumerated() {
             if let s = e.string {
-                let parts = s.split(separator: " ", omittingEmptySubsequences: false)
+                let parts = splitMerge(s)
                 guard parts.count == 2 else {
                     throw TokenizerError.badMerge(index: i, reason: "\(s.debugDescription) is not two space-separated tokens")
                 }
-                pairs.append((String(parts[0]), String(parts[1])))
+                pairs.append((parts[0], parts[1]))
             } else if let a = e.array, a.count == 2, let l = a[0].string, let r = a[1].string {
                 pairs.append((l, r))
             } else {
@@ -69,9 +69,9 @@ extension BPETokenizer {
                                         singleWord: t["single_word"].bool()))
             }
         }
-        let addedIds = Dictionary(added.map { (String(String.UnicodeScalarView($0.content)), $0.id) },
+        let addedIds = Dictionary(added.map { (TokenKey(String(String.UnicodeScalarView($0.content))), $0.id) },
                                   uniquingKeysWith: { a, _ in a })
-        func addedOrVocabId(_ token: String) -> Int32? { addedIds[token] ?? vocab[token] }
+        func addedOrVocabId(_ token: String) -> Int32? { addedIds[TokenKey(token)] ?? vocab[TokenKey(token)] }
 
         // normalizer: none, or an empty Sequence
         if let n = root["normalizer"], !n.isNull {
