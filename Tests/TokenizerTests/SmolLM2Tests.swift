@@ -78,7 +78,7 @@ struct SmolLM2Tests {
         #expect(ids.count == e.count)
         #expect(Array(ids.prefix(256)) == e.first)
         #expect(Array(ids.suffix(256)) == e.last)
-        #expect(SHA256.hex(Fixtures.int32LEBytes(ids)) == e.sha256, "\(key) hash")
+        #expect(SHA256.hex(ids: ids) == e.sha256, "\(key) hash")
     }
 
     @Test(arguments: ["wikitext2_test", "ptb_test", "ptb_valid"])
