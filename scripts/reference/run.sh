@@ -5,9 +5,10 @@
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 [ $# -ge 1 ] || { echo "usage: $0 SCRIPT.py [args...]" >&2; exit 2; }
-script="$1"; shift
-[ -f "$script" ] || script="$here/$script"
-[ -f "$script" ] || { echo "run.sh: no such script: $1" >&2; exit 2; }
+name="$1"; shift
+script="$name"
+[ -f "$script" ] || script="$here/$name"
+[ -f "$script" ] || { echo "run.sh: no such script: $name" >&2; exit 2; }
 
 threads="${THREADS:-2}"
 args=("$@")
