@@ -69,9 +69,17 @@ public enum EvalDataset {
         guard let data = FileManager.default.contents(atPath: url.path) else {
             throw EvalError.unreadable(path: url.path, reason: "cannot read file")
         }
-        guard let raw = String(data: data, encoding: .utf8) else {
+        guard String(data: data, encoding: .utf8) != nil else {
             throw EvalError.unreadable(path: url.path, reason: "not valid UTF-8")
         }
-        return raw.split(separator: "\n", omittingEmptySubsequences: true).joined(separator: "\n\n")
+        // Split on the byte 0x0A exactly as Python's str.split("\n") does (a Swift Character split would
+        // treat "\r\n" as one separator-less grapheme).
+        var out = [UInt8]()
+        out.reserveCapacity(data.count + data.count / 8)
+        for line in data.split(separator: 0x0A, omittingEmptySubsequences: true) {
+            if !out.isEmpty { out.append(0x0A); out.append(0x0A) }
+            out.append(contentsOf: line)
+        }
+        return String(decoding: out, as: UTF8.self)
     }
 }

@@ -35,13 +35,6 @@ enum Fixtures {
         }
         return String(decoding: out, as: UTF8.self)
     }
-
-    static func int32LEBytes(_ ids: [Int32]) -> [UInt8] {
-        var b = [UInt8]()
-        b.reserveCapacity(ids.count * 4)
-        for id in ids { let u = UInt32(bitPattern: id.littleEndian); for k in 0..<4 { b.append(UInt8((u >> (8 * k)) & 0xFF)) } }
-        return b
-    }
 }
 
 struct TinyExpected: Decodable {

@@ -4,6 +4,7 @@
 // $LLMPRUNE_SMOLLM2_GGUF) or the data files are absent.
 import Foundation
 import Testing
+import Support
 import Tokenizer
 
 @Suite(.enabled(if: Fixtures.smolGGUFExists, "SmolLM2 GGUF not present"), .serialized)
