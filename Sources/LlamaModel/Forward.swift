@@ -101,37 +101,41 @@ public final class LlamaRunner {
     }
 
     /// Next-token negative log-likelihoods: for each sequence, positions 0..<seqLen-1 predict 1..<seqLen.
-    /// Returns per-sequence NLL sums. The LM head runs only on rows that have a target, one sequence at a
-    /// time, so logits never occupy more than [seqLen × vocab].
+    /// Returns per-sequence NLL sums. The LM head runs over a few sequences at a time (≈512 rows, so the
+    /// product stays efficient while logits stay small); the last row of a sequence has no target and is
+    /// skipped where it ends a chunk, computed and ignored inside one.
     public func nextTokenNLL(tokens: [Int32], batch: Int, seqLen: Int) throws -> [Double] {
         try run(tokens: tokens, batch: batch, seqLen: seqLen)
-        let v = config.vocabSize, d = config.hiddenSize, rows = seqLen - 1
-        guard rows > 0 else { return Array(repeating: 0, count: batch) }
-        let logits = FloatBuffer(rows * v)
-        var perRow = [Double](repeating: 0, count: rows)
-        var sums = [Double](repeating: 0, count: batch)
+        let v = config.vocabSize, d = config.hiddenSize
+        guard seqLen > 1 else { return Array(repeating: 0, count: batch) }
+        let perChunk = max(1, min(batch, 512 / seqLen))
+        let logits = FloatBuffer((perChunk * seqLen - 1) * v)
+        var nll = [Double](repeating: 0, count: batch * seqLen)     // by row; last row of each sequence unused
         let h = ws!.h.p
-        for b in 0..<batch {
+        var first = 0
+        while first < batch {
+            let seqs = min(perChunk, batch - first)
+            let rows = seqs * seqLen - 1, row0 = first * seqLen
             timed("lm_head", flops: 2.0 * Double(rows * v * d)) {
                 (weights.lmHead ?? weights.embed).withUnsafeBufferPointer { w in
-                    BLAS.gemm(m: rows, n: v, k: d, a: h + b * seqLen * d, b: w.baseAddress!, bTransposed: true,
-                              c: logits.p)
+                    BLAS.gemm(m: rows, n: v, k: d, a: h + row0 * d, b: w.baseAddress!, bTransposed: true, c: logits.p)
                 }
             }
             timed("nll") {
-                perRow.withUnsafeMutableBufferPointer { pr in
-                    let out = pr.baseAddress!, base = logits.p
+                nll.withUnsafeMutableBufferPointer { out in
                     tokens.withUnsafeBufferPointer { tk in
-                        let next = tk.baseAddress! + b * seqLen + 1
+                        let o = out.baseAddress! + row0, next = tk.baseAddress! + row0 + 1, base = logits.p
                         Kernels.parallelRows(rows, minRowsPerChunk: 8) { range in
-                            for r in range { out[r] = Kernels.nll(base + r * v, count: v, target: Int(next[r])) }
+                            for r in range where r % seqLen != seqLen - 1 {
+                                o[r] = Kernels.nll(base + r * v, count: v, target: Int(next[r]))
+                            }
                         }
                     }
                 }
             }
-            sums[b] = perRow.reduce(0, +)
+            first += seqs
         }
-        return sums
+        return (0..<batch).map { b in nll[(b * seqLen)..<(b * seqLen + seqLen - 1)].reduce(0, +) }
     }
 
     // MARK: - the pass
