@@ -4,7 +4,12 @@
 import PackageDescription
 
 // Release builds target the baseline x86-64 CPU; hot paths go through OpenBLAS, which picks its own kernels.
-let swiftSettings: [SwiftSetting] = [.unsafeFlags(["-Ounchecked"], .when(configuration: .release))]
+let swiftSettings: [SwiftSetting] = [
+    .unsafeFlags(["-Ounchecked"], .when(configuration: .release)),
+    // Debug builds (and so `swift test`) still optimise the library code: the real-model tests run the
+    // numeric kernels over millions of values. Overflow and bounds checks stay on in debug.
+    .unsafeFlags(["-O"], .when(configuration: .debug)),
+]
 // Numeric modules share raw buffers across `concurrentPerform` workers that write disjoint rows; Swift 6's
 // Sendable checking cannot express that, so these modules build in Swift 5 mode.
 let kernelSettings: [SwiftSetting] = swiftSettings + [.swiftLanguageMode(.v5)]
@@ -50,7 +55,7 @@ let package = Package(
         .testTarget(name: "TensorCoreTests", dependencies: ["TensorCore"]),
         .testTarget(name: "LlamaModelTests", dependencies: ["LlamaModel", "Formats", "Tokenizer", "TensorCore"],
                     exclude: ["Resources"]),
-        .testTarget(name: "EvalTests", dependencies: ["Eval", "LlamaModel"]),
+        .testTarget(name: "EvalTests", dependencies: ["Eval", "LlamaModel", "Support"], exclude: ["Resources"]),
         .testTarget(name: "ClusterTests", dependencies: ["Cluster"]),
         .testTarget(name: "CLITests", dependencies: ["Support"]),
     ]

@@ -1,0 +1,58 @@
+// The default model end to end through the production path (ModelLoader → GGUF tokenizer → forward →
+// perplexity protocol) against transformers loading the same GGUF in fp32: the token ids of the full
+// evaluation files and the NLL of the first windows. Full-file perplexity lives in scripts/bench/ppl.sh.
+import Foundation
+import Testing
+import Eval
+import LlamaModel
+import Support
+
+let packageRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+    .deletingLastPathComponent()
+let smolPath = packageRoot.appendingPathComponent("models/smollm2/SmolLM2-135M-Instruct.Q4_1.gguf").path
+let smolPresent = FileManager.default.fileExists(atPath: smolPath)
+
+struct PPLGolden: Decodable {
+    struct Dataset: Decodable {
+        let ppl: Double, tokens: Int, windows: Int, ids_sha256: String, window_nll_sums_first8: [Double]
+    }
+    let datasets: [String: Dataset]
+    static func load() throws -> PPLGolden {
+        let url = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
+            .appendingPathComponent("Resources/smollm2_ppl_golden.json")
+        return try JSONDecoder().decode(PPLGolden.self, from: Data(contentsOf: url))
+    }
+}
+
+@Suite(.enabled(if: smolPresent, "SmolLM2 GGUF not present (run scripts/setup.sh)"), .serialized)
+struct SmolLM2PerplexityTests {
+    nonisolated(unsafe) static var model: LoadedModel? = nil
+    static func loaded() throws -> LoadedModel {
+        if let m = model { return m }
+        model = try ModelLoader.load(path: smolPath)
+        return model!
+    }
+
+    @Test(arguments: ["wikitext2", "ptb"])
+    func idsAndFirstWindowsMatchTransformers(dataset: String) throws {
+        let g = try #require(try PPLGolden.load().datasets[dataset])
+        let m = try Self.loaded()
+        setenv("LLMPRUNE_DATA", packageRoot.deletingLastPathComponent().appendingPathComponent("shared/data").path, 1)
+        let ids = try #require(m.tokenizer).encode(try EvalDataset.text(of: try EvalDataset.resolve(dataset)))
+        #expect(ids.count == g.tokens)
+        #expect(SHA256.hex(ids: ids) == g.ids_sha256)
+        let runner = LlamaRunner(weights: m.weights)
+        let n = g.window_nll_sums_first8.count
+        let sums = try runner.nextTokenNLL(tokens: Array(ids[0..<n * 128]), batch: n, seqLen: 128)
+        for (ours, ref) in zip(sums, g.window_nll_sums_first8) {
+            #expect(abs(ours - ref) / ref < 1e-5, "window NLL \(ours) vs \(ref)")
+        }
+        // The protocol over those windows: token-mean NLL of 8 × 127 predictions.
+        let r = try Perplexity.evaluate(runner: runner, ids: ids, options: PerplexityOptions(maxWindows: n, quiet: true),
+                                        source: dataset)
+        let refMean = g.window_nll_sums_first8.reduce(0, +) / Double(n * 127)
+        #expect(r.windows == n && r.scored == n * 127)
+        #expect(abs(r.nllMean - refMean) / refMean < 1e-5)
+        print("\(dataset): \(ids.count) ids, first \(n) windows nll mean \(r.nllMean) vs \(refMean)")
+    }
+}
