@@ -51,7 +51,7 @@ let package = Package(
         // MARK: tests mirror Sources
         .testTarget(name: "SupportTests", dependencies: ["Support"]),
         .testTarget(name: "FormatsTests", dependencies: ["Formats"], exclude: ["Resources"]),
-        .testTarget(name: "TokenizerTests", dependencies: ["Tokenizer", "Formats", "Support"], exclude: ["Resources"]),
+        .testTarget(name: "TokenizerTests", dependencies: ["Tokenizer", "Formats", "Support", "Eval"], exclude: ["Resources"]),
         .testTarget(name: "TensorCoreTests", dependencies: ["TensorCore"]),
         .testTarget(name: "LlamaModelTests", dependencies: ["LlamaModel", "Formats", "Tokenizer", "TensorCore"],
                     exclude: ["Resources"]),

@@ -23,18 +23,6 @@ enum Fixtures {
     static func load<T: Decodable>(_ type: T.Type, _ name: String) throws -> T {
         try JSONDecoder().decode(T.self, from: Data(contentsOf: resources.appendingPathComponent(name)))
     }
-
-    /// The project's dataset text: the file's lines (split on "\n"), empty lines dropped, joined with "\n\n".
-    static func datasetText(_ url: URL) throws -> String {
-        let data = try Data(contentsOf: url)
-        var out = [UInt8]()
-        out.reserveCapacity(data.count + data.count / 8)
-        for line in data.split(separator: 0x0A, omittingEmptySubsequences: true) {
-            if !out.isEmpty { out.append(0x0A); out.append(0x0A) }
-            out.append(contentsOf: line)
-        }
-        return String(decoding: out, as: UTF8.self)
-    }
 }
 
 struct TinyExpected: Decodable {

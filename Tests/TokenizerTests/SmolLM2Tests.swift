@@ -2,6 +2,7 @@
 // (AutoTokenizer.from_pretrained(dir, gguf_file=...)) -- on tricky strings and on the full WikiText-2 test, PTB
 // test and PTB valid texts. Skipped when the GGUF (models/smollm2/... under the package root, or
 // $LLMPRUNE_SMOLLM2_GGUF) or the data files are absent.
+import Eval
 import Foundation
 import Testing
 import Support
@@ -70,7 +71,7 @@ struct SmolLM2Tests {
             print("skip \(key): \(url.path) absent")
             return
         }
-        let text = try Fixtures.datasetText(url)
+        let text = try EvalDataset.text(of: url)   // the project protocol, shared with eval
         #expect(text.unicodeScalars.count == e.chars)
         let t0 = Date()
         let ids = tok.encode(text)
