@@ -39,13 +39,15 @@ let package = Package(
                 swiftSettings: kernelSettings),
         .target(name: "Eval", dependencies: ["Support", "LlamaModel", "Tokenizer", "TensorCore"],
                 swiftSettings: kernelSettings),
+        .target(name: "Pruning", dependencies: ["Support", "Formats", "Tokenizer", "LlamaModel", "TensorCore"],
+                swiftSettings: kernelSettings),
         .target(name: "Cluster", dependencies: ["CZeroMQ", "CMPI", "MPIShim", "Support"],
                 swiftSettings: swiftSettings),
 
         // MARK: the thin CLI
         .executableTarget(name: "llmprune",
                           dependencies: ["Support", "Formats", "Tokenizer", "TensorCore", "LlamaModel", "Eval",
-                                         "Cluster"],
+                                         "Pruning", "Cluster"],
                           swiftSettings: swiftSettings),
 
         // MARK: tests mirror Sources
@@ -56,6 +58,8 @@ let package = Package(
         .testTarget(name: "LlamaModelTests", dependencies: ["LlamaModel", "Formats", "Tokenizer", "TensorCore"],
                     exclude: ["Resources"]),
         .testTarget(name: "EvalTests", dependencies: ["Eval", "LlamaModel", "Support"], exclude: ["Resources"]),
+        .testTarget(name: "PruningTests", dependencies: ["Pruning", "LlamaModel", "Formats", "Tokenizer", "Support"],
+                    exclude: ["Resources"]),
         .testTarget(name: "ClusterTests", dependencies: ["Cluster"]),
         .testTarget(name: "CLITests", dependencies: ["Support"]),
     ]
