@@ -71,9 +71,9 @@ public final class LlamaRunner {
         return r
     }
     public var config: LlamaConfig { weights.config }
-    private var ws: Workspace?
-    private var ropeCos: [Float] = []   // [maxPos × hd/2]
-    private var ropeSin: [Float] = []
+    var ws: Workspace?
+    private(set) var ropeCos: [Float] = []   // [maxPos × hd/2]
+    private(set) var ropeSin: [Float] = []
     private var ropePositions = 0
 
     public init(weights: LlamaWeights) {
@@ -140,7 +140,7 @@ public final class LlamaRunner {
 
     // MARK: - the pass
 
-    private func ensureRope(_ positions: Int) {
+    func ensureRope(_ positions: Int) {
         guard positions > ropePositions else { return }
         let half = config.headDim / 2
         ropeCos = .init(repeating: 0, count: positions * half)
@@ -157,16 +157,10 @@ public final class LlamaRunner {
         ropePositions = positions
     }
 
-    private func run(tokens: [Int32], batch: Int, seqLen: Int) throws {
-        let c = config
-        let n = batch * seqLen, d = c.hiddenSize
-        guard batch > 0, seqLen > 0, tokens.count == n else {
-            throw ModelError.invalidInput("forward: \(tokens.count) tokens do not fill \(batch) × \(seqLen)")
-        }
-        if let bad = tokens.first(where: { $0 < 0 || Int($0) >= c.vocabSize }) {
-            throw ModelError.invalidInput("forward: token id \(bad) outside the vocabulary (\(c.vocabSize))")
-        }
-        if ws?.tokens != n { ws = Workspace(tokens: n, config: c) }
+    /// Sizes the workspace and rotary tables for [batch × seqLen] and writes the token embeddings into ws.x.
+    func prepare(tokens: [Int32], batch: Int, seqLen: Int) -> Workspace {
+        let n = batch * seqLen, d = config.hiddenSize
+        if ws?.tokens != n { ws = Workspace(tokens: n, config: config) }
         let ws = ws!
         ensureRope(seqLen)
         timed("embed") {
@@ -174,6 +168,22 @@ public final class LlamaRunner {
                 for t in 0..<n { (ws.x.p + t * d).update(from: e.baseAddress! + Int(tokens[t]) * d, count: d) }
             }
         }
+        return ws
+    }
+
+    func validate(tokens: [Int32], batch: Int, seqLen: Int) throws {
+        guard batch > 0, seqLen > 0, tokens.count == batch * seqLen else {
+            throw ModelError.invalidInput("forward: \(tokens.count) tokens do not fill \(batch) × \(seqLen)")
+        }
+        if let bad = tokens.first(where: { $0 < 0 || Int($0) >= config.vocabSize }) {
+            throw ModelError.invalidInput("forward: token id \(bad) outside the vocabulary (\(config.vocabSize))")
+        }
+    }
+
+    private func run(tokens: [Int32], batch: Int, seqLen: Int) throws {
+        let n = batch * seqLen
+        try validate(tokens: tokens, batch: batch, seqLen: seqLen)
+        let ws = prepare(tokens: tokens, batch: batch, seqLen: seqLen)
         for layer in weights.layers {
             attentionBlock(layer, ws: ws, batch: batch, seqLen: seqLen)
             mlpBlock(layer, ws: ws, tokens: n)
@@ -181,7 +191,7 @@ public final class LlamaRunner {
         norm(weights.finalNorm, ws: ws, rows: n)
     }
 
-    private func norm(_ weight: [Float], ws: Workspace, rows: Int) {
+    func norm(_ weight: [Float], ws: Workspace, rows: Int) {
         timed("norm") {
             weight.withUnsafeBufferPointer { w in
                 Kernels.rmsNorm(ws.x.p, weight: w.baseAddress!, out: ws.h.p, rows: rows, dim: config.hiddenSize,
@@ -191,7 +201,7 @@ public final class LlamaRunner {
     }
 
     /// out[N × rows(W)] (+)= in[N × k] · Wᵀ for a weight W stored [rows × k].
-    private func project(_ phase: String, _ input: UnsafePointer<Float>, tokens n: Int, k: Int, weight: [Float],
+    func project(_ phase: String, _ input: UnsafePointer<Float>, tokens n: Int, k: Int, weight: [Float],
                          outWidth: Int, out: UnsafeMutablePointer<Float>, accumulate: Bool = false) {
         timed(phase, flops: 2.0 * Double(n * k * outWidth)) {
             weight.withUnsafeBufferPointer { w in
@@ -201,7 +211,11 @@ public final class LlamaRunner {
         }
     }
 
-    private func attentionBlock(_ l: LayerWeights, ws: Workspace, batch: Int, seqLen: Int) {
+    /// Attention half of a layer: ws.x ← ws.x + attention(norm(ws.x)). Leaves post-RoPE q|k|v in ws.qkv and the
+    /// attention output in ws.attn; when `probabilities` is given, the softmax of sequence b, head h is kept at
+    /// probabilities + (b·nq + h)·T² (the backward pass needs it).
+    func attentionBlock(_ l: LayerWeights, ws: Workspace, batch: Int, seqLen: Int,
+                        probabilities: UnsafeMutablePointer<Float>? = nil) {
         let c = config, d = c.hiddenSize, hd = c.headDim, n = batch * seqLen
         let nq = l.shape.numHeads, nkv = l.shape.numKVHeads, rep = nq / nkv
         let width = (nq + 2 * nkv) * hd, qWidth = nq * hd
@@ -226,11 +240,12 @@ public final class LlamaRunner {
             BLAS.threads = 1
             let qkv = ws.qkv.p, attn = ws.attn.p
             DispatchQueue.concurrentPerform(iterations: workers) { wk in
-                let scores = UnsafeMutablePointer<Float>.allocate(capacity: seqLen * seqLen)
-                defer { scores.deallocate() }
+                let scratch = UnsafeMutablePointer<Float>.allocate(capacity: seqLen * seqLen)
+                defer { scratch.deallocate() }
                 var p = wk
                 while p < pairs {
                     let b = p / nq, h = p % nq, g = h / rep
+                    let scores = probabilities.map { $0 + p * seqLen * seqLen } ?? scratch
                     let rows = qkv + b * seqLen * width
                     BLAS.gemm(m: seqLen, n: seqLen, k: hd, a: rows + h * hd, lda: width,
                               b: rows + (nq + g) * hd, ldb: width, bTransposed: true, c: scores)
@@ -245,7 +260,8 @@ public final class LlamaRunner {
         project("o", ws.attn.p, tokens: n, k: qWidth, weight: l.wo, outWidth: d, out: ws.x.p, accumulate: true)
     }
 
-    private func mlpBlock(_ l: LayerWeights, ws: Workspace, tokens n: Int) {
+    /// MLP half of a layer: ws.x ← ws.x + down(silu(gate)·up)(norm(ws.x)); leaves gate|up in ws.gu, the product in ws.act.
+    func mlpBlock(_ l: LayerWeights, ws: Workspace, tokens n: Int) {
         let d = config.hiddenSize, inter = l.shape.intermediateSize
         norm(l.postNorm, ws: ws, rows: n)
         project("gate_up", ws.h.p, tokens: n, k: d, weight: l.wGateUp, outWidth: 2 * inter, out: ws.gu.p)

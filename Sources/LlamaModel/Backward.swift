@@ -1,0 +1,295 @@
+// Gradients of the batch-mean next-token cross-entropy with respect to the linear weights of a range of
+// layers, in fp32 over BLAS. What it deliberately does not do is where the time and memory go elsewhere:
+// - layers below the range run forward only (no activations kept, no backward through them);
+// - no weight gradients outside the range, none for the (tied) LM head, embeddings or norms;
+// - activations are bounded by recomputation: only each scored layer's input [N × d] is kept; during the
+//   backward sweep a layer's internals are recomputed from it, used, and dropped;
+// - the Fisher diagonal needs no extra passes: sample j's gradient is B·(dYⱼᵀ Xⱼ) restricted to its rows
+//   (samples do not interact and the batch loss is the mean of the per-sample means), so each weight
+//   gradient product is split by sample and the squares are accumulated on the way.
+import Foundation
+import TensorCore
+
+public final class GradientPass {
+    public let runner: LlamaRunner
+    public var weights: LlamaWeights { runner.weights }
+    private var bytes = 0
+    private var peakBytes = 0
+
+    public init(weights: LlamaWeights) {
+        runner = LlamaRunner(weights: weights)
+    }
+
+    private func buffer(_ count: Int) -> FloatBuffer {
+        bytes += count * 4
+        peakBytes = max(peakBytes, bytes)
+        return FloatBuffer(count)
+    }
+
+    private func release(_ b: FloatBuffer) { bytes -= b.count * 4 }
+
+    /// Runs forward over [batch × seqLen] tokens and backward down to `layers.lowerBound`, returning the loss and
+    /// ∂loss/∂W of q|k|v, o, gate|up and down for every layer in `layers` (and the Fisher diagonal if asked).
+    public func gradients(tokens: [Int32], batch: Int, seqLen: Int, layers: Range<Int>, fisher: Bool) throws
+        -> GradientResult
+    {
+        let c = runner.config, d = c.hiddenSize, n = batch * seqLen
+        try runner.validate(tokens: tokens, batch: batch, seqLen: seqLen)
+        guard seqLen >= 2 else { throw ModelError.invalidInput("gradients: sequences need at least 2 tokens") }
+        guard !layers.isEmpty, layers.lowerBound >= 0, layers.upperBound <= c.numLayers else {
+            throw ModelError.invalidInput("gradients: layer range \(layers) outside 0..<\(c.numLayers)")
+        }
+        bytes = 0
+        peakBytes = 0
+        let ws = runner.prepare(tokens: tokens, batch: batch, seqLen: seqLen)
+        bytes = workspaceBytes(ws)
+        peakBytes = bytes
+        // Forward: below the range, nothing is kept; from the range up, each layer's input.
+        for l in 0..<layers.lowerBound { forwardLayer(l, ws: ws, batch: batch, seqLen: seqLen) }
+        var inputs: [FloatBuffer] = []
+        for l in layers.lowerBound..<c.numLayers {
+            let saved = buffer(n * d)
+            saved.p.update(from: ws.x.p, count: n * d)
+            inputs.append(saved)
+            forwardLayer(l, ws: ws, batch: batch, seqLen: seqLen)
+        }
+        let xFinal = buffer(n * d)
+        xFinal.p.update(from: ws.x.p, count: n * d)
+        runner.norm(weights.finalNorm, ws: ws, rows: n)
+
+        // Loss and its gradient at the final hidden state.
+        let dx = buffer(n * d)
+        let loss = lossBackward(hidden: ws.h.p, tokens: tokens, batch: batch, seqLen: seqLen, dHidden: dx.p)
+        let dNormed = buffer(n * d)
+        dNormed.p.update(from: dx.p, count: n * d)
+        weights.finalNorm.withUnsafeBufferPointer { w in
+            Kernels.rmsNormBackward(x: xFinal.p, weight: w.baseAddress!, dy: dNormed.p, dx: dx.p, rows: n, dim: d,
+                                    eps: c.rmsNormEps, accumulate: false)
+        }
+        release(dNormed); release(xFinal)
+
+        var grads: [Int: LayerGradients] = [:]
+        var fishers: [Int: LayerGradients]? = fisher ? [:] : nil
+        for l in stride(from: c.numLayers - 1, through: layers.lowerBound, by: -1) {
+            let wantWeights = layers.contains(l)
+            var g = wantWeights ? LayerGradients(zerosLike: weights.layers[l]) : nil
+            var f = wantWeights && fisher ? LayerGradients(zerosLike: weights.layers[l]) : nil
+            backwardLayer(l, input: inputs[l - layers.lowerBound], ws: ws, batch: batch, seqLen: seqLen, dx: dx,
+                          grads: &g, fisher: &f, needInputGradient: l > layers.lowerBound)
+            if let g { grads[l] = g }
+            if let f { fishers?[l] = f }
+        }
+        return GradientResult(loss: loss, gradients: grads, fisher: fishers, peakActivationBytes: peakBytes)
+    }
+
+    private func workspaceBytes(_ ws: Workspace) -> Int {
+        4 * (ws.x.count + ws.h.count + ws.qkv.count + ws.attn.count + ws.gu.count + ws.act.count)
+    }
+
+    private func forwardLayer(_ l: Int, ws: Workspace, batch: Int, seqLen: Int,
+                              probabilities: UnsafeMutablePointer<Float>? = nil) {
+        runner.attentionBlock(weights.layers[l], ws: ws, batch: batch, seqLen: seqLen, probabilities: probabilities)
+        runner.mlpBlock(weights.layers[l], ws: ws, tokens: batch * seqLen)
+    }
+
+    // MARK: - loss
+
+    /// Batch-mean next-token cross-entropy over batch·(seqLen − 1) predictions; writes ∂loss/∂hidden into
+    /// dHidden [N × d] (zero on each sequence's last row). The LM head runs in chunks of ≈512 rows.
+    private func lossBackward(hidden: UnsafePointer<Float>, tokens: [Int32], batch: Int, seqLen: Int,
+                              dHidden: UnsafeMutablePointer<Float>) -> Double {
+        let c = runner.config, v = c.vocabSize, d = c.hiddenSize
+        let count = Float(batch * (seqLen - 1))
+        let perChunk = max(1, min(batch, 512 / seqLen))
+        let logits = buffer(perChunk * seqLen * v)
+        defer { release(logits) }
+        var nll = [Double](repeating: 0, count: batch * seqLen)
+        let head = weights.lmHead ?? weights.embed
+        var first = 0
+        while first < batch {
+            let seqs = min(perChunk, batch - first), rows = seqs * seqLen, row0 = first * seqLen
+            head.withUnsafeBufferPointer { w in
+                BLAS.gemm(m: rows, n: v, k: d, a: hidden + row0 * d, b: w.baseAddress!, bTransposed: true, c: logits.p)
+            }
+            nll.withUnsafeMutableBufferPointer { out in
+                let o = out.baseAddress! + row0, base = logits.p
+                Kernels.parallelRows(rows, minRowsPerChunk: 8) { range in
+                    for r in range {
+                        let row = base + r * v
+                        if r % seqLen == seqLen - 1 { row.update(repeating: 0, count: v); continue }
+                        let target = Int(tokens[row0 + r + 1])
+                        let mx = VectorMath.max(row, v), targetLogit = row[target]
+                        let sum = VectorMath.expInPlace(row, v, shift: mx)
+                        o[r] = Double(Foundation.log(sum)) + Double(mx) - Double(targetLogit)
+                        // softmax − onehot, over the number of predictions
+                        VectorMath.scale(row, 1 / (sum * count), row, v)
+                        row[target] -= 1 / count
+                    }
+                }
+            }
+            // d hidden = d logits · head  ([rows × V] · [V × d])
+            head.withUnsafeBufferPointer { w in
+                BLAS.gemm(m: rows, n: d, k: v, a: logits.p, b: w.baseAddress!, bTransposed: false,
+                          c: dHidden + row0 * d)
+            }
+            first += seqs
+        }
+        return nll.reduce(0, +) / Double(count)
+    }
+
+    // MARK: - one layer
+
+    /// gW [out × in] += dYᵀ X over all rows; with `fisher`, also F += B · Σⱼ (dYⱼᵀ Xⱼ)² per sample j.
+    private func weightGradient(dY: UnsafePointer<Float>, ldY: Int, x: UnsafePointer<Float>, ldX: Int, out: Int, in: Int,
+                                batch: Int, seqLen: Int, grad: inout [Float], fisher: inout [Float]?) {
+        let n = batch * seqLen
+        grad.withUnsafeMutableBufferPointer { g in
+            if fisher == nil {
+                BLAS.gemm(m: out, n: `in`, k: n, a: dY, lda: ldY, b: x, ldb: ldX, bTransposed: false, c: g.baseAddress!,
+                          beta: 1, aTransposed: true)
+                return
+            }
+            let tmp = buffer(out * `in`)
+            defer { release(tmp) }
+            fisher!.withUnsafeMutableBufferPointer { f in
+                for b in 0..<batch {
+                    BLAS.gemm(m: out, n: `in`, k: seqLen, a: dY + b * seqLen * ldY, lda: ldY, b: x + b * seqLen * ldX,
+                              ldb: ldX, bTransposed: false, c: tmp.p, aTransposed: true)
+                    let gp = g.baseAddress!, fp = f.baseAddress!, tp = tmp.p, scale = Float(batch)
+                    Kernels.parallelRows(out, minRowsPerChunk: 16) { range in
+                        for i in range.lowerBound * `in`..<range.upperBound * `in` {
+                            gp[i] += tp[i]
+                            fp[i] += scale * tp[i] * tp[i]
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Backward through layer l. On entry dx holds ∂loss/∂(layer output); on exit ∂loss/∂(layer input)
+    /// (unless `needInputGradient` is false, the lowest scored layer).
+    private func backwardLayer(_ l: Int, input: FloatBuffer, ws: Workspace, batch: Int, seqLen: Int, dx: FloatBuffer,
+                               grads: inout LayerGradients?, fisher: inout LayerGradients?, needInputGradient: Bool) {
+        let c = runner.config, lw = weights.layers[l]
+        let d = c.hiddenSize, hd = c.headDim, n = batch * seqLen, eps = c.rmsNormEps
+        let nq = lw.shape.numHeads, nkv = lw.shape.numKVHeads, rep = nq / nkv, inter = lw.shape.intermediateSize
+        let width = (nq + 2 * nkv) * hd, qWidth = nq * hd
+
+        // Recompute the layer's internals from its input.
+        let probs = buffer(batch * nq * seqLen * seqLen)
+        let xMid = buffer(n * d)
+        defer { release(probs); release(xMid) }
+        ws.x.p.update(from: input.p, count: n * d)
+        runner.attentionBlock(lw, ws: ws, batch: batch, seqLen: seqLen, probabilities: probs.p)
+        xMid.p.update(from: ws.x.p, count: n * d)
+        runner.mlpBlock(lw, ws: ws, tokens: n)          // ws.gu = gate|up, ws.act = silu(g)·u, ws.h = norm2(xMid)
+
+        // MLP: y = xMid + act · Wdownᵀ.
+        let dAct = buffer(n * inter), dgu = buffer(n * 2 * inter), dh = buffer(n * d)
+        defer { release(dAct); release(dgu); release(dh) }
+        if grads != nil {
+            var fd = fisher?.wDown
+            weightGradient(dY: dx.p, ldY: d, x: ws.act.p, ldX: inter, out: d, in: inter, batch: batch, seqLen: seqLen,
+                           grad: &grads!.wDown, fisher: &fd)
+            if let fd { fisher!.wDown = fd }
+        }
+        lw.wDown.withUnsafeBufferPointer { w in
+            BLAS.gemm(m: n, n: inter, k: d, a: dx.p, b: w.baseAddress!, bTransposed: false, c: dAct.p)
+        }
+        Kernels.swigluBackward(ws.gu.p, dAct: dAct.p, dgu: dgu.p, rows: n, inner: inter)
+        if grads != nil {
+            var fg = fisher?.wGateUp
+            weightGradient(dY: dgu.p, ldY: 2 * inter, x: ws.h.p, ldX: d, out: 2 * inter, in: d, batch: batch,
+                           seqLen: seqLen, grad: &grads!.wGateUp, fisher: &fg)
+            if let fg { fisher!.wGateUp = fg }
+        }
+        lw.wGateUp.withUnsafeBufferPointer { w in
+            BLAS.gemm(m: n, n: d, k: 2 * inter, a: dgu.p, b: w.baseAddress!, bTransposed: false, c: dh.p)
+        }
+        lw.postNorm.withUnsafeBufferPointer { w in        // dx (= ∂/∂y) becomes ∂/∂xMid
+            Kernels.rmsNormBackward(x: xMid.p, weight: w.baseAddress!, dy: dh.p, dx: dx.p, rows: n, dim: d, eps: eps,
+                                    accumulate: true)
+        }
+
+        // Attention: xMid = x + A · Woᵀ, A from softmax(QKᵀ/√hd)·V per head.
+        let dA = buffer(n * qWidth), dqkv = buffer(n * width)
+        defer { release(dA); release(dqkv) }
+        if grads != nil {
+            var fo = fisher?.wo
+            weightGradient(dY: dx.p, ldY: d, x: ws.attn.p, ldX: qWidth, out: d, in: qWidth, batch: batch,
+                           seqLen: seqLen, grad: &grads!.wo, fisher: &fo)
+            if let fo { fisher!.wo = fo }
+        }
+        lw.wo.withUnsafeBufferPointer { w in
+            BLAS.gemm(m: n, n: qWidth, k: d, a: dx.p, b: w.baseAddress!, bTransposed: false, c: dA.p)
+        }
+        attentionBackward(qkv: ws.qkv.p, probs: probs.p, dA: dA.p, dqkv: dqkv.p, batch: batch, seqLen: seqLen,
+                          nq: nq, nkv: nkv, rep: rep, hd: hd)
+        // Undo RoPE on dq and dk: the transpose of a rotation is the rotation by −θ.
+        let negSin = runner.ropeSin.map { -$0 }
+        runner.ropeCos.withUnsafeBufferPointer { cs in
+            negSin.withUnsafeBufferPointer { sn in
+                Kernels.rope(dqkv.p, tokens: n, rowStride: width, colOffset: 0, heads: nq + nkv, headDim: hd,
+                             positions: { $0 % seqLen }, cos: cs.baseAddress!, sin: sn.baseAddress!)
+            }
+        }
+        // h1 = norm1(x), recomputed.
+        lw.inputNorm.withUnsafeBufferPointer { w in
+            Kernels.rmsNorm(input.p, weight: w.baseAddress!, out: ws.h.p, rows: n, dim: d, eps: eps)
+        }
+        if grads != nil {
+            var fq = fisher?.wqkv
+            weightGradient(dY: dqkv.p, ldY: width, x: ws.h.p, ldX: d, out: width, in: d, batch: batch, seqLen: seqLen,
+                           grad: &grads!.wqkv, fisher: &fq)
+            if let fq { fisher!.wqkv = fq }
+        }
+        guard needInputGradient else { return }
+        lw.wqkv.withUnsafeBufferPointer { w in
+            BLAS.gemm(m: n, n: d, k: width, a: dqkv.p, b: w.baseAddress!, bTransposed: false, c: dh.p)
+        }
+        lw.inputNorm.withUnsafeBufferPointer { w in     // dx (= ∂/∂xMid) becomes ∂/∂x
+            Kernels.rmsNormBackward(x: input.p, weight: w.baseAddress!, dy: dh.p, dx: dx.p, rows: n, dim: d, eps: eps,
+                                    accumulate: true)
+        }
+    }
+
+    /// Per (sequence, KV group), the group's query heads one after another (they share dK, dV):
+    /// dP = dO·Vᵀ, dV += Pᵀ·dO, dS = softmax'(dP)/√hd, dQ = dS·K, dK += dSᵀ·Q.
+    private func attentionBackward(qkv: UnsafePointer<Float>, probs: UnsafePointer<Float>, dA: UnsafePointer<Float>,
+                                   dqkv: UnsafeMutablePointer<Float>, batch: Int, seqLen: Int, nq: Int, nkv: Int,
+                                   rep: Int, hd: Int) {
+        let width = (nq + 2 * nkv) * hd, qWidth = nq * hd, T = seqLen
+        let scale = 1 / Float(hd).squareRoot()
+        let units = batch * nkv
+        let workers = min(ProcessInfo.processInfo.activeProcessorCount, units)
+        let savedThreads = BLAS.threads
+        BLAS.threads = 1
+        DispatchQueue.concurrentPerform(iterations: workers) { wk in
+            let dp = UnsafeMutablePointer<Float>.allocate(capacity: T * T)
+            defer { dp.deallocate() }
+            var u = wk
+            while u < units {
+                let b = u / nkv, g = u % nkv
+                let rows = qkv + b * T * width, drows = dqkv + b * T * width
+                let k = rows + (nq + g) * hd, v = rows + (nq + nkv + g) * hd
+                let dk = drows + (nq + g) * hd, dv = drows + (nq + nkv + g) * hd
+                for j in 0..<rep {
+                    let h = g * rep + j
+                    let p = probs + (b * nq + h) * T * T
+                    let dO = dA + b * T * qWidth + h * hd
+                    BLAS.gemm(m: T, n: T, k: hd, a: dO, lda: qWidth, b: v, ldb: width, bTransposed: true, c: dp)
+                    BLAS.gemm(m: T, n: hd, k: T, a: p, lda: T, b: dO, ldb: qWidth, bTransposed: false, c: dv, ldc: width,
+                              beta: j == 0 ? 0 : 1, aTransposed: true)
+                    Kernels.softmaxBackward(p: p, dp: dp, rows: T, cols: T, scale: scale)
+                    BLAS.gemm(m: T, n: hd, k: T, a: dp, b: k, ldb: width, bTransposed: false, c: drows + h * hd,
+                              ldc: width)
+                    BLAS.gemm(m: T, n: hd, k: T, a: dp, lda: T, b: rows + h * hd, ldb: width, bTransposed: false, c: dk,
+                              ldc: width, beta: j == 0 ? 0 : 1, aTransposed: true)
+                }
+                u += workers
+            }
+        }
+        BLAS.threads = savedThreads
+    }
+}

@@ -1,0 +1,75 @@
+import Foundation
+import Testing
+@testable import LlamaModel
+
+/// Loss of the batch computed by the forward pass alone.
+func batchLoss(_ w: LlamaWeights, _ tokens: [Int32], batch: Int, seqLen: Int) throws -> Double {
+    try LlamaRunner(weights: w).nextTokenNLL(tokens: tokens, batch: batch, seqLen: seqLen).reduce(0, +)
+        / Double(batch * (seqLen - 1))
+}
+
+/// Central finite differences of the loss for a few elements of each weight matrix of one layer.
+@Test func gradientsMatchFiniteDifferences() throws {
+    var cfg = heterogeneous
+    cfg.tieWordEmbeddings = true
+    let w = LlamaWeights.random(config: cfg, seed: 11, scale: 0.3)
+    let B = 2, T = 7
+    let tokens: [Int32] = (0..<B * T).map { Int32(($0 * 13 + 5) % cfg.vocabSize) }
+    let result = try GradientPass(weights: w).gradients(tokens: tokens, batch: B, seqLen: T, layers: 0..<3, fisher: false)
+    #expect(abs(result.loss - (try batchLoss(w, tokens, batch: B, seqLen: T))) < 1e-5)
+    let eps: Float = 1e-2
+    var worst = 0.0
+    var checked = 0
+    for l in 0..<3 {
+        let g = result.gradients[l]!
+        for (name, kp, gv) in [("qkv", \LayerWeights.wqkv, g.wqkv), ("o", \LayerWeights.wo, g.wo),
+                               ("gateUp", \LayerWeights.wGateUp, g.wGateUp), ("down", \LayerWeights.wDown, g.wDown)] {
+            // The largest-gradient elements, where fp32 finite differences are meaningful.
+            let idx = gv.indices.sorted { abs(gv[$0]) > abs(gv[$1]) }.prefix(3)
+            for i in idx {
+                let base = w.layers[l][keyPath: kp][i]
+                w.layers[l][keyPath: kp][i] = base + eps
+                let up = try batchLoss(w, tokens, batch: B, seqLen: T)
+                w.layers[l][keyPath: kp][i] = base - eps
+                let down = try batchLoss(w, tokens, batch: B, seqLen: T)
+                w.layers[l][keyPath: kp][i] = base
+                let fd = (up - down) / Double(2 * eps)
+                let rel = abs(fd - Double(gv[i])) / max(abs(fd), 1e-3)
+                worst = max(worst, rel)
+                checked += 1
+                #expect(rel < 2e-2, "layer \(l) \(name)[\(i)]: analytic \(gv[i]) vs finite difference \(fd)")
+            }
+        }
+    }
+    print("finite differences: \(checked) elements, worst relative error \(worst)")
+}
+
+/// The Fisher diagonal from split products equals the mean of squared per-sample gradients computed by
+/// separate single-sample passes.
+@Test func fisherEqualsMeanOfPerSampleSquaredGradients() throws {
+    let w = LlamaWeights.random(config: heterogeneous, seed: 5, scale: 0.3)
+    let B = 3, T = 6
+    let tokens: [Int32] = (0..<B * T).map { Int32(($0 * 7 + 2) % heterogeneous.vocabSize) }
+    let pass = GradientPass(weights: w)
+    let all = try pass.gradients(tokens: tokens, batch: B, seqLen: T, layers: 1..<3, fisher: true)
+    #expect(all.gradients.keys.sorted() == [1, 2] && all.fisher!.keys.sorted() == [1, 2])
+    var expected = LayerGradients(zerosLike: w.layers[1])
+    var meanGrad = LayerGradients(zerosLike: w.layers[1])
+    for b in 0..<B {
+        let one = try pass.gradients(tokens: Array(tokens[b * T..<(b + 1) * T]), batch: 1, seqLen: T, layers: 1..<2,
+                                     fisher: false).gradients[1]!
+        for (kp, v) in [(\LayerGradients.wqkv, one.wqkv), (\LayerGradients.wo, one.wo),
+                        (\LayerGradients.wGateUp, one.wGateUp), (\LayerGradients.wDown, one.wDown)] {
+            for i in v.indices {
+                expected[keyPath: kp][i] += v[i] * v[i] / Float(B)
+                meanGrad[keyPath: kp][i] += v[i] / Float(B)
+            }
+        }
+    }
+    let f = all.fisher![1]!, g = all.gradients[1]!
+    for (a, b) in [(f.wqkv, expected.wqkv), (f.wo, expected.wo), (f.wGateUp, expected.wGateUp), (f.wDown, expected.wDown),
+                   (g.wqkv, meanGrad.wqkv), (g.wDown, meanGrad.wDown)] {
+        let scale = b.map { abs($0) }.max()!
+        #expect(zip(a, b).map { abs($0 - $1) }.max()! <= 1e-5 * scale)
+    }
+}
