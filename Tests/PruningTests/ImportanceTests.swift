@@ -143,3 +143,31 @@ private func score(_ config: LlamaConfig, _ w: LayerWeights, _ g: LayerGradients
     #expect(Criterion.allCases.map(\.rawValue) == ["element1", "element2", "param_second", "vector", "l1", "l2", "random"])
     #expect(AttentionUnit.kvGroup.rawValue == "kv-group" && AttentionUnit.queryHead.rawValue == "query-head")
 }
+
+// MARK: - speed
+
+/// SmolLM2-135M shapes (d 576, hd 64, 9 heads over 3 KV heads, I 1536), 24 layers sharing one set of buffers.
+@Test func scoringSmolLM2SizedLayersIsFast() throws {
+    let shape = LayerShape(numHeads: 9, numKVHeads: 3, intermediateSize: 1536)
+    let config = LlamaConfig(vocabSize: 16, hiddenSize: 576, headDim: 64, layers: Array(repeating: shape, count: 24),
+                             rmsNormEps: 1e-5, ropeTheta: 10000, maxPositionEmbeddings: 64, tieWordEmbeddings: true)
+    var state: UInt32 = 12345
+    func fill(_ n: Int) -> [Float] {
+        (0..<n).map { _ in state = state &* 1_664_525 &+ 1_013_904_223; return Float(Int32(bitPattern: state)) * 1e-10 }
+    }
+    let d = 576, hd = 64
+    let w = LayerWeights(shape: shape, inputNorm: fill(d), wqkv: fill(15 * hd * d), wo: fill(d * 9 * hd), postNorm: fill(d),
+                         wGateUp: fill(2 * 1536 * d), wDown: fill(d * 1536))
+    let g = LayerGradients(wqkv: fill(w.wqkv.count), wo: fill(w.wo.count), wGateUp: fill(w.wGateUp.count), wDown: fill(w.wDown.count))
+    for c in [Criterion.element1, .element2, .vector] {
+        let t0 = Date()
+        for l in 0..<24 {
+            let s = try Importance.scores(layer: l, weights: w, gradient: g, fisher: g, config: config, criterion: c,
+                                          reduction: .sum, attentionUnit: .kvGroup, seed: 0)
+            #expect(s.attention.count == 3 && s.mlp.count == 1536)
+        }
+        let dt = Date().timeIntervalSince(t0)
+        print("importance: 24 SmolLM2-sized layers, \(c.rawValue): \(String(format: "%.3f", dt)) s")
+        #expect(dt < 3, "scoring took \(dt) s")
+    }
+}
