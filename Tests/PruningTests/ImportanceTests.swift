@@ -5,6 +5,75 @@ import Testing
 import LlamaModel
 @testable import Pruning
 
+// MARK: - golden scores (PyTorch)
+
+private enum ImportanceFixtures {
+    static let dir = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
+        .appendingPathComponent("Resources/importance")
+    static let tinyModel = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+        .appendingPathComponent("LlamaModelTests/Resources/tiny")
+
+    static func read<T>(_ file: String, as: T.Type) throws -> [T] {
+        let data = try Data(contentsOf: dir.appendingPathComponent(file))
+        return data.withUnsafeBytes { Array($0.bindMemory(to: T.self)) }
+    }
+
+    /// g (or F) of one layer in the fused layouts, from the fixture's HF-layout [out, in] matrices.
+    static func layerTensors(_ layer: Int, _ kind: String) throws -> LayerGradients {
+        func m(_ name: String) throws -> [Float] { try read("layer\(layer).\(name).\(kind).bin", as: Float.self) }
+        return LayerGradients(wqkv: try m("q_proj") + m("k_proj") + m("v_proj"), wo: try m("o_proj"),
+                              wGateUp: try m("gate_proj") + m("up_proj"), wDown: try m("down_proj"))
+    }
+}
+
+@Test func scoresMatchPyTorchForEveryCriterionReductionAndUnit() throws {
+    let indexData = try Data(contentsOf: ImportanceFixtures.dir.appendingPathComponent("index.json"))
+    let index = try JSONSerialization.jsonObject(with: indexData) as! [String: Any]
+    let sc = index["scores"] as! [String: Any]
+    let shape = (sc["shape"] as! [Int])
+    let criteria = (sc["criteria"] as! [String]).map { Criterion(rawValue: $0)! }
+    let reductions = (sc["reductions"] as! [String]).map { GroupReduction(rawValue: $0)! }
+    let segments = sc["unit_segments"] as! [String: [Int]]
+    let fisherLayers = Set(index["fisher_full_layers"] as! [Int])
+    let golden = try ImportanceFixtures.read(sc["file"] as! String, as: Double.self)
+    #expect(golden.count == shape.reduce(1, *))
+    let model = try ModelLoader.load(path: ImportanceFixtures.tinyModel.path, tokenizer: false).weights
+    #expect(shape[0] == model.layers.count)
+    var worst: [Criterion: Double] = [:]
+    for layer in 0..<shape[0] {
+        let g = try ImportanceFixtures.layerTensors(layer, "grad")
+        let f = fisherLayers.contains(layer) ? try ImportanceFixtures.layerTensors(layer, "fisher") : nil
+        for (ci, c) in criteria.enumerated() {
+            if c.needsFisher && f == nil { continue }   // F is stored for layer 0 only
+            for (ri, r) in reductions.enumerated() {
+                let base = ((layer * shape[1] + ci) * shape[2] + ri) * shape[3]
+                for (unit, seg) in [(AttentionUnit.kvGroup, "attention_kv"), (.queryHead, "attention_qhead")] {
+                    let s = try Importance.scores(layer: layer, weights: model.layers[layer], gradient: g, fisher: f,
+                                                  config: model.config, criterion: c, reduction: r,
+                                                  attentionUnit: unit, seed: 0)
+                    var pairs: [(ours: [Double], ref: ArraySlice<Double>)] = []
+                    let a = segments[seg]!
+                    pairs.append((s.attention, golden[(base + a[0])..<(base + a[1])]))
+                    if unit == .kvGroup {
+                        let mm = segments["mlp"]!
+                        pairs.append((s.mlp, golden[(base + mm[0])..<(base + mm[1])]))
+                    }
+                    for (ours, ref) in pairs {
+                        #expect(ours.count == ref.count, "layer \(layer) \(c) \(r) \(unit)")
+                        for (x, y) in zip(ours, ref) {
+                            let rel = abs(x - y) / max(abs(y), 1e-30)
+                            worst[c] = max(worst[c] ?? 0, rel)
+                            #expect(rel <= 1e-4, "layer \(layer) \(c.rawValue) \(r.rawValue) \(unit.rawValue): \(x) vs \(y)")
+                        }
+                    }
+                }
+            }
+        }
+    }
+    for c in criteria { print("importance golden: \(c.rawValue) max relative error \(worst[c] ?? .nan)") }
+    #expect(worst.count == criteria.count)
+}
+
 // MARK: - hand-computed cases
 
 /// d = 4, hd = 2, 4 query heads over 2 KV heads (n_rep = 2), I = 3; all weights 1, gradients 0.
@@ -152,9 +221,11 @@ private func score(_ config: LlamaConfig, _ w: LayerWeights, _ g: LayerGradients
     let config = LlamaConfig(vocabSize: 16, hiddenSize: 576, headDim: 64, layers: Array(repeating: shape, count: 24),
                              rmsNormEps: 1e-5, ropeTheta: 10000, maxPositionEmbeddings: 64, tieWordEmbeddings: true)
     var state: UInt32 = 12345
-    func fill(_ n: Int) -> [Float] {
-        (0..<n).map { _ in state = state &* 1_664_525 &+ 1_013_904_223; return Float(Int32(bitPattern: state)) * 1e-10 }
+    let pool = (0..<(2 * 1536 * 576 + 7)).map { _ in
+        state = state &* 1_664_525 &+ 1_013_904_223; return Float(Int32(bitPattern: state)) * 1e-10
     }
+    var offset = 0
+    func fill(_ n: Int) -> [Float] { offset = (offset + 1) % 7; return Array(pool[offset..<(offset + n)]) }
     let d = 576, hd = 64
     let w = LayerWeights(shape: shape, inputNorm: fill(d), wqkv: fill(15 * hd * d), wo: fill(d * 9 * hd), postNorm: fill(d),
                          wGateUp: fill(2 * 1536 * d), wDown: fill(d * 1536))
@@ -169,5 +240,23 @@ private func score(_ config: LlamaConfig, _ w: LayerWeights, _ g: LayerGradients
         let dt = Date().timeIntervalSince(t0)
         print("importance: 24 SmolLM2-sized layers, \(c.rawValue): \(String(format: "%.3f", dt)) s")
         #expect(dt < 3, "scoring took \(dt) s")
+    }
+}
+
+@Test func modelLevelScoringMatchesPerLayerCalls() throws {
+    let model = try ModelLoader.load(path: ImportanceFixtures.tinyModel.path, tokenizer: false).weights
+    var grads: [Int: LayerGradients] = [:]
+    for l in 0..<model.layers.count { grads[l] = try ImportanceFixtures.layerTensors(l, "grad") }
+    let result = GradientResult(loss: 0, gradients: grads, fisher: nil, peakActivationBytes: 0)
+    let all = try Importance.scores(layers: [2, 0], model: model, gradients: result, criterion: .vector,
+                                    reduction: .mean, attentionUnit: .queryHead, seed: 1)
+    #expect(all.map(\.layer) == [2, 0])
+    let one = try Importance.scores(layer: 2, weights: model.layers[2], gradient: grads[2], fisher: nil,
+                                    config: model.config, criterion: .vector, reduction: .mean,
+                                    attentionUnit: .queryHead, seed: 1)
+    #expect(all[0] == one)
+    #expect(throws: ImportanceError.missingFisher(layer: 1, criterion: .element2)) {
+        try Importance.scores(layers: [1], model: model, gradients: result, criterion: .element2, reduction: .sum,
+                              attentionUnit: .kvGroup, seed: 0)
     }
 }
