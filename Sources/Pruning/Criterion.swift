@@ -1,0 +1,43 @@
+// Importance criteria and group reductions of LLM-Pruner (spec §2.2–2.5), as the CLI and plan files name them.
+
+/// How a weight element's salience is computed (spec §2.2, §2.5). Raw values are the names used on the
+/// command line and in plan files.
+///
+/// | case          | element salience S            | reference name (`--taylor` / `--pruner_type`) |
+/// |---------------|-------------------------------|-----------------------------------------------|
+/// | `element1`    | W⊙g                           | `param_first` (Element¹, the reference default) |
+/// | `element2`    | W⊙g − ½·W⊙F⊙W                 | `param_mix` (Element²)                         |
+/// | `paramSecond` | W⊙F⊙W (no ½)                  | `param_second`                                 |
+/// | `vector`      | W⊙g, abs taken after summing  | `vectorize` (Vector)                           |
+/// | `l1`          | \|W\|                         | `l1` magnitude                                 |
+/// | `l2`          | W² (sum of squares, no sqrt)  | `l2` magnitude                                 |
+/// | `random`      | uniform random score per unit | `random`                                       |
+///
+/// g is the calibration-batch gradient, F the empirical Fisher diagonal (1/N)·Σⱼ gⱼ².
+public enum Criterion: String, Codable, CaseIterable, Sendable {
+    case element1, element2, paramSecond = "param_second", vector, l1, l2, random
+
+    /// Whether the first-order gradient g enters the salience.
+    public var needsGradient: Bool {
+        switch self {
+        case .element1, .element2, .vector: return true
+        case .paramSecond, .l1, .l2, .random: return false
+        }
+    }
+
+    /// Whether the Fisher diagonal F (per-sample gradient passes) enters the salience.
+    public var needsFisher: Bool {
+        switch self {
+        case .element2, .paramSecond: return true
+        case .element1, .vector, .l1, .l2, .random: return false
+        }
+    }
+}
+
+/// How the per-channel vectors of a group's members are combined into one vector (reference `_reduce`,
+/// `--grouping_strategy`, spec §2.4). `first` keeps only the root's vector: `k_proj` rows for attention
+/// (the GQA root of `llama3.py`), `q_proj` rows for the query-head unit, `gate_proj` rows for the MLP.
+/// The reference scores taylor criteria with `sum` and the l1/l2 baselines with `mean` by default.
+public enum GroupReduction: String, Codable, CaseIterable, Sendable {
+    case sum, mean, max, prod, first
+}
