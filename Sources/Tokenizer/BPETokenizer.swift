@@ -24,8 +24,14 @@ public final class BPETokenizer: @unchecked Sendable {
     let addedById: [Int32: String]
     let addedByContent: [TokenKey: Int32]
     let specialIds: Set<Int32>
+    /// The added tokens as given (for export).
+    let addedTokens: [AddedToken]
     public let bosId: Int?
     public let eosId: Int?
+    /// The unknown / padding token ids a GGUF names (`tokenizer.ggml.unknown_token_id` / `padding_token_id`);
+    /// transformers puts them in tokenizer_config.json. nil for a tokenizer.json.
+    public let unkId: Int?
+    public let padId: Int?
     public let vocabularySize: Int
 
     private let cacheLock = NSLock()
@@ -33,8 +39,9 @@ public final class BPETokenizer: @unchecked Sendable {
     private static let cacheLimit = 200_000
 
     init(model: BPEModel, addedTokens: [AddedToken], steps: [PreTokenizerStep], prefixIds: [Int32],
-         suffixIds: [Int32], decoder: DecoderKind, bosId: Int?, eosId: Int?) {
+         suffixIds: [Int32], decoder: DecoderKind, bosId: Int?, eosId: Int?, unkId: Int? = nil, padId: Int? = nil) {
         self.model = model
+        self.addedTokens = addedTokens
         self.steps = steps
         if case .byteLevel = steps.last { byteLevelAtEnd = true } else { byteLevelAtEnd = false }
         rawMatcher = AddedTokenMatcher(addedTokens.filter { !$0.normalized })
@@ -55,6 +62,8 @@ public final class BPETokenizer: @unchecked Sendable {
         specialIds = special
         self.bosId = bosId
         self.eosId = eosId
+        self.unkId = unkId
+        self.padId = padId
         let maxAdded = addedTokens.map { Int($0.id) }.max() ?? -1
         vocabularySize = max(model.idToToken.count, maxAdded + 1)
     }
@@ -66,16 +75,17 @@ public final class BPETokenizer: @unchecked Sendable {
     /// - merges: `tokenizer.ggml.merges`, each "left right";
     /// - tokenTypes: `tokenizer.ggml.token_type`; CONTROL (3) tokens become special added tokens (skipped when
     ///   not spelled in the byte alphabet), USER_DEFINED (4) ones plain added tokens; both are matched whole in
-    ///   the text. The BOS/EOS tokens are special too.
+    ///   the text. The BOS/EOS (and UNK/PAD, when given) tokens are special too, as transformers makes the
+    ///   tokens its tokenizer_config names.
     /// - preTokenizer: `tokenizer.ggml.pre` (see `PreTokenizer(ggufPre:)`; "smollm" is GPT-2's ByteLevel);
     /// - addBOS: `tokenizer.ggml.add_bos_token` (absent -> false for gpt2 vocabularies in transformers).
     public convenience init(vocabulary: [String], merges: [String], tokenTypes: [Int]?, preTokenizer: String,
-                            bosId: Int?, eosId: Int?, addBOS: Bool) throws {
+                            bosId: Int?, eosId: Int?, addBOS: Bool, unkId: Int? = nil, padId: Int? = nil) throws {
         guard !vocabulary.isEmpty else { throw TokenizerError.invalidArgument("empty vocabulary") }
         if let tt = tokenTypes, tt.count != vocabulary.count {
             throw TokenizerError.invalidArgument("\(tt.count) token types for \(vocabulary.count) tokens")
         }
-        for (name, id) in [("BOS", bosId), ("EOS", eosId)] {
+        for (name, id) in [("BOS", bosId), ("EOS", eosId), ("UNK", unkId), ("PAD", padId)] {
             if let id, id < 0 || id >= vocabulary.count {
                 throw TokenizerError.invalidArgument("\(name) id \(id) outside the vocabulary of \(vocabulary.count)")
             }
@@ -105,13 +115,13 @@ public final class BPETokenizer: @unchecked Sendable {
         if let tt = tokenTypes {
             for (t, ty) in zip(vocabulary, tt) where ty == 3 && ByteLevel.isSpelled(t) { add(t, special: true) }
         }
-        for id in [bosId, eosId].compactMap({ $0 }) { add(vocabulary[id], special: true) }
+        for id in [bosId, eosId, unkId, padId].compactMap({ $0 }) { add(vocabulary[id], special: true) }
         if let tt = tokenTypes {
             for (t, ty) in zip(vocabulary, tt) where ty == 4 { add(t, special: false) }
         }
         self.init(model: model, addedTokens: added, steps: try PreTokenizer(ggufPre: preTokenizer).steps(),
                   prefixIds: addBOS ? [Int32(bosId!)] : [], suffixIds: [], decoder: .byteLevel,
-                  bosId: bosId, eosId: eosId)
+                  bosId: bosId, eosId: eosId, unkId: unkId, padId: padId)
     }
 
     // MARK: lookups
