@@ -17,14 +17,21 @@ enum BenchCommand {
     }
 
     static func run(_ argv: [String]) throws {
-        var a = try Arguments(argv, booleans: ["json"])
+        var a = try Arguments(argv, booleans: ["json", "gradients", "fisher"])
         let path = try a.required("model")
         let batch = try a.int("batch", default: 8, min: 1)!, seqLen = try a.int("seq-len", default: 128, min: 2)!
         let iters = try a.int("iters", default: 5, min: 1)!
         let json = a.flag("json")
+        let gradients = a.flag("gradients"), fisher = a.flag("fisher")
+        let layerSpec = a.string("layers")
         try CLI.applyThreads(&a)
         try a.finish()
         let m = try CLI.loadModel(path, tokenizer: false)
+        if gradients {
+            let layers = try CLI.layerRange(layerSpec, layers: m.config.numLayers)
+            try benchGradients(m, batch: batch, seqLen: seqLen, iters: iters, layers: layers, fisher: fisher, json: json)
+            return
+        }
         let runner = LlamaRunner(weights: m.weights)
         var rng = SplitMix64(seed: 42)
         let tokens = (0..<batch * seqLen).map { _ in Int32(rng.next() % UInt64(m.config.vocabSize)) }
@@ -51,6 +58,33 @@ enum BenchCommand {
         for (k, v) in r.phaseSeconds.sorted(by: { $0.value > $1.value }) {
             print(String(format: "  %-10@ %7.1f ms", k, v * 1000))
         }
+    }
+
+    struct GradientReport: Encodable {
+        var model: String, batch: Int, seqLen: Int, layers: [Int], fisher: Bool, threads: Int
+        var secondsPerPass: Double, loss: Double, peakActivationMB: Double, peakRSSMB: Double
+    }
+
+    /// Time of one gradient pass (forward + backward to the lowest scored layer) at the calibration geometry.
+    static func benchGradients(_ m: LoadedModel, batch: Int, seqLen: Int, iters: Int, layers: Range<Int>, fisher: Bool,
+                               json: Bool) throws {
+        let pass = GradientPass(weights: m.weights)
+        var rng = SplitMix64(seed: 42)
+        let tokens = (0..<batch * seqLen).map { _ in Int32(rng.next() % UInt64(m.config.vocabSize)) }
+        var r = try pass.gradients(tokens: tokens, batch: batch, seqLen: seqLen, layers: layers, fisher: fisher)
+        pass.runner.profile = ForwardProfile()
+        let t0 = Date()
+        for _ in 0..<iters { r = try pass.gradients(tokens: tokens, batch: batch, seqLen: seqLen, layers: layers, fisher: fisher) }
+        let secs = Date().timeIntervalSince(t0) / Double(iters)
+        let rep = GradientReport(model: m.path, batch: batch, seqLen: seqLen, layers: [layers.lowerBound, layers.upperBound],
+                                 fisher: fisher, threads: BLAS.threads, secondsPerPass: secs, loss: r.loss,
+                                 peakActivationMB: Double(r.peakActivationBytes) / 1e6, peakRSSMB: CLI.peakRSSMB())
+        if json { try CLI.printJSON(rep); return }
+        let fwd = pass.runner.profile!.total / Double(iters)
+        print(String(format: "  of which forward/recompute phases: %.3f s", fwd))
+        print(String(format: "gradients %d×%d, layers %d..<%d%@: %.3f s/pass, loss %.4f, activations %.1f MB, peak RSS %.0f MB",
+                     batch, seqLen, layers.lowerBound, layers.upperBound, fisher ? " + Fisher" : "", secs, r.loss,
+                     rep.peakActivationMB, rep.peakRSSMB))
     }
 
     /// Best-of-5 GFLOP/s of one sgemm [m×k]·[n×k]ᵀ, OpenBLAS alone at the current thread count.

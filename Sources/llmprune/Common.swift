@@ -14,6 +14,27 @@ enum CLI {
         print(String(data: try enc.encode(value), encoding: .utf8)!)
     }
 
+    /// Parses `--layers START:END` (END exclusive); default: keep the first 4 and the last 2 layers, as the
+    /// reference does.
+    static func layerRange(_ spec: String?, layers n: Int) throws -> Range<Int> {
+        guard let spec else { return min(4, n)..<max(min(4, n), n - 2) }
+        let parts = spec.split(separator: ":", omittingEmptySubsequences: false).map { Int($0) }
+        guard parts.count == 2, let lo = parts[0], let hi = parts[1] else {
+            throw UsageError("--layers: \"\(spec)\" is not START:END")
+        }
+        guard lo >= 0, hi <= n, lo < hi else {
+            throw UsageError("--layers: \(lo):\(hi) is empty, inverted or outside 0:\(n)")
+        }
+        return lo..<hi
+    }
+
+    /// Peak resident set size of this process so far, in MB (ru_maxrss is in KiB on Linux).
+    static func peakRSSMB() -> Double {
+        var u = rusage()
+        getrusage(RUSAGE_SELF.rawValue, &u)
+        return Double(u.ru_maxrss) / 1024
+    }
+
     static func loadModel(_ path: String, tokenizer: Bool) throws -> LoadedModel {
         try ModelLoader.load(path: path, tokenizer: tokenizer)
     }

@@ -73,3 +73,57 @@ func batchLoss(_ w: LlamaWeights, _ tokens: [Int32], batch: Int, seqLen: Int) th
         #expect(zip(a, b).map { abs($0 - $1) }.max()! <= 1e-5 * scale)
     }
 }
+
+/// Gradients and the Fisher diagonal against PyTorch (scripts/reference/make_importance_fixtures.py): the tiny
+/// tied GQA model, a 4 × 12 calibration batch, every linear weight of every layer.
+@Test func gradientsMatchPyTorch() throws {
+    let dir = resources.deletingLastPathComponent().deletingLastPathComponent()
+        .appendingPathComponent("PruningTests/Resources/importance")
+    let index = try JSONSerialization.jsonObject(with: Data(contentsOf: dir.appendingPathComponent("index.json"))) as! [String: Any]
+    let ids = (index["ids"] as! [[Int]])
+    let model = try ModelLoader.load(path: resources.appendingPathComponent("tiny").path, tokenizer: false)
+    let r = try GradientPass(weights: model.weights).gradients(
+        tokens: ids.flatMap { $0.map(Int32.init) }, batch: ids.count, seqLen: ids[0].count, layers: 0..<3, fisher: true)
+    let refLoss = (index["loss"] as! NSNumber).doubleValue
+    #expect(abs(r.loss - refLoss) < 1e-5, "loss \(r.loss) vs \(refLoss)")
+    func load(_ file: String) throws -> [Float] {
+        try Data(contentsOf: dir.appendingPathComponent(file)).withUnsafeBytes { Array($0.bindMemory(to: Float.self)) }
+    }
+    /// Our fused matrices cut back into HF tensors.
+    func hf(_ g: LayerGradients, _ s: LayerShape, _ name: String) -> [Float] {
+        let d = model.config.hiddenSize, hd = model.config.headDim
+        let nq = s.numHeads * hd * d, nkv = s.numKVHeads * hd * d, i = s.intermediateSize * d
+        switch name {
+        case "q_proj": return Array(g.wqkv[0..<nq])
+        case "k_proj": return Array(g.wqkv[nq..<nq + nkv])
+        case "v_proj": return Array(g.wqkv[(nq + nkv)...])
+        case "o_proj": return g.wo
+        case "gate_proj": return Array(g.wGateUp[0..<i])
+        case "up_proj": return Array(g.wGateUp[i...])
+        default: return g.wDown
+        }
+    }
+    var worst = (grad: 0.0, fisher: 0.0)
+    for (kind, table, ours) in [("grad", index["grads"] as! [String: [String: Any]], r.gradients),
+                                ("fisher", index["fisher"] as! [String: [String: Any]], r.fisher!)] {
+        for (key, entry) in table {
+            let parts = key.split(separator: ".")
+            let layer = Int(parts[0].dropFirst(5))!, name = String(parts[1])
+            let got = hf(ours[layer]!, model.config.layers[layer], name)
+            guard let file = entry["file"] as? String else {
+                // Only summary statistics stored: compare the sum.
+                let refSum = (entry["sum"] as! NSNumber).doubleValue
+                let sum = got.reduce(0.0) { $0 + Double($1) }
+                #expect(abs(sum - refSum) / abs(refSum) <= 1e-4, "\(kind) \(key): sum \(sum) vs \(refSum)")
+                continue
+            }
+            let ref = try load(file)
+            #expect(got.count == ref.count)
+            let scale = Double(ref.map { abs($0) }.max()!)
+            let err = zip(got, ref).map { Double(abs($0 - $1)) }.max()! / scale
+            #expect(err <= 1e-4, "\(kind) \(key): max error \(err) relative to max |ref|")
+            if kind == "grad" { worst.grad = max(worst.grad, err) } else { worst.fisher = max(worst.fisher, err) }
+        }
+    }
+    print("gradients vs PyTorch: worst max-abs error / max |g| = \(worst.grad); Fisher: \(worst.fisher)")
+}
