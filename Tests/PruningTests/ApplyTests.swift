@@ -93,3 +93,31 @@ import LlamaModel
         #expect(m?.hasPrefix("<plan>: invalid prune plan: layer 1 has shape") == true, "\(m ?? "no error")")
     }
 }
+
+/// The real SmolLM2-135M (9 query heads over 3 KV heads, 30 layers): plan on the default layer range, check the
+/// plan against the file, apply, and run the pruned model. Skipped when the model is absent.
+let smolLM2PruningPath = PlanFixtures.packageRoot.appendingPathComponent("models/smollm2/SmolLM2-135M-Instruct.Q4_1.gguf").path
+
+@Suite(.enabled(if: FileManager.default.fileExists(atPath: smolLM2PruningPath), "models/smollm2 is absent"))
+struct ApplySmolLM2Tests {
+    static let path = smolLM2PruningPath
+
+    @Test func planApplyRun() throws {
+        let m = try ModelLoader.load(path: Self.path, tokenizer: false)
+        let c = m.config
+        let range = PruneSettings.defaultLayerRange(numLayers: c.numLayers)
+        #expect(range == (4, 28))
+        // kv-group at r = 0.25 removes no group here (192 − Int(144) = 48 channels < head_dim 64): coarse
+        #expect(Allocator.localRemovalCounts(shape: c.layers[5], headDim: c.headDim, ratio: 0.25, unit: .kvGroup) == (0, 384))
+        let s = PruneSettings(ratio: 0.25, layerStart: range.start, layerEnd: range.end, criterion: "l1", attentionUnit: .queryHead)
+        let id = try ModelIdentity(path: m.path, format: m.format, config: c)
+        let plan = try PrunePlan.make(settings: s, config: c, model: id, calibration: nil, scores: PlanFixtures.randomScores(c, s))
+        #expect(try plan.check(against: c, modelPath: Self.path).isEmpty)
+        let pruned = try Pruner.apply(plan: plan, to: m.weights)
+        #expect(pruned.config.layers[5] == LayerShape(numHeads: 6, numKVHeads: 3, intermediateSize: 1152))
+        #expect(pruned.config.layers[3] == c.layers[3])
+        #expect(pruned.config.parameterCount == plan.parametersAfter)
+        let logits = try LlamaRunner(weights: pruned).logits(tokens: (0..<16).map { Int32($0 * 7) }, batch: 1, seqLen: 16)
+        #expect(logits.count == 16 * c.vocabSize && logits.allSatisfy(\.isFinite))
+    }
+}
