@@ -1,0 +1,64 @@
+// Executes a plan: physically slices the kept rows and columns out of the fused layouts.
+//   q rows of kept query heads, k and v rows of kept KV heads (wqkv), o columns of kept query heads (wo),
+//   gate and up rows of kept channels (wGateUp), down columns of kept channels (wDown).
+// head_dim, hidden size, norms, embeddings and the LM head are untouched; layers not in the plan are copied.
+// Kept heads stay in their original order, so kept query head i still reads kept KV head i / n_rep'.
+import Foundation
+import LlamaModel
+
+public enum Pruner {
+    /// The pruned model. Throws if the plan does not fit `weights` (check identity first with `PrunePlan.check`).
+    public static func apply(plan: PrunePlan, to weights: LlamaWeights) throws -> LlamaWeights {
+        let c = weights.config
+        let source = plan.sourcePath ?? "<plan>"
+        let d = c.hiddenSize, hd = c.headDim
+        var layers = weights.layers
+        var seen = Set<Int>()
+        for lp in plan.layers {
+            try lp.validate(source: source)
+            guard lp.layer >= 0, lp.layer < c.numLayers, seen.insert(lp.layer).inserted else {
+                throw PruneError.invalidPlan(path: source, reason: "layer \(lp.layer) is repeated or outside the model's \(c.numLayers) layers")
+            }
+            let w = weights.layers[lp.layer]
+            guard w.shape == lp.original else {
+                throw PruneError.invalidPlan(path: source, reason: "layer \(lp.layer) has shape \(w.shape), the plan expects \(lp.original)")
+            }
+            let nq = w.shape.numHeads, nkv = w.shape.numKVHeads, inter = w.shape.intermediateSize
+            // wqkv: row blocks of hd rows (one head) × d
+            var qkv: [Float] = []
+            qkv.reserveCapacity((lp.keptQueryHeads.count + 2 * lp.keptKVHeads.count) * hd * d)
+            let headRows = hd * d
+            for h in lp.keptQueryHeads { qkv += w.wqkv[(h * headRows)..<((h + 1) * headRows)] }
+            for base in [nq, nq + nkv] {
+                for h in lp.keptKVHeads { qkv += w.wqkv[((base + h) * headRows)..<((base + h + 1) * headRows)] }
+            }
+            // wo: d rows of nq·hd columns; keep the column blocks of kept query heads
+            let newQ = lp.keptQueryHeads.count * hd
+            var wo = [Float](repeating: 0, count: d * newQ)
+            for r in 0..<d {
+                for (j, h) in lp.keptQueryHeads.enumerated() {
+                    let src = r * nq * hd + h * hd, dst = r * newQ + j * hd
+                    for t in 0..<hd { wo[dst + t] = w.wo[src + t] }
+                }
+            }
+            // gate and up rows
+            let keptC = lp.keptMLPChannels
+            var gu: [Float] = []
+            gu.reserveCapacity(2 * keptC.count * d)
+            for base in [0, inter] {
+                for ch in keptC { gu += w.wGateUp[((base + ch) * d)..<((base + ch + 1) * d)] }
+            }
+            // down: d rows of I columns
+            var down = [Float](repeating: 0, count: d * keptC.count)
+            for r in 0..<d {
+                for (j, ch) in keptC.enumerated() { down[r * keptC.count + j] = w.wDown[r * inter + ch] }
+            }
+            layers[lp.layer] = LayerWeights(shape: lp.pruned, inputNorm: w.inputNorm, wqkv: qkv, wo: wo,
+                                            postNorm: w.postNorm, wGateUp: gu, wDown: down)
+        }
+        let config = try plan.prunedConfig(c)
+        try config.validate(source: source)
+        return LlamaWeights(config: config, embed: weights.embed, layers: layers, finalNorm: weights.finalNorm,
+                            lmHead: weights.lmHead)
+    }
+}

@@ -1,0 +1,333 @@
+// The prune plan: what to remove from which layer, with everything needed to check it later — the settings,
+// the identity of the model it was made for, where the calibration data came from, the unit scores, and the
+// parameter counts. Written as pretty JSON with sorted keys; `Pruner.apply` executes it.
+import Foundation
+import LlamaModel
+import Support
+
+/// Version written into plans (bump with incompatible plan or algorithm changes).
+public let llmpruneVersion = "0.1.0"
+
+/// What one attention pruning unit is.
+public enum AttentionUnit: String, Codable, CaseIterable, Sendable {
+    /// One KV head with all the query heads that read it (the reference, `llama3.py`, spec §1.3).
+    case kvGroup = "kv-group"
+    /// One query head; the same number is removed from every KV group so the GQA ratio stays whole.
+    case queryHead = "query-head"
+}
+
+/// How units are ranked: inside each layer at one ratio (the reference) or across all pruned layers.
+public enum AllocationMode: String, Codable, CaseIterable, Sendable {
+    case local, global
+}
+
+/// The user's choices, as given on the command line.
+public struct PruneSettings: Codable, Equatable, Sendable {
+    /// Fraction of attention units and MLP channels removed in each pruned layer (local mode; in global mode it
+    /// sets the parameter target unless `targetParams` is given).
+    public var ratio: Double
+    /// Pruned layers are `layerStart..<layerEnd`.
+    public var layerStart: Int
+    public var layerEnd: Int
+    public var criterion: String
+    public var reduction: String
+    public var attentionUnit: AttentionUnit
+    public var allocation: AllocationMode
+    /// Fraction of the model's parameters to keep, in (0, 1]; overrides `ratio` (see `Allocator`).
+    public var targetParams: Double?
+    /// Kept MLP widths of pruned layers are rounded to a multiple of this (8, 64 or 128).
+    public var roundTo: Int?
+    public var seed: UInt64
+
+    public static let validRoundTo = [8, 64, 128]
+
+    public init(ratio: Double, layerStart: Int, layerEnd: Int, criterion: String, reduction: String = "sum",
+                attentionUnit: AttentionUnit = .kvGroup, allocation: AllocationMode = .local,
+                targetParams: Double? = nil, roundTo: Int? = nil, seed: UInt64 = 42) {
+        self.ratio = ratio
+        self.layerStart = layerStart
+        self.layerEnd = layerEnd
+        self.criterion = criterion
+        self.reduction = reduction
+        self.attentionUnit = attentionUnit
+        self.allocation = allocation
+        self.targetParams = targetParams
+        self.roundTo = roundTo
+        self.seed = seed
+    }
+
+    /// The reference's README run: keep the first 4 and the last 2 layers, i.e. `4..<L−2` (spec §1.4).
+    /// Models with fewer than 7 layers get an empty range, which `validate` refuses: pass `--layers`.
+    public static func defaultLayerRange(numLayers: Int) -> (start: Int, end: Int) { (4, numLayers - 2) }
+
+    public var layerRange: Range<Int> { layerStart..<max(layerStart, layerEnd) }
+
+    /// Checks the settings against a model with `numLayers` layers and the criteria the scorer knows.
+    public func validate(numLayers: Int, validCriteria: [String]) throws {
+        guard ratio >= 0, ratio < 1, ratio.isFinite else { throw PruneError.ratioOutOfRange(ratio) }
+        guard layerStart >= 0, layerStart < layerEnd, layerEnd <= numLayers else {
+            throw PruneError.invalidLayerRange(start: layerStart, end: layerEnd, numLayers: numLayers)
+        }
+        guard validCriteria.contains(criterion) else { throw PruneError.unknownCriterion(criterion, valid: validCriteria) }
+        if let t = targetParams, !(t > 0 && t <= 1) {
+            throw PruneError.invalidSetting(flag: "--target-params", reason: "\(t) is not a fraction of parameters to keep in (0, 1]")
+        }
+        if let r = roundTo, !Self.validRoundTo.contains(r) {
+            throw PruneError.invalidSetting(flag: "--round-to", reason: "\(r) is not one of 8, 64, 128")
+        }
+    }
+}
+
+/// Which model a plan belongs to. Hashing a multi-gigabyte model is too slow, so the identity is the file size
+/// and modification time plus a fingerprint: SHA-256 of the config JSON and every tensor's name and shape.
+public struct ModelIdentity: Codable, Equatable, Sendable {
+    public var path: String
+    public var format: String
+    /// Bytes of the model file (for a directory: its config.json and weight files).
+    public var fileSize: Int
+    /// Latest modification time of those files, seconds since 1970.
+    public var modified: Double
+    public var configFingerprint: String
+    public var vocabSize: Int
+    public var hiddenSize: Int
+    public var headDim: Int
+    public var layers: [LayerShape]
+
+    public init(path: String, format: String, config: LlamaConfig) throws {
+        self.path = path
+        self.format = format
+        (fileSize, modified) = try Self.sizeAndTime(path: path)
+        configFingerprint = try Self.fingerprint(config)
+        vocabSize = config.vocabSize
+        hiddenSize = config.hiddenSize
+        headDim = config.headDim
+        layers = config.layers
+    }
+
+    /// SHA-256 over `config.configJSON()` and the Hugging Face tensor names and shapes the config implies.
+    public static func fingerprint(_ c: LlamaConfig) throws -> String {
+        var text = String(decoding: try c.configJSON(), as: UTF8.self)
+        let d = c.hiddenSize, hd = c.headDim
+        text += "\nmodel.embed_tokens.weight \(c.vocabSize)x\(d)"
+        for (i, l) in c.layers.enumerated() {
+            let q = l.numHeads * hd, kv = l.numKVHeads * hd, m = l.intermediateSize
+            text += "\nlayer \(i): q \(q)x\(d) k \(kv)x\(d) v \(kv)x\(d) o \(d)x\(q) gate \(m)x\(d) up \(m)x\(d) down \(d)x\(m)"
+        }
+        text += c.tieWordEmbeddings ? "\ntied" : "\nlm_head.weight \(c.vocabSize)x\(d)"
+        return SHA256.hex(Data(text.utf8))
+    }
+
+    static func sizeAndTime(path: String) throws -> (Int, Double) {
+        let fm = FileManager.default
+        var isDir: ObjCBool = false
+        guard fm.fileExists(atPath: path, isDirectory: &isDir) else {
+            throw PruneError.io(path: path, reason: "model not found")
+        }
+        var files = [path]
+        if isDir.boolValue {
+            let names = (try? fm.contentsOfDirectory(atPath: path)) ?? []
+            files = names.filter { $0 == "config.json" || $0.hasSuffix(".safetensors") || $0.hasSuffix(".gguf") }
+                .sorted().map { URL(fileURLWithPath: path).appendingPathComponent($0).path }
+        }
+        var size = 0, time = 0.0
+        for f in files {
+            let a = try fm.attributesOfItem(atPath: f)
+            size += (a[.size] as? NSNumber)?.intValue ?? 0
+            time = max(time, (a[.modificationDate] as? Date)?.timeIntervalSince1970 ?? 0)
+        }
+        return (size, time)
+    }
+}
+
+/// What happens to one pruned layer. Indices are the ORIGINAL ones, sorted ascending.
+public struct LayerPlan: Codable, Equatable, Sendable {
+    public var layer: Int
+    public var original: LayerShape
+    public var keptKVHeads: [Int]
+    public var keptQueryHeads: [Int]
+    public var keptMLPChannels: [Int]
+    /// Scores per attention unit (per KV group or per query head, as `PruneSettings.attentionUnit`).
+    public var attentionScores: [Double]
+    /// Scores per MLP channel.
+    public var mlpScores: [Double]
+
+    public init(layer: Int, original: LayerShape, keptKVHeads: [Int], keptQueryHeads: [Int], keptMLPChannels: [Int],
+                attentionScores: [Double], mlpScores: [Double]) {
+        self.layer = layer
+        self.original = original
+        self.keptKVHeads = keptKVHeads
+        self.keptQueryHeads = keptQueryHeads
+        self.keptMLPChannels = keptMLPChannels
+        self.attentionScores = attentionScores
+        self.mlpScores = mlpScores
+    }
+
+    public var pruned: LayerShape {
+        LayerShape(numHeads: keptQueryHeads.count, numKVHeads: keptKVHeads.count, intermediateSize: keptMLPChannels.count)
+    }
+
+    /// Checks that the kept sets describe a valid layer: sorted unique in-range indices, every kept query head
+    /// in a kept KV group, the same number of query heads in each kept group, at least one unit of each kind.
+    func validate(source: String) throws {
+        func fail(_ r: String) -> PruneError { .invalidPlan(path: source, reason: "layer \(layer): \(r)") }
+        func sortedUnique(_ a: [Int], below n: Int) -> Bool {
+            zip(a, a.dropFirst()).allSatisfy { $0 < $1 } && (a.first ?? 0) >= 0 && (a.last ?? 0) < n
+        }
+        let o = original
+        guard o.numKVHeads > 0, o.numHeads % o.numKVHeads == 0 else { throw fail("original shape \(o) is not a GQA shape") }
+        guard !keptKVHeads.isEmpty, !keptQueryHeads.isEmpty, !keptMLPChannels.isEmpty else {
+            throw fail("keeps no KV head, query head or MLP channel")
+        }
+        guard sortedUnique(keptKVHeads, below: o.numKVHeads), sortedUnique(keptQueryHeads, below: o.numHeads),
+              sortedUnique(keptMLPChannels, below: o.intermediateSize) else {
+            throw fail("kept indices must be ascending, unique and inside the original widths \(o.numHeads)/\(o.numKVHeads)/\(o.intermediateSize)")
+        }
+        let rep = o.numHeads / o.numKVHeads
+        let perGroup = Dictionary(grouping: keptQueryHeads, by: { $0 / rep }).mapValues(\.count)
+        guard Set(perGroup.keys) == Set(keptKVHeads), Set(perGroup.values).count == 1 else {
+            throw fail("kept query heads must fill the kept KV groups evenly (GQA)")
+        }
+    }
+}
+
+public struct PrunePlan: Codable, Equatable, Sendable {
+    public var version: String
+    /// ISO 8601, UTC.
+    public var created: String
+    public var settings: PruneSettings
+    /// The ratio the local allocation used: `settings.ratio`, or the one solved for `targetParams`.
+    public var resolvedRatio: Double
+    public var model: ModelIdentity
+    public var calibration: CalibrationProvenance?
+    /// Pruned layers only, ascending; every other layer is copied unchanged.
+    public var layers: [LayerPlan]
+    public var parametersBefore: Int
+    public var parametersAfter: Int
+
+    /// The file this plan was read from (not stored, not compared).
+    public var sourcePath: String? = nil
+
+    public static func == (a: PrunePlan, b: PrunePlan) -> Bool {
+        a.version == b.version && a.created == b.created && a.settings == b.settings && a.resolvedRatio == b.resolvedRatio
+            && a.model == b.model && a.calibration == b.calibration && a.layers == b.layers
+            && a.parametersBefore == b.parametersBefore && a.parametersAfter == b.parametersAfter
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case version, created, settings, resolvedRatio, model, calibration, layers, parametersBefore, parametersAfter
+    }
+
+    public init(version: String = llmpruneVersion, created: Date = Date(), settings: PruneSettings, resolvedRatio: Double,
+                model: ModelIdentity, calibration: CalibrationProvenance?, layers: [LayerPlan], parametersBefore: Int,
+                parametersAfter: Int) {
+        self.version = version
+        self.created = ISO8601DateFormatter().string(from: created)
+        self.settings = settings
+        self.resolvedRatio = resolvedRatio
+        self.model = model
+        self.calibration = calibration
+        self.layers = layers
+        self.parametersBefore = parametersBefore
+        self.parametersAfter = parametersAfter
+    }
+
+    /// Runs the allocation on `scores` (one entry per layer of `settings.layerRange`) and records the result.
+    public static func make(settings: PruneSettings, config: LlamaConfig, model: ModelIdentity,
+                            calibration: CalibrationProvenance?, scores: [AllocationScores],
+                            created: Date = Date()) throws -> PrunePlan {
+        let result = try Allocator.allocate(config: config, settings: settings, scores: scores)
+        var plan = PrunePlan(created: created, settings: settings, resolvedRatio: result.ratio, model: model,
+                             calibration: calibration, layers: result.layers, parametersBefore: config.parameterCount,
+                             parametersAfter: 0)
+        plan.parametersAfter = try plan.prunedConfig(config).parameterCount
+        return plan
+    }
+
+    /// The config of the model after this plan.
+    public func prunedConfig(_ config: LlamaConfig) throws -> LlamaConfig {
+        var c = config
+        for l in layers {
+            guard l.layer >= 0, l.layer < c.numLayers else {
+                throw PruneError.invalidPlan(path: sourcePath ?? "<plan>", reason: "layer \(l.layer) is outside the model's \(c.numLayers) layers")
+            }
+            c.layers[l.layer] = l.pruned
+        }
+        return c
+    }
+
+    // MARK: - file
+
+    public func encoded() throws -> Data {
+        let enc = JSONEncoder()
+        enc.outputFormatting = [.prettyPrinted, .sortedKeys]
+        for l in layers where !(l.attentionScores + l.mlpScores).allSatisfy(\.isFinite) {
+            throw PruneError.invalidScores("layer \(l.layer) has a non-finite score")
+        }
+        return try enc.encode(self)
+    }
+
+    /// Writes the plan atomically (temporary sibling, then rename).
+    public func write(to url: URL) throws {
+        let data = try encoded()
+        do { try AtomicFile.write(data, to: url) } catch {
+            throw PruneError.io(path: url.path, reason: "cannot write plan: \(error)")
+        }
+    }
+
+    public static func read(from url: URL) throws -> PrunePlan {
+        guard let data = FileManager.default.contents(atPath: url.path) else {
+            throw PruneError.invalidPlan(path: url.path, reason: "cannot read the file")
+        }
+        var plan: PrunePlan
+        do { plan = try JSONDecoder().decode(PrunePlan.self, from: data) } catch {
+            throw PruneError.invalidPlan(path: url.path, reason: "not a prune plan (\(Self.describe(error)))")
+        }
+        plan.sourcePath = url.path
+        for l in plan.layers { try l.validate(source: url.path) }
+        return plan
+    }
+
+    static func describe(_ error: Error) -> String {
+        switch error {
+        case DecodingError.keyNotFound(let k, _): return "missing key \"\(k.stringValue)\""
+        case DecodingError.typeMismatch(_, let c), DecodingError.valueNotFound(_, let c), DecodingError.dataCorrupted(let c):
+            let path = c.codingPath.map(\.stringValue).joined(separator: ".")
+            return path.isEmpty ? c.debugDescription : "at \(path): \(c.debugDescription)"
+        default: return "\(error)"
+        }
+    }
+
+    // MARK: - identity check
+
+    /// Refuses a plan made for another model: different architecture (config fingerprint or widths) or a model
+    /// file of a different size. A different path or modification time alone is allowed (the model may have been
+    /// copied) and returned as warnings.
+    @discardableResult
+    public func check(against config: LlamaConfig, modelPath: String) throws -> [String] {
+        let name = sourcePath ?? "<plan>"
+        func refuse(_ r: String) -> PruneError { .planForAnotherModel(plan: name, reason: r) }
+        let m = model
+        if config.vocabSize != m.vocabSize { throw refuse("vocab size \(config.vocabSize), plan has \(m.vocabSize)") }
+        if config.hiddenSize != m.hiddenSize { throw refuse("hidden size \(config.hiddenSize), plan has \(m.hiddenSize)") }
+        if config.headDim != m.headDim { throw refuse("head_dim \(config.headDim), plan has \(m.headDim)") }
+        if config.numLayers != m.layers.count { throw refuse("\(config.numLayers) layers, plan has \(m.layers.count)") }
+        for (i, (a, b)) in zip(config.layers, m.layers).enumerated() where a != b {
+            throw refuse("layer \(i) has \(a.numHeads)/\(a.numKVHeads) heads and \(a.intermediateSize) MLP channels, "
+                         + "plan has \(b.numHeads)/\(b.numKVHeads) and \(b.intermediateSize)")
+        }
+        if try ModelIdentity.fingerprint(config) != m.configFingerprint {
+            throw refuse("config fingerprint differs (rope, norm epsilon, tied embeddings or token ids)")
+        }
+        let (size, time) = try ModelIdentity.sizeAndTime(path: modelPath)
+        if size != m.fileSize { throw refuse("\(modelPath) has \(size) bytes, plan's model \(m.path) had \(m.fileSize)") }
+        var warnings: [String] = []
+        if modelPath != m.path { warnings.append("\(name): plan was made for \(m.path), applying to \(modelPath) (same size and architecture)") }
+        if abs(time - m.modified) > 1e-3 { warnings.append("\(name): \(modelPath) was modified after the plan was made") }
+        for l in layers {
+            guard l.layer >= 0, l.layer < config.numLayers, l.original == config.layers[l.layer] else {
+                throw PruneError.invalidPlan(path: name, reason: "layer \(l.layer)'s original shape does not match the model")
+            }
+        }
+        return warnings
+    }
+}

@@ -1,0 +1,197 @@
+// Prune settings and plans: validation, JSON round trip (sorted keys, pretty), identity check against a model.
+// Also holds the small fixtures the other plan/allocation/apply/export tests share.
+import Foundation
+import Testing
+@testable import Pruning
+import LlamaModel
+import Support
+
+enum PlanFixtures {
+    static let testsDir = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
+    static let packageRoot = testsDir.deletingLastPathComponent().deletingLastPathComponent()
+    static let criteria = ["param_first", "param_second", "param_mix", "vectorize", "l1", "l2", "random"]
+
+    /// A tiny GQA model: 6 layers, 8 query heads over 2 KV heads (n_rep 4), head_dim 8, hidden 32, 48 MLP channels.
+    static func config(layers n: Int = 6, heads: Int = 8, kv: Int = 2, inter: Int = 48, tied: Bool = false) -> LlamaConfig {
+        LlamaConfig(vocabSize: 64, hiddenSize: 32, headDim: 8,
+                    layers: Array(repeating: LayerShape(numHeads: heads, numKVHeads: kv, intermediateSize: inter), count: n),
+                    rmsNormEps: 1e-5, ropeTheta: 10000, maxPositionEmbeddings: 128, tieWordEmbeddings: tied,
+                    bosTokenId: 1, eosTokenId: 2)
+    }
+
+    static func randomScores(_ c: LlamaConfig, _ s: PruneSettings, seed: UInt64 = 7) -> [AllocationScores] {
+        var rng = SplitMix64(seed: seed)
+        return s.layerRange.map { i in
+            let l = c.layers[i]
+            let units = (s.attentionUnit == .kvGroup || l.numHeads == l.numKVHeads) ? l.numKVHeads : l.numHeads
+            return AllocationScores(layer: i, attention: (0..<units).map { _ in rng.nextUniform() },
+                                    mlp: (0..<l.intermediateSize).map { _ in rng.nextUniform() })
+        }
+    }
+
+    /// A model file to point an identity at.
+    static func modelFile(_ dir: PlanTempDir, bytes: Int = 100) throws -> String {
+        try dir.write("model.gguf", Data(repeating: 7, count: bytes))
+    }
+
+    static func plan(_ c: LlamaConfig, _ s: PruneSettings, dir: PlanTempDir, seed: UInt64 = 7) throws -> PrunePlan {
+        let path = try modelFile(dir)
+        let id = try ModelIdentity(path: path, format: "gguf", config: c)
+        return try PrunePlan.make(settings: s, config: c, model: id, calibration: nil,
+                                  scores: randomScores(c, s, seed: seed))
+    }
+}
+
+/// A fresh temporary directory, removed when the value goes away.
+final class PlanTempDir {
+    let url: URL
+    init() throws {
+        url = FileManager.default.temporaryDirectory.appendingPathComponent("pruning-tests-\(getpid())-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
+    }
+    deinit { try? FileManager.default.removeItem(at: url) }
+    func file(_ name: String) -> URL { url.appendingPathComponent(name) }
+    func write(_ name: String, _ data: Data) throws -> String {
+        let u = file(name)
+        try data.write(to: u)
+        return u.path
+    }
+}
+
+/// The one-line message of the PruneError `body` throws.
+func pruneMessage(_ body: () throws -> Void) -> String? {
+    do { try body() } catch let e as PruneError { return e.description } catch { return "not a PruneError: \(error)" }
+    return nil
+}
+
+@Suite struct PlanTests {
+    @Test func defaultLayerRangeKeepsFirstFourAndLastTwo() {
+        #expect(PruneSettings.defaultLayerRange(numLayers: 32) == (4, 30))
+        #expect(PruneSettings.defaultLayerRange(numLayers: 22) == (4, 20))
+    }
+
+    @Test func ratioOutsideRangeIsRefused() {
+        for r in [-0.1, 1.0, 1.5, Double.nan] {
+            let s = PruneSettings(ratio: r, layerStart: 1, layerEnd: 3, criterion: "param_first")
+            let m = pruneMessage { try s.validate(numLayers: 6, validCriteria: PlanFixtures.criteria) }
+            #expect(m?.hasPrefix("--ratio") == true, "\(r): \(m ?? "no error")")
+            #expect(m?.contains("\n") == false)
+        }
+        let ok = PruneSettings(ratio: 0, layerStart: 1, layerEnd: 3, criterion: "param_first")
+        #expect(pruneMessage { try ok.validate(numLayers: 6, validCriteria: PlanFixtures.criteria) } == nil)
+    }
+
+    @Test func emptyOrInvertedLayerRangeIsRefused() {
+        for (a, b) in [(3, 3), (4, 2), (-1, 3), (2, 7)] {
+            let s = PruneSettings(ratio: 0.2, layerStart: a, layerEnd: b, criterion: "param_first")
+            let m = pruneMessage { try s.validate(numLayers: 6, validCriteria: PlanFixtures.criteria) }
+            #expect(m == "--layers \(a):\(b) is an empty or inverted layer range (need 0 ≤ start < end ≤ 6; end is exclusive)")
+        }
+        // the default range of a 6-layer model is empty: the user must pass --layers
+        let d = PruneSettings.defaultLayerRange(numLayers: 6)
+        let s = PruneSettings(ratio: 0.2, layerStart: d.start, layerEnd: d.end, criterion: "param_first")
+        #expect(pruneMessage { try s.validate(numLayers: 6, validCriteria: PlanFixtures.criteria) }?.hasPrefix("--layers 4:4") == true)
+    }
+
+    @Test func unknownCriterionListsTheValidOnes() {
+        let s = PruneSettings(ratio: 0.2, layerStart: 1, layerEnd: 3, criterion: "taylor")
+        let m = pruneMessage { try s.validate(numLayers: 6, validCriteria: ["param_first", "l1"]) }
+        #expect(m == "--criterion \"taylor\" is unknown; valid criteria: param_first, l1")
+    }
+
+    @Test func otherSettingsAreChecked() {
+        var s = PruneSettings(ratio: 0.2, layerStart: 1, layerEnd: 3, criterion: "l1", targetParams: 1.5)
+        #expect(pruneMessage { try s.validate(numLayers: 6, validCriteria: ["l1"]) }?.hasPrefix("--target-params") == true)
+        s.targetParams = nil
+        s.roundTo = 16
+        #expect(pruneMessage { try s.validate(numLayers: 6, validCriteria: ["l1"]) }?.hasPrefix("--round-to") == true)
+    }
+
+    @Test func planRoundTripsThroughJSON() throws {
+        let dir = try PlanTempDir()
+        let c = PlanFixtures.config()
+        let s = PruneSettings(ratio: 0.3, layerStart: 1, layerEnd: 5, criterion: "param_first", attentionUnit: .queryHead,
+                              roundTo: 8, seed: 9)
+        var plan = try PlanFixtures.plan(c, s, dir: dir)
+        plan.calibration = CalibrationProvenance(file: "/data/cal.txt", fileSHA256: String(repeating: "ab", count: 32),
+                                                 seed: 42, samples: 2, sampleLength: 4, offsets: [7, 0], tokenCount: 20)
+        let url = dir.file("plan.json")
+        try plan.write(to: url)
+        let back = try PrunePlan.read(from: url)
+        #expect(back == plan)
+        #expect(back.sourcePath == url.path)
+        // pretty, sorted keys, re-encodes byte-identically
+        let text = try String(contentsOf: url, encoding: .utf8)
+        #expect(text.contains("\n  \"calibration\" : {"))
+        #expect(text.range(of: "\"calibration\"")!.lowerBound < text.range(of: "\"created\"")!.lowerBound)
+        #expect(try back.encoded() == Data(text.utf8))
+        #expect(text.contains("\"attentionUnit\" : \"query-head\""))
+        #expect(plan.version == llmpruneVersion)
+        #expect(plan.parametersBefore == c.parameterCount)
+        #expect(plan.parametersAfter == (try plan.prunedConfig(c)).parameterCount)
+        #expect(plan.parametersAfter < plan.parametersBefore)
+        // no temporary file left beside it
+        #expect(try FileManager.default.contentsOfDirectory(atPath: dir.url.path).sorted() == ["model.gguf", "plan.json"])
+    }
+
+    @Test func planForAnotherModelIsRefused() throws {
+        let dir = try PlanTempDir()
+        let c = PlanFixtures.config()
+        let s = PruneSettings(ratio: 0.25, layerStart: 1, layerEnd: 5, criterion: "param_first")
+        let url = dir.file("plan.json")
+        try PlanFixtures.plan(c, s, dir: dir).write(to: url)
+        let plan = try PrunePlan.read(from: url)
+        let model = dir.file("model.gguf").path
+        #expect(try plan.check(against: c, modelPath: model).isEmpty)
+
+        var wider = c
+        wider.layers[2].intermediateSize = 64
+        let m = pruneMessage { try plan.check(against: wider, modelPath: model) }
+        #expect(m == "\(url.path): plan was made for another model: layer 2 has 8/2 heads and 64 MLP channels, plan has 8/2 and 48")
+        var otherRope = c
+        otherRope.ropeTheta = 500000
+        #expect(pruneMessage { try plan.check(against: otherRope, modelPath: model) }?.contains("config fingerprint differs") == true)
+        var otherVocab = c
+        otherVocab.vocabSize = 65
+        #expect(pruneMessage { try plan.check(against: otherVocab, modelPath: model) }?.contains("vocab size 65, plan has 64") == true)
+        // same architecture, different file size: another checkpoint
+        let other = try dir.write("other.gguf", Data(repeating: 1, count: 101))
+        let m2 = pruneMessage { try plan.check(against: c, modelPath: other) }
+        #expect(m2?.hasPrefix("\(url.path): plan was made for another model: \(other) has 101 bytes") == true)
+        // a copy (same size, other path and time) is accepted with warnings
+        let copy = try dir.write("copy.gguf", Data(repeating: 7, count: 100))
+        try FileManager.default.setAttributes([.modificationDate: Date(timeIntervalSinceNow: 3600)], ofItemAtPath: copy)
+        #expect(try plan.check(against: c, modelPath: copy).count == 2)
+    }
+
+    @Test func corruptPlanFileIsOneLine() throws {
+        let dir = try PlanTempDir()
+        let url = dir.file("plan.json")
+        try Data("{\"version\": \"0.1.0\"}".utf8).write(to: url)
+        let m = pruneMessage { _ = try PrunePlan.read(from: url) }
+        #expect(m?.hasPrefix("\(url.path): invalid prune plan: not a prune plan (missing key") == true)
+        #expect(m?.contains("\n") == false)
+        // a plan whose kept query heads break the GQA grouping
+        let c = PlanFixtures.config()
+        var plan = try PlanFixtures.plan(c, PruneSettings(ratio: 0.25, layerStart: 1, layerEnd: 2, criterion: "l1"), dir: dir)
+        plan.layers[0].keptQueryHeads = [0, 1, 4]
+        plan.layers[0].keptKVHeads = [0, 1]
+        try plan.write(to: url)
+        #expect(pruneMessage { _ = try PrunePlan.read(from: url) }
+                == "\(url.path): invalid prune plan: layer 1: kept query heads must fill the kept KV groups evenly (GQA)")
+    }
+
+    @Test func identityIsSizeTimeAndFingerprint() throws {
+        let dir = try PlanTempDir()
+        let c = PlanFixtures.config()
+        let path = try PlanFixtures.modelFile(dir, bytes: 123)
+        let id = try ModelIdentity(path: path, format: "gguf", config: c)
+        #expect(id.fileSize == 123)
+        #expect(id.modified > 0)
+        #expect(id.configFingerprint.count == 64)
+        #expect(id.layers == c.layers)
+        var d = c
+        d.layers[0].numHeads = 4
+        #expect(try ModelIdentity.fingerprint(d) != id.configFingerprint)
+    }
+}
