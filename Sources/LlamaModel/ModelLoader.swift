@@ -10,6 +10,7 @@ public struct LoadedModel {
     public var tokenizer: BPETokenizer?
     public var path: String
     public var format: String            // "gguf" or "safetensors"
+    public var chatTemplate: String? = nil   // GGUF `tokenizer.chat_template`, carried into exported tokenizer files
     public var config: LlamaConfig { weights.config }
 }
 
@@ -80,7 +81,8 @@ public enum ModelLoader {
         } else if needTokenizer {
             throw ModelError.missingFile(path: path, what: "tokenizer (no tokenizer.ggml.tokens in the GGUF metadata)")
         }
-        return LoadedModel(weights: weights, tokenizer: tokenizer, path: path, format: "gguf")
+        return LoadedModel(weights: weights, tokenizer: tokenizer, path: path, format: "gguf",
+                           chatTemplate: file.metadata["tokenizer.chat_template"]?.string)
     }
 
     /// LlamaConfig from `llama.*` GGUF metadata (head counts and feed-forward length may be per-layer arrays).
@@ -134,7 +136,8 @@ public enum ModelLoader {
             tokenTypes: m["tokenizer.ggml.token_type"]?.intArray,
             preTokenizer: m["tokenizer.ggml.pre"]?.string ?? "default",
             bosId: m["tokenizer.ggml.bos_token_id"]?.int, eosId: m["tokenizer.ggml.eos_token_id"]?.int,
-            addBOS: m["tokenizer.ggml.add_bos_token"].flatMap { if case .bool(let b) = $0 { return b } else { return nil } } ?? false)
+            addBOS: m["tokenizer.ggml.add_bos_token"]?.bool ?? false,
+            unkId: m["tokenizer.ggml.unknown_token_id"]?.int, padId: m["tokenizer.ggml.padding_token_id"]?.int)
     }
 
     // MARK: - from Hugging Face tensor names to the fused layout

@@ -15,13 +15,13 @@ public enum TokenizerSource {
     /// copied verbatim.
     case huggingFaceDirectory(URL)
     /// A GGUF file: the tokenizer lives in its metadata (loaded as `BPETokenizer`).
-    case gguf(path: String, tokenizer: BPETokenizer?)
+    case gguf(path: String, tokenizer: BPETokenizer?, chatTemplate: String?)
     /// No tokenizer files.
     case none
 
     /// The source matching a loaded model.
     public static func of(_ m: LoadedModel) -> TokenizerSource {
-        m.format == "gguf" ? .gguf(path: m.path, tokenizer: m.tokenizer) : .huggingFaceDirectory(URL(fileURLWithPath: m.path))
+        m.format == "gguf" ? .gguf(path: m.path, tokenizer: m.tokenizer, chatTemplate: m.chatTemplate) : .huggingFaceDirectory(URL(fileURLWithPath: m.path))
     }
 }
 
@@ -80,11 +80,11 @@ public enum HFExport {
         if let e = c.eosTokenId { gen["eos_token_id"] = e }
         try AtomicFile.write(try JSONSerialization.data(withJSONObject: gen, options: [.prettyPrinted, .sortedKeys]),
                              to: dir.appendingPathComponent("generation_config.json"))
-        try writeTokenizerFiles(tokenizerSource, into: dir)
+        try writeTokenizerFiles(tokenizerSource, into: dir, modelMaxLength: c.maxPositionEmbeddings)
     }
 
     /// The one place tokenizer files are written.
-    static func writeTokenizerFiles(_ source: TokenizerSource, into dir: URL) throws {
+    static func writeTokenizerFiles(_ source: TokenizerSource, into dir: URL, modelMaxLength: Int) throws {
         let fm = FileManager.default
         switch source {
         case .huggingFaceDirectory(let src):
@@ -95,11 +95,10 @@ public enum HFExport {
                     throw PruneError.io(path: from.path, reason: "cannot copy tokenizer file: \(error.localizedDescription)")
                 }
             }
-        case .gguf:
-            // INTEGRATION POINT: serialise the GGUF tokenizer as tokenizer.json (+ tokenizer_config.json) with
-            // `BPETokenizer.tokenizerJSON()` once it lands in module Tokenizer. Until then nothing is written
-            // for GGUF sources; the exported directory then has no tokenizer files.
-            break
+        case .gguf(_, let tokenizer, let chatTemplate):
+            // The GGUF's tokenizer serialised as tokenizer.json + tokenizer_config.json; transformers reproduces
+            // its ids exactly (scripts/reference/check_tokenizer_export.py).
+            try tokenizer?.writeHuggingFaceFiles(to: dir, modelMaxLength: modelMaxLength, chatTemplate: chatTemplate)
         case .none:
             break
         }

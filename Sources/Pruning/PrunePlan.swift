@@ -8,13 +8,6 @@ import Support
 /// Version written into plans (bump with incompatible plan or algorithm changes).
 public let llmpruneVersion = "0.1.0"
 
-/// What one attention pruning unit is.
-public enum AttentionUnit: String, Codable, CaseIterable, Sendable {
-    /// One KV head with all the query heads that read it (the reference, `llama3.py`, spec §1.3).
-    case kvGroup = "kv-group"
-    /// One query head; the same number is removed from every KV group so the GQA ratio stays whole.
-    case queryHead = "query-head"
-}
 
 /// How units are ranked: inside each layer at one ratio (the reference) or across all pruned layers.
 public enum AllocationMode: String, Codable, CaseIterable, Sendable {

@@ -55,7 +55,7 @@ import Tokenizer
     @Test func ggufSourceWritesNoTokenizerYet() throws {
         let dir = try PlanTempDir()
         let out = dir.file("out")
-        try HFExport.write(weights: Self.models(dir)[1], tokenizerSource: .gguf(path: "/x.gguf", tokenizer: nil), to: out, force: false)
+        try HFExport.write(weights: Self.models(dir)[1], tokenizerSource: .gguf(path: "/x.gguf", tokenizer: nil, chatTemplate: nil), to: out, force: false)
         let back = try ModelLoader.load(path: out.path, tokenizer: false)
         #expect(back.tokenizer == nil)
     }
