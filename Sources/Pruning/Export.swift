@@ -29,7 +29,9 @@ public enum HFExport {
     /// Files copied from a Hugging Face source directory when present.
     public static let tokenizerFiles = ["tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"]
 
-    public static func write(weights: LlamaWeights, tokenizerSource: TokenizerSource, to dir: URL, force: Bool) throws {
+    /// Writes the model directory atomically; `extraFiles` (name → contents, e.g. the prune plan) go in too.
+    public static func write(weights: LlamaWeights, tokenizerSource: TokenizerSource, to dir: URL, force: Bool,
+                             extraFiles: [String: Data] = [:]) throws {
         let fm = FileManager.default
         let target = dir.standardizedFileURL
         let parent = target.deletingLastPathComponent()
@@ -46,6 +48,7 @@ public enum HFExport {
         do {
             try fm.createDirectory(at: tmp, withIntermediateDirectories: false)
             try writeContents(weights: weights, tokenizerSource: tokenizerSource, into: tmp)
+            for (file, data) in extraFiles { try data.write(to: tmp.appendingPathComponent(file)) }
             if exists {
                 let old = parent.appendingPathComponent(".\(name).old-\(pid)")
                 try? fm.removeItem(at: old)

@@ -10,6 +10,13 @@ commands:
   eval      --model PATH --dataset wikitext2|ptb|ptb-valid|FILE [--seq-len 128] [--max-windows N]
             [--batch 8] [--threads T] [--json] [--quiet]   perplexity (LLM-Pruner protocol)
   tokenize  --model PATH --dataset NAME|FILE [--out ids.bin] [--json]   token count and SHA-256 of the ids
+  plan      --model PATH --plan FILE [pruning flags]        importance pass → prune plan (nothing is cut)
+  apply     --plan FILE --model PATH --out DIR [--force]     cut a model by a plan, write a HF directory
+  prune     --model PATH --out DIR [pruning flags] [--eval wikitext2,ptb] [--eval-windows N] [--force]
+            pruning flags: --ratio 0.25 --criterion element1|element2|param_second|vector|l1|l2|random
+            --reduction sum|mean|max|prod|first --attention-unit kv-group|query-head --allocation local|global
+            --target-params F --round-to 8|64|128 --layers START:END --calib ptb-valid|FILE --calib-samples 10
+            --calib-len 64 --seed 42
   bench     --model PATH [--batch 8] [--seq-len 128] [--iters 5] [--threads T] [--json]   forward speed
 
 PATH is a .gguf file or a Hugging Face model directory (config.json, safetensors, tokenizer.json).
@@ -32,6 +39,9 @@ do {
     case "eval": try EvalCommand.run(argv)
     case "tokenize": try TokenizeCommand.run(argv)
     case "bench": try BenchCommand.run(argv)
+    case "plan": try PruneCommand.plan(argv)
+    case "apply": try PruneCommand.apply(argv)
+    case "prune": try PruneCommand.prune(argv)
     case "help", "--help", "-h": print(usage)
     default: throw UsageError("unknown command \"\(command)\" (try: llmprune help)")
     }

@@ -1,0 +1,216 @@
+import Eval
+import Foundation
+import LlamaModel
+import Pruning
+import Support
+import Tokenizer
+
+/// `llmprune plan | apply | prune`: the importance pass writes a plan; apply cuts a model by a plan and
+/// exports it; prune does both, with perplexity before and after when asked.
+enum PruneCommand {
+    static let booleans: Set<String> = ["json", "quiet", "force"]
+
+    struct PhaseTimes: Encodable {
+        var load = 0.0, calibration = 0.0, gradients = 0.0, scoring = 0.0, allocation = 0.0, apply = 0.0, export = 0.0
+        var evalBefore = 0.0, evalAfter = 0.0, total = 0.0
+    }
+
+    struct Report: Encodable {
+        var plan: String?, out: String?
+        var parametersBefore: Int, parametersAfter: Int, keptFraction: Double
+        var ratio: Double, criterion: String, allocation: String, attentionUnit: String
+        var layers: [LayerShape]
+        var loss: Double?
+        var perplexityBefore: [String: Double], perplexityAfter: [String: Double]
+        var seconds: PhaseTimes
+        var peakActivationMB: Double, peakRSSMB: Double
+    }
+
+    // MARK: - settings from flags
+
+    static func settings(_ a: inout Arguments, numLayers: Int) throws -> PruneSettings {
+        let ratioText = a.string("ratio") ?? "0.25"
+        guard let ratio = Double(ratioText) else { throw UsageError("--ratio: \"\(ratioText)\" is not a number") }
+        let range = try CLI.layerRange(a.string("layers"), layers: numLayers)
+        let unitText = a.string("attention-unit") ?? "kv-group"
+        guard let unit = AttentionUnit(rawValue: unitText) else {
+            throw UsageError("--attention-unit: \"\(unitText)\" is not kv-group or query-head")
+        }
+        let allocText = a.string("allocation") ?? "local"
+        guard let alloc = AllocationMode(rawValue: allocText) else {
+            throw UsageError("--allocation: \"\(allocText)\" is not local or global")
+        }
+        var target: Double? = nil
+        if let t = a.string("target-params") {
+            guard let v = Double(t), v > 0, v <= 1 else { throw UsageError("--target-params: \"\(t)\" is not a fraction in (0, 1]") }
+            target = v
+        }
+        let roundTo = try a.int("round-to", min: 1)
+        let s = PruneSettings(ratio: ratio, layerStart: range.lowerBound, layerEnd: range.upperBound,
+                              criterion: a.string("criterion") ?? "element1", reduction: a.string("reduction") ?? "sum",
+                              attentionUnit: unit, allocation: alloc, targetParams: target, roundTo: roundTo,
+                              seed: UInt64(try a.int("seed", default: 42, min: 0)!))
+        try s.validate(numLayers: numLayers, validCriteria: Criterion.allCases.map(\.rawValue))
+        return s
+    }
+
+    static func calibration(_ a: inout Arguments, model: LoadedModel, seed: UInt64) throws -> CalibrationSet {
+        let file = try EvalDataset.resolve(a.string("calib") ?? "ptb-valid")
+        let samples = try a.int("calib-samples", default: 10, min: 1)!
+        let length = try a.int("calib-len", default: 64, min: 2)!
+        guard let tokenizer = model.tokenizer else { throw UsageError("--model: no tokenizer to read the calibration text") }
+        let bytes = try Data(contentsOf: file)
+        let ids = tokenizer.encode(try EvalDataset.text(of: file))
+        return try CalibrationSet.draw(ids: ids, file: file.path, fileSHA256: SHA256.hex(bytes), samples: samples,
+                                       sampleLength: length, seed: seed)
+    }
+
+    static func evaluate(_ weights: LlamaWeights, tokenizer: BPETokenizer, datasets: [String], windows: Int?,
+                         quiet: Bool) throws -> [String: Double] {
+        var out: [String: Double] = [:]
+        let runner = LlamaRunner(weights: weights)
+        for ds in datasets {
+            let file = try EvalDataset.resolve(ds)
+            let ids = tokenizer.encode(try EvalDataset.text(of: file))
+            out[ds] = try Perplexity.evaluate(runner: runner, ids: ids,
+                                              options: PerplexityOptions(maxWindows: windows, quiet: quiet),
+                                              source: file.path).perplexity
+        }
+        return out
+    }
+
+    // MARK: - commands
+
+    static func plan(_ argv: [String]) throws {
+        try run(argv, mode: .plan)
+    }
+
+    static func apply(_ argv: [String]) throws {
+        var a = try Arguments(argv, booleans: booleans)
+        let planPath = try a.required("plan"), modelPath = try a.required("model"), out = try a.required("out")
+        let force = a.flag("force"), json = a.flag("json")
+        try CLI.applyThreads(&a)
+        try a.finish()
+        var times = PhaseTimes()
+        let start = Date()
+        let plan = try PrunePlan.read(from: URL(fileURLWithPath: planPath))
+        try refuseExisting(out, force: force)
+        var t0 = Date()
+        let m = try CLI.loadModel(modelPath, tokenizer: false)
+        times.load = Date().timeIntervalSince(t0)
+        for w in try plan.check(against: m.config, modelPath: m.path) { FileHandle.standardError.write(Data("llmprune: warning: \(w)\n".utf8)) }
+        t0 = Date()
+        let pruned = try Pruner.apply(plan: plan, to: m.weights)
+        times.apply = Date().timeIntervalSince(t0)
+        t0 = Date()
+        try HFExport.write(weights: pruned, tokenizerSource: .of(m), to: URL(fileURLWithPath: out), force: force,
+                           extraFiles: ["prune_plan.json": try plan.encoded()])
+        times.export = Date().timeIntervalSince(t0)
+        times.total = Date().timeIntervalSince(start)
+        let r = report(plan: plan, planPath: planPath, out: out, config: pruned.config, loss: nil, before: [:], after: [:],
+                       times: times, peak: 0)
+        try emit(r, json: json)
+    }
+
+    static func prune(_ argv: [String]) throws {
+        try run(argv, mode: .prune)
+    }
+
+    enum Mode { case plan, prune }
+
+    static func run(_ argv: [String], mode: Mode) throws {
+        var a = try Arguments(argv, booleans: booleans)
+        let start = Date()
+        let modelPath = try a.required("model")
+        let out = mode == .prune ? try a.required("out") : a.string("out")
+        let planArg = a.string("plan")
+        let force = a.flag("force"), json = a.flag("json"), quiet = a.flag("quiet") || json
+        let evalSets = (a.string("eval") ?? "").split(separator: ",").map(String.init)
+        let evalWindows = try a.int("eval-windows", min: 1)
+        try CLI.applyThreads(&a)
+        guard mode == .prune || planArg != nil else { throw UsageError("--plan is required (where to write the plan)") }
+        let planPath = planArg ?? (out! + ".plan.json")
+        if mode == .prune { try refuseExisting(out!, force: force) }
+        if !force, FileManager.default.fileExists(atPath: planPath) {
+            throw PruneError.outputExists(path: planPath)
+        }
+        for ds in evalSets { _ = try EvalDataset.resolve(ds) }
+        var times = PhaseTimes()
+        var t0 = Date()
+        let m = try CLI.loadModel(modelPath, tokenizer: true)
+        times.load = Date().timeIntervalSince(t0)
+        let settings = try Self.settings(&a, numLayers: m.config.numLayers)
+        t0 = Date()
+        let calib = try calibration(&a, model: m, seed: settings.seed)
+        times.calibration = Date().timeIntervalSince(t0)
+        try a.finish()
+        let tokenizer = m.tokenizer!
+
+        var before: [String: Double] = [:]
+        if mode == .prune && !evalSets.isEmpty {
+            t0 = Date()
+            before = try evaluate(m.weights, tokenizer: tokenizer, datasets: evalSets, windows: evalWindows, quiet: quiet)
+            times.evalBefore = Date().timeIntervalSince(t0)
+        }
+        if !quiet { FileHandle.standardError.write(Data("llmprune: importance pass on \(calib.samples.count)×\(calib.provenance.sampleLength) tokens, layers \(settings.layerStart)..<\(settings.layerEnd)\n".utf8)) }
+        let (plan, pt) = try Planner.plan(model: m, settings: settings, calibration: calib)
+        times.gradients = pt.gradientSeconds
+        times.scoring = pt.scoringSeconds
+        times.allocation = pt.allocationSeconds
+        try plan.write(to: URL(fileURLWithPath: planPath))      // the plan exists before anything is cut
+        var config = try plan.prunedConfig(m.config)
+        var after: [String: Double] = [:]
+        if mode == .prune {
+            t0 = Date()
+            let pruned = try Pruner.apply(plan: plan, to: m.weights)
+            times.apply = Date().timeIntervalSince(t0)
+            config = pruned.config
+            t0 = Date()
+            try HFExport.write(weights: pruned, tokenizerSource: .of(m), to: URL(fileURLWithPath: out!), force: force,
+                               extraFiles: ["prune_plan.json": try plan.encoded()])
+            times.export = Date().timeIntervalSince(t0)
+            if !evalSets.isEmpty {
+                t0 = Date()
+                after = try evaluate(pruned, tokenizer: tokenizer, datasets: evalSets, windows: evalWindows, quiet: quiet)
+                times.evalAfter = Date().timeIntervalSince(t0)
+            }
+        }
+        times.total = Date().timeIntervalSince(start)
+        let r = report(plan: plan, planPath: planPath, out: out, config: config, loss: pt.loss, before: before,
+                       after: after, times: times, peak: pt.peakActivationBytes)
+        try emit(r, json: json)
+    }
+
+    static func refuseExisting(_ out: String, force: Bool) throws {
+        if !force, FileManager.default.fileExists(atPath: out) { throw PruneError.outputExists(path: out) }
+    }
+
+    static func report(plan: PrunePlan, planPath: String?, out: String?, config: LlamaConfig, loss: Double?,
+                       before: [String: Double], after: [String: Double], times: PhaseTimes, peak: Int) -> Report {
+        Report(plan: planPath, out: out, parametersBefore: plan.parametersBefore, parametersAfter: plan.parametersAfter,
+               keptFraction: Double(plan.parametersAfter) / Double(plan.parametersBefore), ratio: plan.resolvedRatio,
+               criterion: plan.settings.criterion, allocation: plan.settings.allocation.rawValue,
+               attentionUnit: plan.settings.attentionUnit.rawValue, layers: config.layers, loss: loss,
+               perplexityBefore: before, perplexityAfter: after, seconds: times,
+               peakActivationMB: Double(peak) / 1e6, peakRSSMB: CLI.peakRSSMB())
+    }
+
+    static func emit(_ r: Report, json: Bool) throws {
+        if json { try CLI.printJSON(r); return }
+        print(String(format: "parameters   %d → %d (%.2f%% kept)", r.parametersBefore, r.parametersAfter, 100 * r.keptFraction))
+        print("settings     ratio \(r.ratio), \(r.criterion), \(r.allocation) allocation, \(r.attentionUnit) attention units")
+        for ds in r.perplexityBefore.keys.sorted() {
+            print(String(format: "perplexity   %-10@ %10.3f → %10.3f", ds, r.perplexityBefore[ds]!, r.perplexityAfter[ds] ?? .nan))
+        }
+        print("layer  q-heads  kv-heads    mlp")
+        for (i, l) in r.layers.enumerated() {
+            print(String(format: "%5d  %7d  %8d  %5d", i, l.numHeads, l.numKVHeads, l.intermediateSize))
+        }
+        let t = r.seconds
+        print(String(format: "seconds      load %.2f, calibration %.2f, gradients %.2f, scoring %.2f, allocation %.2f, apply %.2f, export %.2f, eval %.1f + %.1f, total %.1f",
+                     t.load, t.calibration, t.gradients, t.scoring, t.allocation, t.apply, t.export, t.evalBefore, t.evalAfter, t.total))
+        print(String(format: "memory       activations %.1f MB, peak RSS %.0f MB", r.peakActivationMB, r.peakRSSMB))
+        if let p = r.plan { print("plan         \(p)") }
+        if let o = r.out { print("model        \(o)") }
+    }
+}
