@@ -24,20 +24,8 @@
 import Foundation
 import LlamaModel
 
-/// Importance of the units of one pruned layer, as the scorer produces them.
-public struct AllocationScores: Equatable, Sendable {
-    public var layer: Int
-    /// Per KV group (kv-group unit) or per query head (query-head unit), in head order.
-    public var attention: [Double]
-    /// Per MLP channel.
-    public var mlp: [Double]
-
-    public init(layer: Int, attention: [Double], mlp: [Double]) {
-        self.layer = layer
-        self.attention = attention
-        self.mlp = mlp
-    }
-}
+/// The allocator ranks exactly what the scorer produces.
+public typealias AllocationScores = LayerScores
 
 public struct AllocationResult: Equatable, Sendable {
     public var layers: [LayerPlan]

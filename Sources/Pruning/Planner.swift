@@ -55,7 +55,7 @@ public enum Planner {
         let identity = try ModelIdentity(path: model.path, format: model.format, config: config)
         let plan = try PrunePlan.make(settings: settings, config: config, model: identity,
                                       calibration: calibration?.provenance,
-                                      scores: scores.map { AllocationScores(layer: $0.layer, attention: $0.attention, mlp: $0.mlp) })
+                                      scores: scores)
         timings.allocationSeconds = Date().timeIntervalSince(t0)
         return (plan, timings)
     }
