@@ -40,32 +40,9 @@ def main():
     common.log(f"tokenized {len(ids)} ids in {tok_s:.1f}s; first ids {ids[:8]}; bos_token_id={bos} first_is_bos={first_is_bos}")
 
     model = common.load_model(args.model)
-    L = args.seq_len
-    nwin = len(ids) // L
-    if args.max_windows:
-        nwin = min(nwin, args.max_windows)
-    windows = torch.tensor(ids[: nwin * L], dtype=torch.long).view(nwin, L)
-
-    nll_sum = 0.0  # float64 accumulation
-    scored = 0
-    per_window = []
-    t0 = time.time()
-    with torch.inference_mode():
-        for bi, s in enumerate(range(0, nwin, args.batch)):
-            x = windows[s: s + args.batch]
-            logits = model(input_ids=x, use_cache=False).logits.float()
-            lp = torch.log_softmax(logits[:, :-1], dim=-1)
-            nll = -lp.gather(-1, x[:, 1:, None]).squeeze(-1)  # fp32 per-token NLL
-            w = nll.double().sum(dim=1)
-            per_window.extend(w.tolist())
-            nll_sum += float(w.sum())
-            scored += nll.numel()
-            if args.progress and (bi + 1) % args.progress == 0:
-                el = time.time() - t0
-                common.log(f"  {s + len(x)}/{nwin} windows, running ppl {math.exp(nll_sum / scored):.4f}, "
-                           f"{(s + len(x)) * L / el:.0f} tok/s")
-    secs = time.time() - t0
-    nll_mean = nll_sum / scored if scored else float("nan")
+    r = common.perplexity(model, ids, seq_len=args.seq_len, max_windows=args.max_windows, batch=args.batch,
+                          progress=args.progress)
+    L, nwin, scored, nll_mean = args.seq_len, r["windows"], r["scored"], r["nll_mean"]
     res = {
         "model": str(args.model),
         "dataset": args.dataset,
@@ -73,19 +50,19 @@ def main():
         "seq_len": L,
         "batch": args.batch,
         "threads": args.threads,
-        "ppl": math.exp(nll_mean),
+        "ppl": r["ppl"],
         "nll_mean": nll_mean,
-        "nll_sum": nll_sum,
+        "nll_sum": r["nll_sum"],
         "tokens": len(ids),
         "windows": nwin,
         "scored": scored,
-        "seconds": secs,
-        "tokens_per_s": nwin * L / secs if secs > 0 else None,
+        "seconds": r["seconds"],
+        "tokens_per_s": r["tokens_per_s"],
         "ids_sha256": common.ids_sha256(ids),
         "first_ids": ids[:8],
         "bos_token_id": bos,
         "first_is_bos": first_is_bos,
-        "window_nll_sums_first8": per_window[:8],
+        "window_nll_sums_first8": r["window_nll_sums_first8"],
         "torch_version": torch.__version__,
     }
     import transformers
