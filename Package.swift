@@ -41,7 +41,7 @@ let package = Package(
                 swiftSettings: kernelSettings),
         .target(name: "Pruning", dependencies: ["Support", "Formats", "Tokenizer", "LlamaModel", "TensorCore"],
                 swiftSettings: kernelSettings),
-        .target(name: "Cluster", dependencies: ["CZeroMQ", "CMPI", "MPIShim", "Support"],
+        .target(name: "Cluster", dependencies: ["CZeroMQ", "CMPI", "MPIShim", "Support", "LlamaModel"],
                 swiftSettings: swiftSettings),
 
         // MARK: the thin CLI

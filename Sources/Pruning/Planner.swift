@@ -11,6 +11,11 @@ public struct PlanTimings: Codable, Sendable {
     public var loss: Double? = nil
 }
 
+/// Computes calibration gradients: (tokens [batch × seqLen], batch, seqLen, scored layers, with Fisher?).
+/// The default runs one local `GradientPass`; the cluster substitutes a sample-sharded MPI reduction.
+public typealias GradientProvider = (_ tokens: [Int32], _ batch: Int, _ seqLen: Int, _ layers: Range<Int>,
+                                     _ fisher: Bool) throws -> GradientResult
+
 public enum Planner {
     /// Parses criterion and reduction names with one-line errors listing the valid values.
     public static func parse(criterion: String, reduction: String) throws -> (Criterion, GroupReduction) {
@@ -25,8 +30,8 @@ public enum Planner {
     }
 
     /// Scores the layers of `settings.layerRange` on `calibration` and allocates the cut.
-    public static func plan(model: LoadedModel, settings: PruneSettings, calibration: CalibrationSet?) throws
-        -> (PrunePlan, PlanTimings)
+    public static func plan(model: LoadedModel, settings: PruneSettings, calibration: CalibrationSet?,
+                            gradientProvider: GradientProvider? = nil) throws -> (PrunePlan, PlanTimings)
     {
         let config = model.config
         try settings.validate(numLayers: config.numLayers, validCriteria: Criterion.allCases.map(\.rawValue))
@@ -39,9 +44,11 @@ public enum Planner {
             }
             let t0 = Date()
             let n = calibration.samples.count, len = calibration.provenance.sampleLength
-            gradients = try GradientPass(weights: model.weights).gradients(
-                tokens: calibration.batchTokens, batch: n, seqLen: len, layers: settings.layerRange,
-                fisher: criterion.needsFisher)
+            let provider = gradientProvider ?? { tokens, batch, seqLen, layers, fisher in
+                try GradientPass(weights: model.weights).gradients(tokens: tokens, batch: batch, seqLen: seqLen,
+                                                                   layers: layers, fisher: fisher)
+            }
+            gradients = try provider(calibration.batchTokens, n, len, settings.layerRange, criterion.needsFisher)
             timings.gradientSeconds = Date().timeIntervalSince(t0)
             timings.peakActivationBytes = gradients!.peakActivationBytes
             timings.loss = gradients!.loss

@@ -1,3 +1,4 @@
+import Cluster
 import Eval
 import Foundation
 import LlamaModel
@@ -147,13 +148,21 @@ enum PruneCommand {
         let tokenizer = m.tokenizer!
 
         var before: [String: Double] = [:]
-        if mode == .prune && !evalSets.isEmpty {
+        if mode == .prune && !evalSets.isEmpty && Communicator.world.rank == 0 {
             t0 = Date()
             before = try evaluate(m.weights, tokenizer: tokenizer, datasets: evalSets, windows: evalWindows, quiet: quiet)
             times.evalBefore = Date().timeIntervalSince(t0)
         }
-        if !quiet { FileHandle.standardError.write(Data("llmprune: importance pass on \(calib.samples.count)×\(calib.provenance.sampleLength) tokens, layers \(settings.layerStart)..<\(settings.layerEnd)\n".utf8)) }
-        let (plan, pt) = try Planner.plan(model: m, settings: settings, calibration: calib)
+        if !quiet && Communicator.world.rank == 0 { FileHandle.standardError.write(Data("llmprune: importance pass on \(calib.samples.count)×\(calib.provenance.sampleLength) tokens, layers \(settings.layerStart)..<\(settings.layerEnd)\n".utf8)) }
+        // Under mpiexec the calibration samples are split across ranks and the gradient sums reduced with MPI;
+        // every rank then holds the same gradients, and rank 0 alone writes.
+        let world = Communicator.world
+        let provider: GradientProvider? = world.size > 1 ? { tokens, batch, seqLen, layers, fisher in
+            try ShardedGradients(comm: world).gradients(weights: m.weights, tokens: tokens, batch: batch, seqLen: seqLen,
+                                                        layers: layers, fisher: fisher)
+        } : nil
+        let (plan, pt) = try Planner.plan(model: m, settings: settings, calibration: calib, gradientProvider: provider)
+        guard world.rank == 0 else { return }
         times.gradients = pt.gradientSeconds
         times.scoring = pt.scoringSeconds
         times.allocation = pt.allocationSeconds

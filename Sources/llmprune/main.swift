@@ -1,5 +1,6 @@
 // llmprune: a thin command line over the library modules. Each subcommand parses flags, calls the library
 // and prints; errors become one line on stderr and a non-zero exit.
+import Cluster
 import Foundation
 
 let usage = """
@@ -23,8 +24,10 @@ PATH is a .gguf file or a Hugging Face model directory (config.json, safetensors
 """
 
 func fail(_ message: String, code: Int32) -> Never {
-    FileHandle.standardError.write("llmprune: error: \(message)\n".data(using: .utf8)!)
-    exit(code)
+    let world = Communicator.world
+    let rank = world.size > 1 ? "[rank \(world.rank)] " : ""
+    FileHandle.standardError.write("llmprune: error: \(rank)\(message)\n".data(using: .utf8)!)
+    world.abort(code: code)   // under mpiexec, take the other ranks down too rather than leave them waiting
 }
 
 var argv = Array(CommandLine.arguments.dropFirst())
@@ -45,6 +48,7 @@ do {
     case "help", "--help", "-h": print(usage)
     default: throw UsageError("unknown command \"\(command)\" (try: llmprune help)")
     }
+    Communicator.world.finalize()
 } catch let e as UsageError {
     fail(e.description, code: 2)
 } catch {

@@ -10,13 +10,19 @@ let fixtures = packageRoot.appendingPathComponent("Tests/LlamaModelTests/Resourc
 
 struct RunResult { let status: Int32; let signaled: Bool; let stdout: String; let stderr: String }
 
-/// Runs the llmprune binary built next to the test bundle.
-func llmprune(_ args: [String]) throws -> RunResult {
+/// The llmprune binary built next to the test bundle.
+func llmpruneBinary() -> URL {
     let bin = Bundle.main.bundleURL.appendingPathComponent("llmprune")
-    let exe = FileManager.default.fileExists(atPath: bin.path) ? bin
-        : packageRoot.appendingPathComponent(".build/debug/llmprune")
+    return FileManager.default.fileExists(atPath: bin.path) ? bin : packageRoot.appendingPathComponent(".build/debug/llmprune")
+}
+
+/// Runs the llmprune binary.
+func llmprune(_ args: [String]) throws -> RunResult { try run(llmpruneBinary().path, args) }
+
+/// Runs a program with the shared data directory set, capturing both streams.
+func run(_ executable: String, _ args: [String]) throws -> RunResult {
     let p = Process()
-    p.executableURL = exe
+    p.executableURL = URL(fileURLWithPath: executable)
     p.arguments = args
     var env = ProcessInfo.processInfo.environment
     env["LLMPRUNE_DATA"] = packageRoot.deletingLastPathComponent().appendingPathComponent("shared/data").path

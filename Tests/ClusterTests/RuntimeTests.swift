@@ -4,7 +4,7 @@ import Testing
 import CZeroMQ
 
 @Test func singleRankWorldWithoutLauncher() {
-    let comm = Communicator()
+    let comm = Communicator.world
     #expect(comm.size == 1 && comm.rank == 0 && !comm.usesMPI)
     var buf: [Float] = [1, 2, 3]
     comm.allReduceSum(&buf)
