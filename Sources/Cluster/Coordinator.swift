@@ -155,7 +155,8 @@ struct CoordinatorState {
     }
     var live: [Int: Peer] = [:]                 // rank → peer
     var rankOf: [Data: Int] = [:]               // identity → rank, live peers only
-    var gone: Set<Data> = []                    // identities refused or declared lost: ignored
+    var gone: Set<Data> = []                    // identities refused: ignored
+    var lost: [Data: Int] = [:]                 // identities declared lost → rank; told once, then gone
     var assigned: [WorkUnit: Int] = [:]
     var completed: [WorkUnit: Int] = [:]
     var events: [CoordinatorEvent] = []
@@ -244,11 +245,13 @@ final class CoordinatorEngine: ControlLoop, @unchecked Sendable {
         cond.broadcast()
     }
 
-    /// Logs, counts and reports a dropped message. Caller holds the lock.
+    /// Logs, counts and reports a dropped message. Caller holds the lock. A flood is logged sparsely and
+    /// does not grow the event queue without bound.
     private func dropLocked(_ reason: String) {
         state.stats.dropped += 1
-        log(reason)
-        emitLocked(.rejected(reason: reason))
+        let n = state.stats.dropped
+        if n <= 100 || n % 1000 == 0 { log(n <= 100 ? reason : "\(reason) (\(n) dropped so far)") }
+        if state.events.count < 1024 { emitLocked(.rejected(reason: reason)) }
     }
 
     private func sendLocked(_ identity: Data, _ body: ControlBody, job: String? = nil, payload: Data? = nil) {
@@ -284,6 +287,11 @@ final class CoordinatorEngine: ControlLoop, @unchecked Sendable {
         let id = frames[0]
         if state.gone.contains(id) {
             state.stats.ignored += 1
+            return
+        }
+        if let rank = state.lost.removeValue(forKey: id) {
+            // It came back after being declared lost: its units may have gone elsewhere. Tell it to stop.
+            refuseLocked(id, "rank \(rank) was declared lost (silent for more than \(config.heartbeatTimeout) s)")
             return
         }
         let who = state.rankOf[id].map { "rank \($0)" } ?? "peer \(peerName(id))"
@@ -371,7 +379,7 @@ final class CoordinatorEngine: ControlLoop, @unchecked Sendable {
         for (rank, peer) in state.live where now - peer.lastSeen > config.heartbeatTimeout {
             state.live[rank] = nil
             state.rankOf[peer.identity] = nil
-            state.gone.insert(peer.identity)
+            state.lost[peer.identity] = rank
             let unfinished = state.assigned.filter { $0.value == rank }.map(\.key)
                 .sorted { ($0.phase, $0.epoch, $0.shard) < ($1.phase, $1.epoch, $1.shard) }
             log(String(format: "rank %d lost: silent for %.2f s; unfinished units: %@", rank, now - peer.lastSeen,
