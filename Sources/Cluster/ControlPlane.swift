@@ -18,6 +18,14 @@ public enum ControlPlane {
     static func now() -> Double { Double(DispatchTime.now().uptimeNanoseconds) / 1e9 }
 }
 
+/// Why a token/heartbeat setting is unusable, or nil.
+func controlConfigProblem(token: String, interval: Double, timeout: Double) -> String? {
+    if token.isEmpty { return "empty job token" }
+    if !(interval > 0) { return "heartbeat interval \(interval) s is not positive" }
+    if !(timeout > interval) { return "heartbeat timeout \(timeout) s does not exceed the interval \(interval) s" }
+    return nil
+}
+
 /// A CURVE key pair in Z85 text (40 characters each).
 public struct CurveKeyPair: Sendable, Equatable {
     public let publicKey: String

@@ -44,9 +44,11 @@ public enum CoordinatorError: Error, Equatable, CustomStringConvertible {
     case unknownRank(Int)
     case closed
     case payloadTooLarge(Int, limit: Int)
+    case invalidConfig(String)
 
     public var description: String {
         switch self {
+        case .invalidConfig(let why): "invalid coordinator configuration: \(why)"
         case .timeout(let n, let joined): "timed out waiting for \(n) workers; joined: \(joined)"
         case .unknownRank(let r): "rank \(r) is not a live worker"
         case .closed: "coordinator is closed"
@@ -76,8 +78,10 @@ public final class Coordinator: @unchecked Sendable {
 
     /// Binds the ROUTER and starts the I/O thread. Pass `context` to share one with inproc peers.
     public init(_ config: CoordinatorConfig, context: ZContext? = nil) throws {
-        precondition(config.heartbeatInterval > 0 && config.heartbeatTimeout > config.heartbeatInterval,
-                     "heartbeat timeout must exceed the interval")
+        if let problem = controlConfigProblem(token: config.token, interval: config.heartbeatInterval,
+                                              timeout: config.heartbeatTimeout) {
+            throw CoordinatorError.invalidConfig(problem)
+        }
         let ctx = context ?? ZContext()
         let router = try ZSocket(ctx, type: ZMQ_ROUTER)
         try router.setOption(ZMQ_ROUTER_MANDATORY, 1)   // unroutable sends fail instead of vanishing

@@ -46,9 +46,11 @@ public enum WorkerError: Error, Equatable, CustomStringConvertible {
     case timeout(String)
     case closed
     case payloadTooLarge(Int, limit: Int)
+    case invalidConfig(String)
 
     public var description: String {
         switch self {
+        case .invalidConfig(let why): "invalid worker configuration: \(why)"
         case .refused(let r): "coordinator refused this worker: \(r)"
         case .coordinatorLost(let s): String(format: "coordinator lost: nothing heard for %.2f s", s)
         case .aborted(let r): "job aborted by the coordinator: \(r)"
@@ -67,8 +69,10 @@ public final class Worker: @unchecked Sendable {
     /// Connects the DEALER, starts the I/O thread and sends `hello` (repeated every heartbeat interval until
     /// welcomed). Pass `context` to share one with an inproc coordinator.
     public init(endpoint: String, config: WorkerConfig, context: ZContext? = nil) throws {
-        precondition(config.heartbeatInterval > 0 && config.heartbeatTimeout > config.heartbeatInterval,
-                     "heartbeat timeout must exceed the interval")
+        if let problem = controlConfigProblem(token: config.token, interval: config.heartbeatInterval,
+                                              timeout: config.heartbeatTimeout) {
+            throw WorkerError.invalidConfig(problem)
+        }
         let ctx = context ?? ZContext()
         let dealer = try ZSocket(ctx, type: ZMQ_DEALER)
         try dealer.setOption(ZMQ_SNDTIMEO, 0)

@@ -130,6 +130,20 @@ private func hello(rank: Int, seq: UInt64 = 1, token: String = token) -> Control
         for w in workers { #expect(try w.next(timeout: 2) == .shutdown) }
     }
 
+    @Test func badSettingsAreTypedErrors() throws {
+        var c = CoordinatorConfig(token: "")
+        #expect(throws: CoordinatorError.invalidConfig("empty job token")) { try Coordinator(c) }
+        c.token = token
+        c.heartbeatTimeout = 0.5
+        #expect(throws: CoordinatorError.self) { try Coordinator(c) }
+        c.heartbeatTimeout = 5
+        c.bind = "tcp://127.0.0.1:notaport"
+        #expect(throws: ZMQError.self) { try Coordinator(c) }
+        var w = WorkerConfig(token: token, rank: 1)
+        w.heartbeatInterval = 0
+        #expect(throws: WorkerError.self) { try Worker(endpoint: "tcp://127.0.0.1:1", config: w) }
+    }
+
     @Test func inprocTransportWorks() throws {
         let logs = LogSink()
         let ctx = ZContext()
