@@ -19,6 +19,9 @@ public final class ZContext: @unchecked Sendable {
         zmq_version(&a, &b, &c)
         return (Int(a), Int(b), Int(c))
     }
+
+    /// Whether the installed libzmq was built with a capability (`"curve"`, `"ipc"`, …).
+    public static func has(_ capability: String) -> Bool { zmq_has(capability) != 0 }
 }
 
 /// A ZeroMQ socket; not thread-safe, keep it on one thread. Closed with linger 0 so shutdown never blocks.
@@ -32,8 +35,11 @@ public final class ZSocket {
         self.context = context
     }
 
+    /// Milliseconds `close` may keep unsent messages (applied at close time; 0 = drop them, never block).
+    public var lingerMs: Int32 = 0
+
     deinit {
-        var linger: Int32 = 0
+        var linger: Int32 = lingerMs
         zmq_setsockopt(raw, ZMQ_LINGER, &linger, MemoryLayout<Int32>.size)
         zmq_close(raw)
     }
@@ -44,6 +50,36 @@ public final class ZSocket {
 
     public func connect(_ endpoint: String) throws {
         guard zmq_connect(raw, endpoint) == 0 else { throw ZMQError(call: "connect \(endpoint)", code: zmq_errno()) }
+    }
+
+    /// Sets an `int` socket option (ZMQ_SNDHWM, ZMQ_ROUTER_MANDATORY, ZMQ_SNDTIMEO, ZMQ_CURVE_SERVER, …).
+    public func setOption(_ option: Int32, _ value: Int32) throws {
+        var v = value
+        guard zmq_setsockopt(raw, option, &v, MemoryLayout<Int32>.size) == 0 else {
+            throw ZMQError(call: "setsockopt \(option)", code: zmq_errno())
+        }
+    }
+
+    /// Sets an `int64_t` socket option (ZMQ_MAXMSGSIZE).
+    public func setOption(_ option: Int32, int64 value: Int64) throws {
+        var v = value
+        guard zmq_setsockopt(raw, option, &v, MemoryLayout<Int64>.size) == 0 else {
+            throw ZMQError(call: "setsockopt \(option)", code: zmq_errno())
+        }
+    }
+
+    /// Sets a string socket option, passed NUL-terminated (CURVE keys in Z85, ZMQ_ZAP_DOMAIN).
+    public func setOption(_ option: Int32, string value: String) throws {
+        let rc = value.withCString { zmq_setsockopt(raw, option, $0, strlen($0) + 1) }
+        guard rc == 0 else { throw ZMQError(call: "setsockopt \(option)", code: zmq_errno()) }
+    }
+
+    /// The endpoint the socket last bound to, with the port the OS picked for `tcp://…:0` (ZMQ_LAST_ENDPOINT).
+    public var lastEndpoint: String? {
+        var buf = [CChar](repeating: 0, count: 1024)
+        var len = buf.count
+        guard zmq_getsockopt(raw, ZMQ_LAST_ENDPOINT, &buf, &len) == 0 else { return nil }
+        return buf.withUnsafeBufferPointer { String(cString: $0.baseAddress!) }
     }
 
     /// Sends a multipart message.
