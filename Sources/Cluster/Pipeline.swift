@@ -72,6 +72,14 @@ public struct PipelineStageReport: Sendable, Codable, Equatable {
     public var weightBytes: Int
     public var peakActivationBytes: Int
     public var seconds: Double
+    public init(rank: Int, layerStart: Int, layerEnd: Int, weightBytes: Int, peakActivationBytes: Int, seconds: Double) {
+        self.rank = rank
+        self.layerStart = layerStart
+        self.layerEnd = layerEnd
+        self.weightBytes = weightBytes
+        self.peakActivationBytes = peakActivationBytes
+        self.seconds = seconds
+    }
 }
 
 public struct Pipeline {
