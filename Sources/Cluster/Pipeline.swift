@@ -104,9 +104,11 @@ public struct Pipeline {
     }
 
     /// Runs the pipelined gradient pass; returns this stage's share (gradients of `pass.scoredHere`; the loss on
-    /// the last rank). Every rank must call it with the same tokens and geometry.
-    public func gradients(pass: StageGradientPass, tokens: [Int32], batch: Int, seqLen: Int, fisher: Bool) throws
-        -> GradientResult
+    /// the last rank). Every rank must call it with the same tokens and geometry. With `consume`, each scored
+    /// layer's gradients are handed over as soon as they are complete and not kept (see `StageGradientPass`).
+    public func gradients(pass: StageGradientPass, tokens: [Int32], batch: Int, seqLen: Int, fisher: Bool,
+                          consume: ((_ layer: Int, _ gradient: LayerGradients, _ fisher: LayerGradients?) throws -> Void)? = nil)
+        throws -> GradientResult
     {
         let r = comm.rank, count = batch * seqLen * pass.config.hiddenSize
         precondition(pass.stage.layers == layers, "pipeline: stage \(pass.stage.layers) is not rank \(r)'s \(layers)")
@@ -116,7 +118,7 @@ public struct Pipeline {
         if isLast { try pass.lossBackward() }
         if pass.runsBackward {
             let dOut = pass.receivesOutputGradient ? comm.receiveFloats(count, from: r + 1, tag: Self.backwardTag) : nil
-            if let dIn = try pass.backward(outputGradient: dOut, fisher: fisher) {
+            if let dIn = try pass.backward(outputGradient: dOut, fisher: fisher, consume: consume) {
                 comm.send(dIn, to: r - 1, tag: Self.backwardTag)
             }
         }

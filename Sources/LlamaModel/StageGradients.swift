@@ -131,8 +131,13 @@ public final class StageGradientPass {
 
     /// Backward through the block down to max(block start, lowest scored layer). `outputGradient` is
     /// ∂loss/∂(block output) from the next stage (nil on the last stage, after `lossBackward`). Returns
-    /// ∂loss/∂(block input) when `sendsInputGradient`, else nil.
-    public func backward(outputGradient: [Float]?, fisher: Bool) throws -> [Float]? {
+    /// ∂loss/∂(block input) when `sendsInputGradient`, else nil. With `consume`, each scored layer's gradient
+    /// (and Fisher) is handed over as soon as the layer is done and not kept (so the stage holds at most one
+    /// layer's gradients; `result()` then has none); layers arrive from the top down.
+    public func backward(outputGradient: [Float]?, fisher: Bool,
+                         consume: ((_ layer: Int, _ gradient: LayerGradients, _ fisher: LayerGradients?) throws -> Void)? = nil)
+        throws -> [Float]?
+    {
         guard runsBackward, let ws else { return nil }
         let d = config.hiddenSize, n = batch * seqLen
         if !isLast {
@@ -152,10 +157,14 @@ public final class StageGradientPass {
             var f = wantWeights && fisher ? LayerGradients(zerosLike: stage.weights.layers[l]) : nil
             pass.backwardLayer(l, input: inputs[l]!, ws: ws, batch: batch, seqLen: seqLen, dx: dx, grads: &g, fisher: &f,
                                needInputGradient: l > scored.lowerBound)
-            if let g { grads[l] = g }
-            if let f { fishers[l] = f }
             pass.release(inputs[l]!)
             inputs[l] = nil
+            if let consume, let g {
+                try consume(l, g, f)
+                continue
+            }
+            if let g { grads[l] = g }
+            if let f { fishers[l] = f }
         }
         return sendsInputGradient ? dx.array : nil
     }

@@ -265,21 +265,27 @@ enum PruneCommand {
         if !quiet && world.rank == 0 {
             FileHandle.standardError.write(Data("llmprune: pipelined importance pass over \(world.size) stage(s) \(pipeline.stages.map { "\($0.lowerBound)..<\($0.upperBound)" }.joined(separator: ", ")) on \(calib.samples.count)×\(calib.provenance.sampleLength) tokens, layers \(settings.layerStart)..<\(settings.layerEnd)\n".utf8))
         }
+        // Each scored layer is scored as soon as its backward is done, and its gradients dropped.
+        var local: [LayerScores] = []
+        var scoring = 0.0
+        let score = { (l: Int, g: LayerGradients?, f: LayerGradients?) throws in
+            let t = Date()
+            local.append(try Importance.scores(layer: l, weights: stage.weights.layers[l], gradient: g, fisher: f,
+                                               config: config, criterion: criterion, reduction: reduction,
+                                               attentionUnit: settings.attentionUnit, seed: settings.seed))
+            scoring += Date().timeIntervalSince(t)
+        }
         t0 = Date()
         let pass = StageGradientPass(stage: stage, scored: settings.layerRange)
-        var gradients: GradientResult? = nil
         if criterion.needsGradient || criterion.needsFisher {
-            gradients = try pipeline.gradients(pass: pass, tokens: calib.batchTokens, batch: calib.samples.count,
-                                               seqLen: calib.provenance.sampleLength, fisher: criterion.needsFisher)
+            _ = try pipeline.gradients(pass: pass, tokens: calib.batchTokens, batch: calib.samples.count,
+                                       seqLen: calib.provenance.sampleLength, fisher: criterion.needsFisher,
+                                       consume: { l, g, f in try score(l, g, f) })
+        } else {
+            for l in pass.scoredHere { try score(l, nil, nil) }
         }
-        times.gradients = Date().timeIntervalSince(t0)
-        t0 = Date()
-        let local = try pass.scoredHere.map { l in
-            try Importance.scores(layer: l, weights: stage.weights.layers[l], gradient: gradients?.gradients[l],
-                                  fisher: gradients?.fisher?[l], config: config, criterion: criterion,
-                                  reduction: reduction, attentionUnit: settings.attentionUnit, seed: settings.seed)
-        }
-        times.scoring = Date().timeIntervalSince(t0)
+        times.scoring = scoring
+        times.gradients = Date().timeIntervalSince(t0) - scoring
         let report = PipelineStageReport(rank: world.rank, layerStart: stage.layers.lowerBound,
                                          layerEnd: stage.layers.upperBound, weightBytes: stage.bytes,
                                          peakActivationBytes: pass.peakActivationBytes,
