@@ -54,6 +54,52 @@ public final class Communicator: @unchecked Sendable {
         }
     }
 
+    // MARK: point to point (pipeline stages). Blocking MPI_Send / MPI_Recv in pieces of `chunk` elements;
+    // sender and receiver must agree on the count. Not for a world of one (there is no peer).
+
+    private func send(_ base: UnsafeRawPointer, count: Int, stride: Int, type: MPI_Datatype, to peer: Int, tag: Int) {
+        for lo in Swift.stride(from: 0, to: max(count, 1), by: Self.chunk) {
+            let n = Int32(min(Self.chunk, count - lo))
+            _ = MPI_Send(base + lo * stride, n, type, Int32(peer), Int32(tag), MPI_COMM_WORLD)
+        }
+    }
+
+    private func receive(_ base: UnsafeMutableRawPointer, count: Int, stride: Int, type: MPI_Datatype, from peer: Int,
+                         tag: Int) {
+        for lo in Swift.stride(from: 0, to: max(count, 1), by: Self.chunk) {
+            let n = Int32(min(Self.chunk, count - lo))
+            _ = MPI_Recv(base + lo * stride, n, type, Int32(peer), Int32(tag), MPI_COMM_WORLD, shim_mpi_status_ignore())
+        }
+    }
+
+    /// Sends `values` to rank `peer` (blocking until the buffer may be reused).
+    public func send(_ values: [Float], to peer: Int, tag: Int) {
+        precondition(usesMPI && peer != rank, "send: no peer \(peer) in a world of \(size)")
+        values.withUnsafeBytes { send($0.baseAddress ?? UnsafeRawPointer(bitPattern: 16)!, count: values.count, stride: 4, type: MPI_FLOAT, to: peer, tag: tag) }
+    }
+
+    /// Receives exactly `count` floats from rank `peer`.
+    public func receiveFloats(_ count: Int, from peer: Int, tag: Int) -> [Float] {
+        precondition(usesMPI && peer != rank, "receive: no peer \(peer) in a world of \(size)")
+        var out = [Float](repeating: 0, count: count)
+        out.withUnsafeMutableBytes { receive($0.baseAddress ?? UnsafeMutableRawPointer(bitPattern: 16)!, count: count, stride: 4, type: MPI_FLOAT, from: peer, tag: tag) }
+        return out
+    }
+
+    /// Sends `values` to rank `peer` (blocking until the buffer may be reused).
+    public func send(_ values: [Double], to peer: Int, tag: Int) {
+        precondition(usesMPI && peer != rank, "send: no peer \(peer) in a world of \(size)")
+        values.withUnsafeBytes { send($0.baseAddress ?? UnsafeRawPointer(bitPattern: 16)!, count: values.count, stride: 8, type: MPI_DOUBLE, to: peer, tag: tag) }
+    }
+
+    /// Receives exactly `count` doubles from rank `peer`.
+    public func receiveDoubles(_ count: Int, from peer: Int, tag: Int) -> [Double] {
+        precondition(usesMPI && peer != rank, "receive: no peer \(peer) in a world of \(size)")
+        var out = [Double](repeating: 0, count: count)
+        out.withUnsafeMutableBytes { receive($0.baseAddress ?? UnsafeMutableRawPointer(bitPattern: 16)!, count: count, stride: 8, type: MPI_DOUBLE, from: peer, tag: tag) }
+        return out
+    }
+
     public func barrier() {
         if usesMPI { MPI_Barrier(MPI_COMM_WORLD) }
     }

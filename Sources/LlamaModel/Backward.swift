@@ -13,20 +13,21 @@ import TensorCore
 public final class GradientPass {
     public let runner: LlamaRunner
     public var weights: LlamaWeights { runner.weights }
-    private var bytes = 0
-    private var peakBytes = 0
+    // internal (not private) so the pipeline's per-stage pass (StageGradients.swift) can reuse the pieces below
+    var bytes = 0
+    var peakBytes = 0
 
     public init(weights: LlamaWeights) {
         runner = LlamaRunner(weights: weights)
     }
 
-    private func buffer(_ count: Int) -> FloatBuffer {
+    func buffer(_ count: Int) -> FloatBuffer {
         bytes += count * 4
         peakBytes = max(peakBytes, bytes)
         return FloatBuffer(count)
     }
 
-    private func release(_ b: FloatBuffer) { bytes -= b.count * 4 }
+    func release(_ b: FloatBuffer) { bytes -= b.count * 4 }
 
     /// Runs forward over [batch × seqLen] tokens and backward down to `layers.lowerBound`, returning the loss and
     /// ∂loss/∂W of q|k|v, o, gate|up and down for every layer in `layers` (and the Fisher diagonal if asked).
@@ -82,11 +83,11 @@ public final class GradientPass {
         return GradientResult(loss: loss, gradients: grads, fisher: fishers, peakActivationBytes: peakBytes)
     }
 
-    private func workspaceBytes(_ ws: Workspace) -> Int {
+    func workspaceBytes(_ ws: Workspace) -> Int {
         4 * (ws.x.count + ws.h.count + ws.qkv.count + ws.attn.count + ws.gu.count + ws.act.count)
     }
 
-    private func forwardLayer(_ l: Int, ws: Workspace, batch: Int, seqLen: Int,
+    func forwardLayer(_ l: Int, ws: Workspace, batch: Int, seqLen: Int,
                               probabilities: UnsafeMutablePointer<Float>? = nil) {
         runner.attentionBlock(weights.layers[l], ws: ws, batch: batch, seqLen: seqLen, probabilities: probabilities)
         runner.mlpBlock(weights.layers[l], ws: ws, tokens: batch * seqLen)
@@ -96,7 +97,7 @@ public final class GradientPass {
 
     /// Batch-mean next-token cross-entropy over batch·(seqLen − 1) predictions; writes ∂loss/∂hidden into
     /// dHidden [N × d] (zero on each sequence's last row). The LM head runs in chunks of ≈512 rows.
-    private func lossBackward(hidden: UnsafePointer<Float>, tokens: [Int32], batch: Int, seqLen: Int,
+    func lossBackward(hidden: UnsafePointer<Float>, tokens: [Int32], batch: Int, seqLen: Int,
                               dHidden: UnsafeMutablePointer<Float>) -> Double {
         let c = runner.config, v = c.vocabSize, d = c.hiddenSize
         let count = Float(batch * (seqLen - 1))
@@ -169,7 +170,7 @@ public final class GradientPass {
 
     /// Backward through layer l. On entry dx holds ∂loss/∂(layer output); on exit ∂loss/∂(layer input)
     /// (unless `needInputGradient` is false, the lowest scored layer).
-    private func backwardLayer(_ l: Int, input: FloatBuffer, ws: Workspace, batch: Int, seqLen: Int, dx: FloatBuffer,
+    func backwardLayer(_ l: Int, input: FloatBuffer, ws: Workspace, batch: Int, seqLen: Int, dx: FloatBuffer,
                                grads: inout LayerGradients?, fisher: inout LayerGradients?, needInputGradient: Bool) {
         let c = runner.config, lw = weights.layers[l]
         let d = c.hiddenSize, hd = c.headDim, n = batch * seqLen, eps = c.rmsNormEps

@@ -9,7 +9,7 @@ import Tokenizer
 /// `llmprune plan | apply | prune`: the importance pass writes a plan; apply cuts a model by a plan and
 /// exports it; prune does both, with perplexity before and after when asked.
 enum PruneCommand {
-    static let booleans: Set<String> = ["json", "quiet", "force"]
+    static let booleans: Set<String> = ["json", "quiet", "force", "pipeline"]
 
     struct PhaseTimes: Encodable {
         var load = 0.0, calibration = 0.0, gradients = 0.0, scoring = 0.0, allocation = 0.0, apply = 0.0, export = 0.0
@@ -136,6 +136,11 @@ enum PruneCommand {
             throw PruneError.outputExists(path: planPath)
         }
         for ds in evalSets { _ = try EvalDataset.resolve(ds) }
+        if a.flag("pipeline") {     // layer-sharded importance pass (see runPipeline below)
+            try runPipeline(&a, mode: mode, modelPath: modelPath, out: out, planPath: planPath, force: force, json: json,
+                            quiet: quiet, evalSets: evalSets, evalWindows: evalWindows, start: start)
+            return
+        }
         var times = PhaseTimes()
         var t0 = Date()
         let m = try CLI.loadModel(modelPath, tokenizer: true)
@@ -188,6 +193,114 @@ enum PruneCommand {
         let r = report(plan: plan, planPath: planPath, out: out, config: config, loss: pt.loss, before: before,
                        after: after, times: times, peak: pt.peakActivationBytes)
         try emit(r, json: json)
+    }
+
+    // MARK: - pipeline (layer-sharded) importance pass, `--pipeline` (docs/pipeline.md)
+
+    /// Every rank loads only its block of layers (rank 0 also the embedding, the last rank the final norm and
+    /// head); activations flow up the ranks and their gradients back; each rank scores its own layers and rank 0
+    /// gathers the score vectors and writes the plan. `prune --pipeline` then loads the whole model on rank 0 to
+    /// cut, export and evaluate (sharded export is not implemented yet).
+    static func runPipeline(_ a: inout Arguments, mode: Mode, modelPath: String, out: String?, planPath: String,
+                            force: Bool, json: Bool, quiet: Bool, evalSets: [String], evalWindows: Int?,
+                            start: Date) throws {
+        var times = PhaseTimes()
+        guard let (plan, config, loss, stages) = try pipelinePlan(&a, modelPath: modelPath, quiet: quiet, times: &times)
+        else { return }     // ranks other than 0 are done once their scores are sent
+        try plan.write(to: URL(fileURLWithPath: planPath))      // the plan exists before anything is cut
+        if !quiet {
+            for s in stages {
+                FileHandle.standardError.write(Data(String(format: "llmprune: stage %d layers %d..<%d: weights %.1f MB, activations %.1f MB, %.2f s\n",
+                    s.rank, s.layerStart, s.layerEnd, Double(s.weightBytes) / 1e6, Double(s.peakActivationBytes) / 1e6, s.seconds).utf8))
+            }
+        }
+        var prunedConfig = try plan.prunedConfig(config)
+        var before: [String: Double] = [:], after: [String: Double] = [:]
+        if mode == .prune {
+            var t0 = Date()
+            let m = try CLI.loadModel(modelPath, tokenizer: true)
+            times.load += Date().timeIntervalSince(t0)
+            if !evalSets.isEmpty {
+                t0 = Date()
+                before = try evaluate(m.weights, tokenizer: m.tokenizer!, datasets: evalSets, windows: evalWindows, quiet: quiet)
+                times.evalBefore = Date().timeIntervalSince(t0)
+            }
+            t0 = Date()
+            let pruned = try Pruner.apply(plan: plan, to: m.weights)
+            times.apply = Date().timeIntervalSince(t0)
+            prunedConfig = pruned.config
+            t0 = Date()
+            try HFExport.write(weights: pruned, tokenizerSource: .of(m), to: URL(fileURLWithPath: out!), force: force,
+                               extraFiles: ["prune_plan.json": try plan.encoded()])
+            times.export = Date().timeIntervalSince(t0)
+            if !evalSets.isEmpty {
+                t0 = Date()
+                after = try evaluate(pruned, tokenizer: m.tokenizer!, datasets: evalSets, windows: evalWindows, quiet: quiet)
+                times.evalAfter = Date().timeIntervalSince(t0)
+            }
+        }
+        times.total = Date().timeIntervalSince(start)
+        let r = report(plan: plan, planPath: planPath, out: out, config: prunedConfig, loss: loss, before: before,
+                       after: after, times: times, peak: stages.map(\.peakActivationBytes).max() ?? 0)
+        try emit(r, json: json)
+    }
+
+    /// The pipelined importance pass up to the plan (rank 0) or up to sending this stage's scores (other ranks,
+    /// which return nil). The stage's weights are dropped on return.
+    static func pipelinePlan(_ a: inout Arguments, modelPath: String, quiet: Bool, times: inout PhaseTimes) throws
+        -> (PrunePlan, LlamaConfig, Double?, [PipelineStageReport])?
+    {
+        let world = Communicator.world
+        var t0 = Date()
+        let config = try ModelLoader.config(path: modelPath)
+        let pipeline = try Pipeline(comm: world, config: config)
+        let stage = try pipeline.loadStage(path: modelPath)
+        times.load = Date().timeIntervalSince(t0)
+        let settings = try Self.settings(&a, numLayers: config.numLayers)
+        t0 = Date()
+        let calib = try calibration(&a, model: stage.loadedModel, seed: settings.seed)
+        times.calibration = Date().timeIntervalSince(t0)
+        try a.finish()
+        let (criterion, reduction) = try Planner.parse(criterion: settings.criterion, reduction: settings.reduction)
+        if !quiet && world.rank == 0 {
+            FileHandle.standardError.write(Data("llmprune: pipelined importance pass over \(world.size) stage(s) \(pipeline.stages.map { "\($0.lowerBound)..<\($0.upperBound)" }.joined(separator: ", ")) on \(calib.samples.count)×\(calib.provenance.sampleLength) tokens, layers \(settings.layerStart)..<\(settings.layerEnd)\n".utf8))
+        }
+        // Each scored layer is scored as soon as its backward is done, and its gradients dropped.
+        var local: [LayerScores] = []
+        var scoring = 0.0
+        let score = { (l: Int, g: LayerGradients?, f: LayerGradients?) throws in
+            let t = Date()
+            local.append(try Importance.scores(layer: l, weights: stage.weights.layers[l], gradient: g, fisher: f,
+                                               config: config, criterion: criterion, reduction: reduction,
+                                               attentionUnit: settings.attentionUnit, seed: settings.seed))
+            scoring += Date().timeIntervalSince(t)
+        }
+        t0 = Date()
+        let pass = StageGradientPass(stage: stage, scored: settings.layerRange)
+        if criterion.needsGradient || criterion.needsFisher {
+            _ = try pipeline.gradients(pass: pass, tokens: calib.batchTokens, batch: calib.samples.count,
+                                       seqLen: calib.provenance.sampleLength, fisher: criterion.needsFisher,
+                                       consume: { l, g, f in try score(l, g, f) })
+        } else {
+            for l in pass.scoredHere { try score(l, nil, nil) }
+        }
+        times.scoring = scoring
+        times.gradients = Date().timeIntervalSince(t0) - scoring
+        let report = PipelineStageReport(rank: world.rank, layerStart: stage.layers.lowerBound,
+                                         layerEnd: stage.layers.upperBound, weightBytes: stage.bytes,
+                                         peakActivationBytes: pass.peakActivationBytes,
+                                         seconds: times.gradients + times.scoring)
+        pass.reset()
+        guard let gathered = pipeline.gather(
+            scores: local.map { PipelineLayerScores(layer: $0.layer, attention: $0.attention, mlp: $0.mlp) },
+            loss: pass.loss ?? .nan, report: report) else { return nil }
+        t0 = Date()
+        let identity = try ModelIdentity(path: stage.path, format: stage.format, config: config)
+        let plan = try PrunePlan.make(settings: settings, config: config, model: identity, calibration: calib.provenance,
+                                      scores: gathered.scores.map { LayerScores(layer: $0.layer, attention: $0.attention,
+                                                                                mlp: $0.mlp) })
+        times.allocation = Date().timeIntervalSince(t0)
+        return (plan, config, gathered.loss, gathered.stages)
     }
 
     static func refuseExisting(_ out: String, force: Bool) throws {

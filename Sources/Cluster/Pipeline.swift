@@ -1,0 +1,169 @@
+// Layer-sharded (pipeline) importance pass over MPI point-to-point (docs/pipeline.md). Rank r owns a contiguous
+// block of layers and loads only those weights (rank 0 also the embedding, the last rank the final norm and
+// LM head). Forward: the residual stream [N × d] goes rank r → r+1; the last rank computes the loss;
+// backward: ∂loss/∂(residual) goes rank r+1 → r, down to the lowest scored layer. Each rank computes the
+// exact gradients (and Fisher) of its own scored layers — every sample crosses every stage — scores them,
+// and sends only the per-unit score vectors to rank 0, which builds the plan.
+// Message order is fixed and acyclic (each rank receives from r−1, then sends to r+1; later receives from
+// r+1, then sends to r−1), so blocking MPI_Send/MPI_Recv cannot deadlock.
+import Foundation
+import LlamaModel
+
+/// Contiguous layer blocks, one per stage.
+public enum PipelinePartition {
+    /// Parameters a stage holds: its layers, plus the embedding on the first stage, plus the final norm and the
+    /// LM head on the last (a tied head is the embedding, held again by the last stage).
+    public static func parameters(config c: LlamaConfig, layers: Range<Int>, first: Bool, last: Bool) -> Int {
+        var n = layers.reduce(0) { $0 + c.layerParameterCount(c.layers[$1]) }
+        if first { n += c.vocabSize * c.hiddenSize }
+        if last { n += c.hiddenSize + c.vocabSize * c.hiddenSize }
+        return n
+    }
+
+    /// `stages` contiguous non-empty blocks covering all layers, minimising the largest stage's parameters
+    /// (ties: the earliest split). Throws when there are more stages than layers.
+    public static func balanced(config c: LlamaConfig, stages p: Int) throws -> [Range<Int>] {
+        let L = c.numLayers
+        guard p >= 1, p <= L else {
+            throw ModelError.invalidInput("pipeline: \(p) stages for \(L) layers (every stage needs at least one layer)")
+        }
+        // best[s][j]: smallest max-stage cost splitting layers 0..<j into stages 0..<s (stage s−1 ends at j).
+        let inf = Int.max
+        var best = Array(repeating: Array(repeating: inf, count: L + 1), count: p + 1)
+        var cut = Array(repeating: Array(repeating: 0, count: L + 1), count: p + 1)
+        best[0][0] = 0
+        for s in 1...p {
+            for j in s...L {
+                for i in (s - 1)..<j where best[s - 1][i] != inf {
+                    let cost = parameters(config: c, layers: i..<j, first: s == 1, last: s == p && j == L)
+                    let v = max(best[s - 1][i], cost)
+                    if v < best[s][j] { best[s][j] = v; cut[s][j] = i }
+                }
+            }
+        }
+        var ranges: [Range<Int>] = []
+        var j = L
+        for s in stride(from: p, through: 1, by: -1) {
+            let i = cut[s][j]
+            ranges.append(i..<j)
+            j = i
+        }
+        return ranges.reversed()
+    }
+}
+
+/// One scored layer's unit scores as they travel to rank 0 (mirrors Pruning's `LayerScores`).
+public struct PipelineLayerScores: Sendable, Equatable {
+    public var layer: Int
+    public var attention: [Double]
+    public var mlp: [Double]
+    public init(layer: Int, attention: [Double], mlp: [Double]) {
+        self.layer = layer
+        self.attention = attention
+        self.mlp = mlp
+    }
+}
+
+/// What one stage held and used.
+public struct PipelineStageReport: Sendable, Codable, Equatable {
+    public var rank: Int
+    public var layerStart: Int
+    public var layerEnd: Int
+    public var weightBytes: Int
+    public var peakActivationBytes: Int
+    public var seconds: Double
+    public init(rank: Int, layerStart: Int, layerEnd: Int, weightBytes: Int, peakActivationBytes: Int, seconds: Double) {
+        self.rank = rank
+        self.layerStart = layerStart
+        self.layerEnd = layerEnd
+        self.weightBytes = weightBytes
+        self.peakActivationBytes = peakActivationBytes
+        self.seconds = seconds
+    }
+}
+
+public struct Pipeline {
+    public let comm: Communicator
+    /// Layer block of every rank.
+    public let stages: [Range<Int>]
+
+    static let forwardTag = 101, backwardTag = 102, lengthTag = 103, scoresTag = 104
+
+    public init(comm: Communicator, config: LlamaConfig) throws {
+        self.comm = comm
+        stages = try PipelinePartition.balanced(config: config, stages: comm.size)
+    }
+
+    public var layers: Range<Int> { stages[comm.rank] }
+    public var isFirst: Bool { comm.rank == 0 }
+    public var isLast: Bool { comm.rank == comm.size - 1 }
+
+    /// Loads this rank's stage of the model at `path`.
+    public func loadStage(path: String, tokenizer: Bool = true) throws -> StageWeights {
+        try ModelLoader.loadStage(path: path, layers: layers, embedding: isFirst, head: isLast, tokenizer: tokenizer)
+    }
+
+    /// Runs the pipelined gradient pass; returns this stage's share (gradients of `pass.scoredHere`; the loss on
+    /// the last rank). Every rank must call it with the same tokens and geometry. With `consume`, each scored
+    /// layer's gradients are handed over as soon as they are complete and not kept (see `StageGradientPass`).
+    public func gradients(pass: StageGradientPass, tokens: [Int32], batch: Int, seqLen: Int, fisher: Bool,
+                          consume: ((_ layer: Int, _ gradient: LayerGradients, _ fisher: LayerGradients?) throws -> Void)? = nil)
+        throws -> GradientResult
+    {
+        let r = comm.rank, count = batch * seqLen * pass.config.hiddenSize
+        precondition(pass.stage.layers == layers, "pipeline: stage \(pass.stage.layers) is not rank \(r)'s \(layers)")
+        let input = isFirst ? nil : comm.receiveFloats(count, from: r - 1, tag: Self.forwardTag)
+        let output = try pass.forward(tokens: tokens, batch: batch, seqLen: seqLen, input: input)
+        if let output, !isLast { comm.send(output, to: r + 1, tag: Self.forwardTag) }
+        if isLast { try pass.lossBackward() }
+        if pass.runsBackward {
+            let dOut = pass.receivesOutputGradient ? comm.receiveFloats(count, from: r + 1, tag: Self.backwardTag) : nil
+            if let dIn = try pass.backward(outputGradient: dOut, fisher: fisher, consume: consume) {
+                comm.send(dIn, to: r - 1, tag: Self.backwardTag)
+            }
+        }
+        return pass.result()
+    }
+
+    /// Sends every rank's scores, loss (NaN when none) and stage report to rank 0. Returns, on rank 0, all scores
+    /// sorted by layer, the last stage's loss (nil if NaN) and the reports by rank; nil on other ranks.
+    public func gather(scores: [PipelineLayerScores], loss: Double, report: PipelineStageReport)
+        -> (scores: [PipelineLayerScores], loss: Double?, stages: [PipelineStageReport])?
+    {
+        func encode() -> [Double] {
+            var out = [loss, Double(report.weightBytes), Double(report.peakActivationBytes), report.seconds,
+                       Double(scores.count)]
+            for s in scores {
+                out += [Double(s.layer), Double(s.attention.count), Double(s.mlp.count)]
+                out += s.attention
+                out += s.mlp
+            }
+            return out
+        }
+        guard comm.rank == 0 else {
+            let payload = encode()
+            comm.send([Double(payload.count)], to: 0, tag: Self.lengthTag)
+            comm.send(payload, to: 0, tag: Self.scoresTag)
+            return nil
+        }
+        var all = scores, reports = [report], lastLoss = loss
+        for peer in 1..<max(comm.size, 1) {
+            let n = Int(comm.receiveDoubles(1, from: peer, tag: Self.lengthTag)[0])
+            let p = comm.receiveDoubles(n, from: peer, tag: Self.scoresTag)
+            let range = stages[peer]
+            reports.append(PipelineStageReport(rank: peer, layerStart: range.lowerBound, layerEnd: range.upperBound,
+                                               weightBytes: Int(p[1]), peakActivationBytes: Int(p[2]), seconds: p[3]))
+            if peer == comm.size - 1 { lastLoss = p[0] }
+            var i = 5
+            for _ in 0..<Int(p[4]) {
+                let layer = Int(p[i]), na = Int(p[i + 1]), nm = Int(p[i + 2])
+                i += 3
+                let att = Array(p[i..<i + na]); i += na
+                let mlp = Array(p[i..<i + nm]); i += nm
+                all.append(PipelineLayerScores(layer: layer, attention: att, mlp: mlp))
+            }
+        }
+        all.sort { $0.layer < $1.layer }
+        return (all, lastLoss.isNaN ? nil : lastLoss, reports)
+    }
+}
