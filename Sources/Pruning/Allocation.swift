@@ -62,7 +62,8 @@ public enum Allocator {
                 t = localParameterCount(config: config, settings: s, ratio: s.ratio)
             }
             target = t
-            keep = try global(config: config, unit: s.attentionUnit, scores: scores, target: t, flag: s.targetParams == nil ? "--ratio" : "--target-params")
+            keep = try global(config: config, unit: s.attentionUnit, scores: scores, target: t,
+                              normalization: s.globalNormalization ?? .parameters, flag: s.targetParams == nil ? "--ratio" : "--target-params")
         }
         if let r = s.roundTo {
             keep = zip(keep, scores).map { k, sc in roundMLP(k, to: r, scores: sc.mlp) }
@@ -159,7 +160,8 @@ public enum Allocator {
         var kind: Kind
         var score: Double
         var cost: Int
-        var normalised: Double { score / Double(cost) }
+        var scale = 1.0        // per layer and module, for `GlobalNormalization.layer`
+        var normalised: Double { score / Double(cost) / scale }
         var order: Int {       // attention before MLP among ties
             if case .mlp = kind { return 1 } else { return 0 }
         }
@@ -169,7 +171,7 @@ public enum Allocator {
     }
 
     static func global(config: LlamaConfig, unit: AttentionUnit, scores: [AllocationScores], target: Int,
-                       flag: String) throws -> [LayerKeep] {
+                       normalization: GlobalNormalization = .parameters, flag: String) throws -> [LayerKeep] {
         let d = config.hiddenSize, hd = config.headDim
         var keep = scores.map { LayerKeep(layer: $0.layer, shape: config.layers[$0.layer], unit: unit) }
         var units: [Unit] = []
@@ -191,6 +193,16 @@ public enum Allocator {
             }
             for c in 0..<l.intermediateSize {
                 units.append(Unit(slot: slot, kind: .mlp(c), score: sc.mlp[c], cost: 3 * d))
+            }
+        }
+        if normalization == .layer {
+            // mean of score/cost per (layer slot, attention or MLP)
+            var sum: [Int: Double] = [:], count: [Int: Int] = [:]
+            for u in units { let k = 2 * u.slot + u.order; sum[k, default: 0] += u.score / Double(u.cost); count[k, default: 0] += 1 }
+            for i in units.indices {
+                let k = 2 * units[i].slot + units[i].order
+                let mean = sum[k]! / Double(count[k]!)
+                units[i].scale = mean > 0 ? mean : 1
             }
         }
         units.sort { a, b in

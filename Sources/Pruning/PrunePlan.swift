@@ -9,6 +9,13 @@ import Support
 public let llmpruneVersion = "0.1.0"
 
 
+/// Global allocation: `parameters` divides a unit's score by the parameters it removes; `layer` also divides
+/// by the mean of that ratio over the unit's layer and module, so each unit is ranked by its importance
+/// relative to its neighbours and the global cut follows where scores are uneven, not where they are small.
+public enum GlobalNormalization: String, Codable, CaseIterable, Sendable {
+    case parameters, layer
+}
+
 /// How units are ranked: inside each layer at one ratio (the reference) or across all pruned layers.
 public enum AllocationMode: String, Codable, CaseIterable, Sendable {
     case local, global
@@ -30,6 +37,8 @@ public struct PruneSettings: Codable, Equatable, Sendable {
     public var targetParams: Double?
     /// Kept MLP widths of pruned layers are rounded to a multiple of this (8, 64 or 128).
     public var roundTo: Int?
+    /// Global allocation only: how unit scores are made comparable (see `GlobalNormalization`).
+    public var globalNormalization: GlobalNormalization?
     public var seed: UInt64
 
     public static let validRoundTo = [8, 64, 128]

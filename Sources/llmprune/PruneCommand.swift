@@ -47,12 +47,21 @@ enum PruneCommand {
             target = v
         }
         let roundTo = try a.int("round-to", min: 1)
-        let s = PruneSettings(ratio: ratio, layerStart: range.lowerBound, layerEnd: range.upperBound,
+        var normalization: GlobalNormalization? = nil
+        if let g = a.string("global-normalization") {
+            guard let v = GlobalNormalization(rawValue: g) else {
+                throw UsageError("--global-normalization: \"\(g)\" is not parameters or layer")
+            }
+            normalization = v
+        }
+        var s = PruneSettings(ratio: ratio, layerStart: range.lowerBound, layerEnd: range.upperBound,
                               criterion: a.string("criterion") ?? "element1", reduction: a.string("reduction") ?? "sum",
                               attentionUnit: unit, allocation: alloc, targetParams: target, roundTo: roundTo,
                               seed: UInt64(try a.int("seed", default: 42, min: 0)!))
-        try s.validate(numLayers: numLayers, validCriteria: Criterion.allCases.map(\.rawValue))
-        return s
+        var settings = s
+        settings.globalNormalization = normalization
+        try settings.validate(numLayers: numLayers, validCriteria: Criterion.allCases.map(\.rawValue))
+        return settings
     }
 
     static func calibration(_ a: inout Arguments, model: LoadedModel, seed: UInt64) throws -> CalibrationSet {

@@ -63,6 +63,22 @@ import LlamaModel
         #expect(r2.layers[0].keptQueryHeads == [0, 1] && r2.layers[0].keptKVHeads == [0, 1])
     }
 
+    /// `parameters` ranks raw score per parameter, so a layer whose scores are uniformly small loses the most;
+    /// `layer` ranks relative to the layer's own mean, so two layers with the same score shape lose alike.
+    @Test func globalLayerNormalizationComparesWithinLayers() throws {
+        let c = PlanFixtures.config(heads: 4, kv: 4)
+        let shape = (0..<48).map { Double($0 % 8) + 1 }
+        let scores = [AllocationScores(layer: 1, attention: [9, 9, 9, 9], mlp: shape.map { $0 * 0.01 }),
+                      AllocationScores(layer: 2, attention: [9, 9, 9, 9], mlp: shape)]
+        var s = PruneSettings(ratio: 0.25, layerStart: 1, layerEnd: 3, criterion: "l1", allocation: .global)
+        let byParams = try Allocator.allocate(config: c, settings: s, scores: scores)
+        s.globalNormalization = .layer
+        let byLayer = try Allocator.allocate(config: c, settings: s, scores: scores)
+        let kept = { (r: AllocationResult) in r.layers.map(\.keptMLPChannels.count) }
+        #expect(kept(byParams)[0] < kept(byParams)[1])       // the small-scored layer takes the whole cut
+        #expect(abs(kept(byLayer)[0] - kept(byLayer)[1]) <= 6)   // same shape, same cut (up to one tied score level)
+    }
+
     @Test func atLeastOneUnitStays() throws {
         let c = PlanFixtures.config(heads: 8, kv: 2)
         for unit in AttentionUnit.allCases {
