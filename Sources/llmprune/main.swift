@@ -17,7 +17,9 @@ commands:
             pruning flags: --ratio 0.25 --criterion element1|element2|param_second|vector|l1|l2|random
             --reduction sum|mean|max|prod|first --attention-unit kv-group|query-head --allocation local|global
             --target-params F --round-to 8|64|128 --layers START:END --calib ptb-valid|FILE --calib-samples 10
-            --calib-len 64 --seed 42
+            --calib-len 64 --seed 42 --global-normalization parameters|layer
+            under `mpiexec -n N`: calibration samples are split across ranks (gradient sums reduced with MPI);
+            with --pipeline each rank loads only its block of layers instead (models larger than one host)
   bench     --model PATH [--batch 8] [--seq-len 128] [--iters 5] [--threads T] [--json]   forward speed
 
 PATH is a .gguf file or a Hugging Face model directory (config.json, safetensors, tokenizer.json).
