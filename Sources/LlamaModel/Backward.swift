@@ -10,8 +10,20 @@
 import Foundation
 import TensorCore
 
+/// A layer's forward internals kept from the forward sweep, so its backward needs no recomputation.
+final class LayerActivations {
+    let probs, qkv, attn, xMid, gu, act: FloatBuffer
+    init(probs: FloatBuffer, qkv: FloatBuffer, attn: FloatBuffer, xMid: FloatBuffer, gu: FloatBuffer, act: FloatBuffer) {
+        self.probs = probs; self.qkv = qkv; self.attn = attn; self.xMid = xMid; self.gu = gu; self.act = act
+    }
+    var bytes: Int { 4 * (probs.count + qkv.count + attn.count + xMid.count + gu.count + act.count) }
+}
+
 public final class GradientPass {
     public let runner: LlamaRunner
+    /// Keep every scored layer's internals from the forward sweep (no recomputation in the backward sweep) when
+    /// they fit in this many bytes; otherwise keep only layer inputs and recompute.
+    public var activationBudgetBytes = 2 << 30
     public var weights: LlamaWeights { runner.weights }
     // internal (not private) so the pipeline's per-stage pass (StageGradients.swift) can reuse the pieces below
     var bytes = 0
@@ -48,11 +60,14 @@ public final class GradientPass {
         // Forward: below the range, nothing is kept; from the range up, each layer's input.
         for l in 0..<layers.lowerBound { forwardLayer(l, ws: ws, batch: batch, seqLen: seqLen) }
         var inputs: [FloatBuffer] = []
+        var caches: [LayerActivations?] = []
+        let cacheAll = cacheBytes(layers.lowerBound..<c.numLayers, batch: batch, seqLen: seqLen) <= activationBudgetBytes
         for l in layers.lowerBound..<c.numLayers {
             let saved = buffer(n * d)
             saved.p.update(from: ws.x.p, count: n * d)
             inputs.append(saved)
-            forwardLayer(l, ws: ws, batch: batch, seqLen: seqLen)
+            caches.append(cacheAll ? forwardKeeping(l, ws: ws, batch: batch, seqLen: seqLen) : nil)
+            if !cacheAll { forwardLayer(l, ws: ws, batch: batch, seqLen: seqLen) }
         }
         let xFinal = buffer(n * d)
         xFinal.p.update(from: ws.x.p, count: n * d)
@@ -75,7 +90,10 @@ public final class GradientPass {
             let wantWeights = layers.contains(l)
             var g = wantWeights ? LayerGradients(zerosLike: weights.layers[l]) : nil
             var f = wantWeights && fisher ? LayerGradients(zerosLike: weights.layers[l]) : nil
-            backwardLayer(l, input: inputs[l - layers.lowerBound], ws: ws, batch: batch, seqLen: seqLen, dx: dx,
+            let cache = caches[l - layers.lowerBound]
+            caches[l - layers.lowerBound] = nil
+            if let cache { bytes -= cache.bytes }
+            backwardLayer(l, input: inputs[l - layers.lowerBound], ws: ws, batch: batch, seqLen: seqLen, dx: dx, cache: cache,
                           grads: &g, fisher: &f, needInputGradient: l > layers.lowerBound)
             if let g { grads[l] = g }
             if let f { fishers?[l] = f }
@@ -91,6 +109,32 @@ public final class GradientPass {
                               probabilities: UnsafeMutablePointer<Float>? = nil) {
         runner.attentionBlock(weights.layers[l], ws: ws, batch: batch, seqLen: seqLen, probabilities: probabilities)
         runner.mlpBlock(weights.layers[l], ws: ws, tokens: batch * seqLen)
+    }
+
+    /// Bytes the internals of `layers` take at this batch geometry.
+    func cacheBytes(_ layers: Range<Int>, batch: Int, seqLen: Int) -> Int {
+        let n = batch * seqLen, d = runner.config.hiddenSize, hd = runner.config.headDim
+        return layers.reduce(0) { total, l in
+            let s = weights.layers[l].shape
+            return total + 4 * (batch * s.numHeads * seqLen * seqLen + n * (s.numHeads + 2 * s.numKVHeads) * hd
+                + n * s.numHeads * hd + n * d + 3 * n * s.intermediateSize)
+        }
+    }
+
+    /// Runs layer l forward and keeps what its backward needs.
+    func forwardKeeping(_ l: Int, ws: Workspace, batch: Int, seqLen: Int) -> LayerActivations {
+        let s = weights.layers[l].shape, hd = runner.config.headDim, n = batch * seqLen, d = runner.config.hiddenSize
+        let a = LayerActivations(probs: buffer(batch * s.numHeads * seqLen * seqLen),
+                                 qkv: buffer(n * (s.numHeads + 2 * s.numKVHeads) * hd), attn: buffer(n * s.numHeads * hd),
+                                 xMid: buffer(n * d), gu: buffer(n * 2 * s.intermediateSize), act: buffer(n * s.intermediateSize))
+        runner.attentionBlock(weights.layers[l], ws: ws, batch: batch, seqLen: seqLen, probabilities: a.probs.p)
+        a.qkv.p.update(from: ws.qkv.p, count: a.qkv.count)
+        a.attn.p.update(from: ws.attn.p, count: a.attn.count)
+        a.xMid.p.update(from: ws.x.p, count: a.xMid.count)
+        runner.mlpBlock(weights.layers[l], ws: ws, tokens: n)
+        a.gu.p.update(from: ws.gu.p, count: a.gu.count)
+        a.act.p.update(from: ws.act.p, count: a.act.count)
+        return a
     }
 
     // MARK: - loss
@@ -171,20 +215,33 @@ public final class GradientPass {
     /// Backward through layer l. On entry dx holds ∂loss/∂(layer output); on exit ∂loss/∂(layer input)
     /// (unless `needInputGradient` is false, the lowest scored layer).
     func backwardLayer(_ l: Int, input: FloatBuffer, ws: Workspace, batch: Int, seqLen: Int, dx: FloatBuffer,
-                               grads: inout LayerGradients?, fisher: inout LayerGradients?, needInputGradient: Bool) {
+                               cache: LayerActivations? = nil, grads: inout LayerGradients?, fisher: inout LayerGradients?, needInputGradient: Bool) {
         let c = runner.config, lw = weights.layers[l]
         let d = c.hiddenSize, hd = c.headDim, n = batch * seqLen, eps = c.rmsNormEps
         let nq = lw.shape.numHeads, nkv = lw.shape.numKVHeads, rep = nq / nkv, inter = lw.shape.intermediateSize
         let width = (nq + 2 * nkv) * hd, qWidth = nq * hd
 
-        // Recompute the layer's internals from its input.
-        let probs = buffer(batch * nq * seqLen * seqLen)
-        let xMid = buffer(n * d)
-        defer { release(probs); release(xMid) }
-        ws.x.p.update(from: input.p, count: n * d)
-        runner.attentionBlock(lw, ws: ws, batch: batch, seqLen: seqLen, probabilities: probs.p)
-        xMid.p.update(from: ws.x.p, count: n * d)
-        runner.mlpBlock(lw, ws: ws, tokens: n)          // ws.gu = gate|up, ws.act = silu(g)·u, ws.h = norm2(xMid)
+        // The layer's internals: kept from the forward sweep, or recomputed from its input.
+        let probs: FloatBuffer, xMid: FloatBuffer
+        if let cache {
+            probs = cache.probs
+            xMid = cache.xMid
+            ws.qkv.p.update(from: cache.qkv.p, count: cache.qkv.count)
+            ws.attn.p.update(from: cache.attn.p, count: cache.attn.count)
+            ws.gu.p.update(from: cache.gu.p, count: cache.gu.count)
+            ws.act.p.update(from: cache.act.p, count: cache.act.count)
+            lw.postNorm.withUnsafeBufferPointer { w in
+                Kernels.rmsNorm(xMid.p, weight: w.baseAddress!, out: ws.h.p, rows: n, dim: d, eps: eps)
+            }
+        } else {
+            probs = buffer(batch * nq * seqLen * seqLen)
+            xMid = buffer(n * d)
+            ws.x.p.update(from: input.p, count: n * d)
+            runner.attentionBlock(lw, ws: ws, batch: batch, seqLen: seqLen, probabilities: probs.p)
+            xMid.p.update(from: ws.x.p, count: n * d)
+            runner.mlpBlock(lw, ws: ws, tokens: n)      // ws.gu = gate|up, ws.act = silu(g)·u, ws.h = norm2(xMid)
+        }
+        defer { if cache == nil { release(probs); release(xMid) } }
 
         // MLP: y = xMid + act · Wdownᵀ.
         let dAct = buffer(n * inter), dgu = buffer(n * 2 * inter), dh = buffer(n * d)
