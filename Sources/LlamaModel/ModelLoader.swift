@@ -15,74 +15,12 @@ public struct LoadedModel {
 }
 
 public enum ModelLoader {
-    /// Loads `path` (a .gguf file, or a directory with config.json or a single .gguf).
+    /// Loads `path` (a .gguf file, or a directory with config.json or a single .gguf): every tensor, fused.
     public static func load(path: String, tokenizer needTokenizer: Bool = true) throws -> LoadedModel {
-        let fm = FileManager.default
-        var isDir: ObjCBool = false
-        guard fm.fileExists(atPath: path, isDirectory: &isDir) else {
-            throw ModelError.missingFile(path: path, what: "model (no such file or directory)")
-        }
-        if isDir.boolValue {
-            let dir = URL(fileURLWithPath: path)
-            if fm.fileExists(atPath: dir.appendingPathComponent("config.json").path) {
-                return try loadHuggingFace(dir: dir, needTokenizer: needTokenizer)
-            }
-            let ggufs = ((try? fm.contentsOfDirectory(atPath: path)) ?? []).filter { $0.hasSuffix(".gguf") }.sorted()
-            guard ggufs.count == 1 else {
-                throw ModelError.missingFile(path: path, what: ggufs.isEmpty
-                    ? "config.json (not a Hugging Face model directory, and no .gguf file in it)"
-                    : "config.json (and \(ggufs.count) .gguf files: name one)")
-            }
-            return try loadGGUF(path: dir.appendingPathComponent(ggufs[0]).path, needTokenizer: needTokenizer)
-        }
-        return try loadGGUF(path: path, needTokenizer: needTokenizer)
-    }
-
-    // MARK: - Hugging Face directory
-
-    static func loadHuggingFace(dir: URL, needTokenizer: Bool) throws -> LoadedModel {
-        let fm = FileManager.default
-        let configURL = dir.appendingPathComponent("config.json")
-        guard let data = fm.contents(atPath: configURL.path) else {
-            throw ModelError.missingFile(path: configURL.path, what: "readable config.json")
-        }
-        let config = try LlamaConfig(configJSON: data, source: configURL.path)
-        let single = dir.appendingPathComponent("model.safetensors")
-        let index = dir.appendingPathComponent("model.safetensors.index.json")
-        let source: TensorSource
-        if fm.fileExists(atPath: single.path) {
-            source = try SafetensorsFile(path: single.path)
-        } else if fm.fileExists(atPath: index.path) {
-            source = try ShardedSafetensors(indexPath: index.path)
-        } else {
-            throw ModelError.missingFile(path: dir.path, what: "model.safetensors or model.safetensors.index.json")
-        }
-        var tokenizer: BPETokenizer? = nil
-        let tokURL = dir.appendingPathComponent("tokenizer.json")
-        if fm.fileExists(atPath: tokURL.path) {
-            tokenizer = try BPETokenizer(tokenizerJSON: tokURL)
-        } else if needTokenizer {
-            throw ModelError.missingFile(path: tokURL.path, what: "tokenizer (tokenizer.json)")
-        }
-        let weights = try assemble(config: config, from: source)
-        return LoadedModel(weights: weights, tokenizer: tokenizer, path: dir.path, format: "safetensors")
-    }
-
-    // MARK: - GGUF
-
-    static func loadGGUF(path: String, needTokenizer: Bool) throws -> LoadedModel {
-        let file = try GGUFFile(path: path)
-        let config = try ggufConfig(file)
-        let source = try GGUFLlamaSource(file)
-        let weights = try assemble(config: config, from: source)
-        var tokenizer: BPETokenizer? = nil
-        if file.metadata["tokenizer.ggml.tokens"] != nil {
-            tokenizer = try ggufTokenizer(file)
-        } else if needTokenizer {
-            throw ModelError.missingFile(path: path, what: "tokenizer (no tokenizer.ggml.tokens in the GGUF metadata)")
-        }
-        return LoadedModel(weights: weights, tokenizer: tokenizer, path: path, format: "gguf",
-                           chatTemplate: file.metadata["tokenizer.chat_template"]?.string)
+        let opened = try open(path: path, needTokenizer: needTokenizer)
+        let weights = try assemble(config: opened.config, from: opened.source)
+        return LoadedModel(weights: weights, tokenizer: try opened.tokenizer(), path: opened.path, format: opened.format,
+                           chatTemplate: opened.chatTemplate)
     }
 
     /// LlamaConfig from `llama.*` GGUF metadata (head counts and feed-forward length may be per-layer arrays).

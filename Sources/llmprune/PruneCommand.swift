@@ -54,11 +54,10 @@ enum PruneCommand {
             }
             normalization = v
         }
-        var s = PruneSettings(ratio: ratio, layerStart: range.lowerBound, layerEnd: range.upperBound,
+        var settings = PruneSettings(ratio: ratio, layerStart: range.lowerBound, layerEnd: range.upperBound,
                               criterion: a.string("criterion") ?? "element1", reduction: a.string("reduction") ?? "sum",
                               attentionUnit: unit, allocation: alloc, targetParams: target, roundTo: roundTo,
                               seed: UInt64(try a.int("seed", default: 42, min: 0)!))
-        var settings = s
         settings.globalNormalization = normalization
         try settings.validate(numLayers: numLayers, validCriteria: Criterion.allCases.map(\.rawValue))
         return settings
@@ -184,24 +183,34 @@ enum PruneCommand {
         var config = try plan.prunedConfig(m.config)
         var after: [String: Double] = [:]
         if mode == .prune {
-            t0 = Date()
-            let pruned = try Pruner.apply(plan: plan, to: m.weights)
-            times.apply = Date().timeIntervalSince(t0)
-            config = pruned.config
-            t0 = Date()
-            try HFExport.write(weights: pruned, tokenizerSource: .of(m), to: URL(fileURLWithPath: out!), force: force,
-                               extraFiles: ["prune_plan.json": try plan.encoded()])
-            times.export = Date().timeIntervalSince(t0)
-            if !evalSets.isEmpty {
-                t0 = Date()
-                after = try evaluate(pruned, tokenizer: tokenizer, datasets: evalSets, windows: evalWindows, quiet: quiet)
-                times.evalAfter = Date().timeIntervalSince(t0)
-            }
+            (config, after) = try cutAndExport(plan: plan, model: m, out: out!, force: force, evalSets: evalSets,
+                                               evalWindows: evalWindows, quiet: quiet, times: &times)
         }
         times.total = Date().timeIntervalSince(start)
         let r = report(plan: plan, planPath: planPath, out: out, config: config, loss: pt.loss, before: before,
                        after: after, times: times, peak: pt.peakActivationBytes)
         try emit(r, json: json)
+    }
+
+    /// Cuts `model` by `plan`, writes the output directory (with the plan inside), and evaluates the result.
+    static func cutAndExport(plan: PrunePlan, model m: LoadedModel, out: String, force: Bool, evalSets: [String],
+                             evalWindows: Int?, quiet: Bool, times: inout PhaseTimes) throws
+        -> (LlamaConfig, [String: Double])
+    {
+        var t0 = Date()
+        let pruned = try Pruner.apply(plan: plan, to: m.weights)
+        times.apply = Date().timeIntervalSince(t0)
+        t0 = Date()
+        try HFExport.write(weights: pruned, tokenizerSource: .of(m), to: URL(fileURLWithPath: out), force: force,
+                           extraFiles: ["prune_plan.json": try plan.encoded()])
+        times.export = Date().timeIntervalSince(t0)
+        var after: [String: Double] = [:]
+        if !evalSets.isEmpty {
+            t0 = Date()
+            after = try evaluate(pruned, tokenizer: m.tokenizer!, datasets: evalSets, windows: evalWindows, quiet: quiet)
+            times.evalAfter = Date().timeIntervalSince(t0)
+        }
+        return (pruned.config, after)
     }
 
     // MARK: - pipeline (layer-sharded) importance pass, `--pipeline` (docs/pipeline.md)
@@ -234,19 +243,8 @@ enum PruneCommand {
                 before = try evaluate(m.weights, tokenizer: m.tokenizer!, datasets: evalSets, windows: evalWindows, quiet: quiet)
                 times.evalBefore = Date().timeIntervalSince(t0)
             }
-            t0 = Date()
-            let pruned = try Pruner.apply(plan: plan, to: m.weights)
-            times.apply = Date().timeIntervalSince(t0)
-            prunedConfig = pruned.config
-            t0 = Date()
-            try HFExport.write(weights: pruned, tokenizerSource: .of(m), to: URL(fileURLWithPath: out!), force: force,
-                               extraFiles: ["prune_plan.json": try plan.encoded()])
-            times.export = Date().timeIntervalSince(t0)
-            if !evalSets.isEmpty {
-                t0 = Date()
-                after = try evaluate(pruned, tokenizer: m.tokenizer!, datasets: evalSets, windows: evalWindows, quiet: quiet)
-                times.evalAfter = Date().timeIntervalSince(t0)
-            }
+            (prunedConfig, after) = try cutAndExport(plan: plan, model: m, out: out!, force: force, evalSets: evalSets,
+                                                     evalWindows: evalWindows, quiet: quiet, times: &times)
         }
         times.total = Date().timeIntervalSince(start)
         let r = report(plan: plan, planPath: planPath, out: out, config: prunedConfig, loss: loss, before: before,
