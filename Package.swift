@@ -41,7 +41,7 @@ let package = Package(
                 swiftSettings: kernelSettings),
         .target(name: "Pruning", dependencies: ["Support", "Formats", "Tokenizer", "LlamaModel", "TensorCore"],
                 swiftSettings: kernelSettings),
-        .target(name: "Cluster", dependencies: ["CZeroMQ", "CMPI", "MPIShim", "Support", "LlamaModel"],
+        .target(name: "Cluster", dependencies: ["CZeroMQ", "CMPI", "MPIShim", "Support", "LlamaModel", "Pruning"],
                 swiftSettings: swiftSettings),
 
         // MARK: the thin CLI
@@ -60,7 +60,7 @@ let package = Package(
         .testTarget(name: "EvalTests", dependencies: ["Eval", "LlamaModel", "Support"], exclude: ["Resources"]),
         .testTarget(name: "PruningTests", dependencies: ["Pruning", "LlamaModel", "Formats", "Tokenizer", "Support"],
                     exclude: ["Resources"]),
-        .testTarget(name: "ClusterTests", dependencies: ["Cluster"]),
+        .testTarget(name: "ClusterTests", dependencies: ["Cluster", "Pruning"]),
         .testTarget(name: "CLITests", dependencies: ["Support"]),
     ]
 )

@@ -8,6 +8,7 @@
 // r+1, then sends to r−1), so blocking MPI_Send/MPI_Recv cannot deadlock.
 import Foundation
 import LlamaModel
+import Pruning
 
 /// Contiguous layer blocks, one per stage.
 public enum PipelinePartition {
@@ -52,17 +53,6 @@ public enum PipelinePartition {
     }
 }
 
-/// One scored layer's unit scores as they travel to rank 0 (mirrors Pruning's `LayerScores`).
-public struct PipelineLayerScores: Sendable, Equatable {
-    public var layer: Int
-    public var attention: [Double]
-    public var mlp: [Double]
-    public init(layer: Int, attention: [Double], mlp: [Double]) {
-        self.layer = layer
-        self.attention = attention
-        self.mlp = mlp
-    }
-}
 
 /// What one stage held and used.
 public struct PipelineStageReport: Sendable, Codable, Equatable {
@@ -127,8 +117,8 @@ public struct Pipeline {
 
     /// Sends every rank's scores, loss (NaN when none) and stage report to rank 0. Returns, on rank 0, all scores
     /// sorted by layer, the last stage's loss (nil if NaN) and the reports by rank; nil on other ranks.
-    public func gather(scores: [PipelineLayerScores], loss: Double, report: PipelineStageReport)
-        -> (scores: [PipelineLayerScores], loss: Double?, stages: [PipelineStageReport])?
+    public func gather(scores: [LayerScores], loss: Double, report: PipelineStageReport)
+        -> (scores: [LayerScores], loss: Double?, stages: [PipelineStageReport])?
     {
         func encode() -> [Double] {
             var out = [loss, Double(report.weightBytes), Double(report.peakActivationBytes), report.seconds,
@@ -160,7 +150,7 @@ public struct Pipeline {
                 i += 3
                 let att = Array(p[i..<i + na]); i += na
                 let mlp = Array(p[i..<i + nm]); i += nm
-                all.append(PipelineLayerScores(layer: layer, attention: att, mlp: mlp))
+                all.append(LayerScores(layer: layer, attention: att, mlp: mlp))
             }
         }
         all.sort { $0.layer < $1.layer }

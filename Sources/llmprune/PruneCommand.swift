@@ -299,13 +299,12 @@ enum PruneCommand {
                                          seconds: times.gradients + times.scoring)
         pass.reset()
         guard let gathered = pipeline.gather(
-            scores: local.map { PipelineLayerScores(layer: $0.layer, attention: $0.attention, mlp: $0.mlp) },
+            scores: local,
             loss: pass.loss ?? .nan, report: report) else { return nil }
         t0 = Date()
         let identity = try ModelIdentity(path: stage.path, format: stage.format, config: config)
         let plan = try PrunePlan.make(settings: settings, config: config, model: identity, calibration: calib.provenance,
-                                      scores: gathered.scores.map { LayerScores(layer: $0.layer, attention: $0.attention,
-                                                                                mlp: $0.mlp) })
+                                      scores: gathered.scores)
         times.allocation = Date().timeIntervalSince(t0)
         return (plan, config, gathered.loss, gathered.stages)
     }
