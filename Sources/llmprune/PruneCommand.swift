@@ -104,19 +104,14 @@ enum PruneCommand {
         let start = Date()
         let plan = try PrunePlan.read(from: URL(fileURLWithPath: planPath))
         try refuseExisting(out, force: force)
-        var t0 = Date()
+        let t0 = Date()
         let m = try CLI.loadModel(modelPath, tokenizer: false)
         times.load = Date().timeIntervalSince(t0)
         for w in try plan.check(against: m.config, modelPath: m.path) { FileHandle.standardError.write(Data("llmprune: warning: \(w)\n".utf8)) }
-        t0 = Date()
-        let pruned = try Pruner.apply(plan: plan, to: m.weights)
-        times.apply = Date().timeIntervalSince(t0)
-        t0 = Date()
-        try HFExport.write(weights: pruned, tokenizerSource: .of(m), to: URL(fileURLWithPath: out), force: force,
-                           extraFiles: ["prune_plan.json": try plan.encoded()])
-        times.export = Date().timeIntervalSince(t0)
+        let (config, _) = try cutAndExport(plan: plan, model: m, out: out, force: force, evalSets: [], evalWindows: nil,
+                                           quiet: true, times: &times)
         times.total = Date().timeIntervalSince(start)
-        let r = report(plan: plan, planPath: planPath, out: out, config: pruned.config, loss: nil, before: [:], after: [:],
+        let r = report(plan: plan, planPath: planPath, out: out, config: config, loss: nil, before: [:], after: [:],
                        times: times, peak: 0)
         try emit(r, json: json)
     }
