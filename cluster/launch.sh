@@ -1,21 +1,29 @@
 #!/usr/bin/env bash
-# Starts llmprune on N MPI ranks with MPICH's mpiexec (Hydra).
-#   cluster/launch.sh -n N [-f HOSTFILE] [-- ] <llmprune arguments>
-# The binary must exist at the same path on every host (build with `swift build -c release`).
+# Starts llmprune on N MPI ranks with MPICH's mpiexec (Hydra), on the hosts of a hostfile if given.
+#   cluster/launch.sh -n N [-f HOSTFILE] [-ppn P] [--restarts K] [--] <llmprune arguments>
+# The binary must exist at the same path on every host (build with `swift build -c release`, or set
+# LLMPRUNE_BIN). Failure reporting and --restarts are as in cluster/local.sh (shared: cluster/lib.sh).
 set -euo pipefail
-root="$(cd "$(dirname "$0")/.." && pwd)"
-n=1 hostfile=""
+. "$(dirname "$0")/lib.sh"
+cluster_self=launch.sh
+n=1 hostfile="" ppn=""
 while [ $# -gt 0 ]; do
     case "$1" in
         -n) n="$2"; shift 2 ;;
         -f) hostfile="$2"; shift 2 ;;
+        -ppn) ppn="$2"; shift 2 ;;
+        --restarts) cluster_restarts="$2"; shift 2 ;;
         --) shift; break ;;
         *) break ;;
     esac
 done
-bin="${LLMPRUNE_BIN:-$root/.build/release/llmprune}"
-[ -x "$bin" ] || { echo "launch.sh: $bin not found (run: swift build -c release)" >&2; exit 1; }
-command -v mpiexec >/dev/null || { echo "launch.sh: mpiexec not found (apt-get install mpich)" >&2; exit 1; }
-args=(-n "$n")
-[ -n "$hostfile" ] && args+=(-f "$hostfile")
-exec mpiexec "${args[@]}" "$bin" "$@"
+cluster_setup
+cluster_mpi=(mpiexec -n "$n")
+[ -n "$hostfile" ] && cluster_mpi+=(-f "$hostfile")
+[ -n "$ppn" ] && cluster_mpi+=(-ppn "$ppn")
+cluster_again=("$0" "${cluster_mpi[@]:1}" --)
+if [ -n "$hostfile" ] && [ "${1-}" = cluster ] && [[ " $* " != *" --bind"* ]]; then
+    echo "launch.sh: warning: no --bind: the coordinator listens on 127.0.0.1 only, ranks on other hosts cannot reach it" >&2
+fi
+cluster_args=("$@")
+cluster_run
