@@ -41,24 +41,41 @@ public final class LlamaWeights: @unchecked Sendable {
 
     /// The weights under their Hugging Face names and shapes ([out, in]), as `transformers` stores them.
     public func huggingFaceTensors() -> [(name: String, shape: [Int], values: [Float])] {
-        let d = config.hiddenSize, hd = config.headDim
-        var out: [(name: String, shape: [Int], values: [Float])] = [("model.embed_tokens.weight", [config.vocabSize, d], embed)]
-        for (i, l) in layers.enumerated() {
-            let p = "model.layers.\(i)."
-            let nq = l.shape.numHeads * hd, nkv = l.shape.numKVHeads * hd, inter = l.shape.intermediateSize
-            out.append((p + "input_layernorm.weight", [d], l.inputNorm))
-            out.append((p + "self_attn.q_proj.weight", [nq, d], Array(l.wqkv[0..<nq * d])))
-            out.append((p + "self_attn.k_proj.weight", [nkv, d], Array(l.wqkv[nq * d..<(nq + nkv) * d])))
-            out.append((p + "self_attn.v_proj.weight", [nkv, d], Array(l.wqkv[(nq + nkv) * d..<(nq + 2 * nkv) * d])))
-            out.append((p + "self_attn.o_proj.weight", [d, nq], l.wo))
-            out.append((p + "post_attention_layernorm.weight", [d], l.postNorm))
-            out.append((p + "mlp.gate_proj.weight", [inter, d], Array(l.wGateUp[0..<inter * d])))
-            out.append((p + "mlp.up_proj.weight", [inter, d], Array(l.wGateUp[inter * d..<2 * inter * d])))
-            out.append((p + "mlp.down_proj.weight", [d, inter], l.wDown))
+        huggingFaceTensors(layers: 0..<layers.count, embedding: true, head: true)
+    }
+
+    /// A subset of `huggingFaceTensors()` in the same order, for a pipeline stage's shard: the layers in
+    /// `layers`, the token embedding iff `embedding`, the final norm and (untied) `lm_head` iff `head`.
+    public func huggingFaceTensors(layers range: Range<Int>, embedding: Bool, head: Bool)
+        -> [(name: String, shape: [Int], values: [Float])]
+    {
+        let d = config.hiddenSize
+        var out: [(name: String, shape: [Int], values: [Float])] = []
+        if embedding { out.append(("model.embed_tokens.weight", [config.vocabSize, d], embed)) }
+        for i in range { out += huggingFaceTensors(layer: i) }
+        if head {
+            out.append(("model.norm.weight", [d], finalNorm))
+            if let h = lmHead { out.append(("lm_head.weight", [config.vocabSize, d], h)) }
         }
-        out.append(("model.norm.weight", [d], finalNorm))
-        if let h = lmHead { out.append(("lm_head.weight", [config.vocabSize, d], h)) }
         return out
+    }
+
+    /// Layer `i`'s tensors: the fused q/k/v and gate/up matrices split back into the HF projections.
+    func huggingFaceTensors(layer i: Int) -> [(name: String, shape: [Int], values: [Float])] {
+        let l = layers[i], d = config.hiddenSize, hd = config.headDim
+        let p = "model.layers.\(i)."
+        let nq = l.shape.numHeads * hd, nkv = l.shape.numKVHeads * hd, inter = l.shape.intermediateSize
+        return [
+            (p + "input_layernorm.weight", [d], l.inputNorm),
+            (p + "self_attn.q_proj.weight", [nq, d], Array(l.wqkv[0..<nq * d])),
+            (p + "self_attn.k_proj.weight", [nkv, d], Array(l.wqkv[nq * d..<(nq + nkv) * d])),
+            (p + "self_attn.v_proj.weight", [nkv, d], Array(l.wqkv[(nq + nkv) * d..<(nq + 2 * nkv) * d])),
+            (p + "self_attn.o_proj.weight", [d, nq], l.wo),
+            (p + "post_attention_layernorm.weight", [d], l.postNorm),
+            (p + "mlp.gate_proj.weight", [inter, d], Array(l.wGateUp[0..<inter * d])),
+            (p + "mlp.up_proj.weight", [inter, d], Array(l.wGateUp[inter * d..<2 * inter * d])),
+            (p + "mlp.down_proj.weight", [d, inter], l.wDown),
+        ]
     }
 
     /// A model with random weights (normal, std `scale`), for tests and benchmarks.

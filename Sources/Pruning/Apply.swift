@@ -3,15 +3,26 @@
 //   gate and up rows of kept channels (wGateUp), down columns of kept channels (wDown).
 // head_dim, hidden size, norms, embeddings and the LM head are untouched; layers not in the plan are copied.
 // Kept heads stay in their original order, so kept query head i still reads kept KV head i / n_rep'.
+// A pipeline stage cuts only its own block of layers (`apply(plan:to:layers:)`); the other layers are
+// placeholders that only take the pruned shape, so every stage ends with the same pruned config.
 import Foundation
 import LlamaModel
 
 public enum Pruner {
     /// The pruned model. Throws if the plan does not fit `weights` (check identity first with `PrunePlan.check`).
     public static func apply(plan: PrunePlan, to weights: LlamaWeights) throws -> LlamaWeights {
+        try apply(plan: plan, to: weights, layers: 0..<weights.config.numLayers)
+    }
+
+    /// The pruned model as one pipeline stage sees it: the plan's layers inside `layers` are cut; every other
+    /// layer keeps its arrays, and a planned one outside `layers` (which must be a placeholder: empty arrays)
+    /// takes the pruned shape, so the result's config is the pruned config. Embedding, norm and head are kept.
+    public static func apply(plan: PrunePlan, to weights: LlamaWeights, layers range: Range<Int>) throws -> LlamaWeights {
         let c = weights.config
         let source = plan.sourcePath ?? "<plan>"
-        let d = c.hiddenSize, hd = c.headDim
+        guard range.lowerBound >= 0, range.upperBound <= c.numLayers else {
+            throw PruneError.invalidSetting(flag: "stage layers", reason: "\(range) is outside the model's \(c.numLayers) layers")
+        }
         var layers = weights.layers
         var seen = Set<Int>()
         for lp in plan.layers {
@@ -23,42 +34,71 @@ public enum Pruner {
             guard w.shape == lp.original else {
                 throw PruneError.invalidPlan(path: source, reason: "layer \(lp.layer) has shape \(w.shape), the plan expects \(lp.original)")
             }
-            let nq = w.shape.numHeads, nkv = w.shape.numKVHeads, inter = w.shape.intermediateSize
-            // wqkv: row blocks of hd rows (one head) × d
-            var qkv: [Float] = []
-            qkv.reserveCapacity((lp.keptQueryHeads.count + 2 * lp.keptKVHeads.count) * hd * d)
-            let headRows = hd * d
-            for h in lp.keptQueryHeads { qkv += w.wqkv[(h * headRows)..<((h + 1) * headRows)] }
-            for base in [nq, nq + nkv] {
-                for h in lp.keptKVHeads { qkv += w.wqkv[((base + h) * headRows)..<((base + h + 1) * headRows)] }
-            }
-            // wo: d rows of nq·hd columns; keep the column blocks of kept query heads
-            let newQ = lp.keptQueryHeads.count * hd
-            var wo = [Float](repeating: 0, count: d * newQ)
-            for r in 0..<d {
-                for (j, h) in lp.keptQueryHeads.enumerated() {
-                    let src = r * nq * hd + h * hd, dst = r * newQ + j * hd
-                    for t in 0..<hd { wo[dst + t] = w.wo[src + t] }
+            if range.contains(lp.layer) {
+                guard holdsWeights(w, config: c) else {
+                    throw PruneError.invalidSetting(flag: "stage layers", reason: "layer \(lp.layer) is to be cut but its weights are not loaded")
                 }
+                layers[lp.layer] = cut(w, by: lp, headDim: c.headDim, hiddenSize: c.hiddenSize)
+            } else {
+                // Arrays of the original widths under the pruned shape would be inconsistent: only placeholders.
+                guard isPlaceholder(w) else {
+                    throw PruneError.invalidSetting(flag: "stage layers", reason: "layer \(lp.layer) lies outside \(range) but holds weights; it would stay uncut")
+                }
+                layers[lp.layer].shape = lp.pruned
             }
-            // gate and up rows
-            let keptC = lp.keptMLPChannels
-            var gu: [Float] = []
-            gu.reserveCapacity(2 * keptC.count * d)
-            for base in [0, inter] {
-                for ch in keptC { gu += w.wGateUp[((base + ch) * d)..<((base + ch + 1) * d)] }
-            }
-            // down: d rows of I columns
-            var down = [Float](repeating: 0, count: d * keptC.count)
-            for r in 0..<d {
-                for (j, ch) in keptC.enumerated() { down[r * keptC.count + j] = w.wDown[r * inter + ch] }
-            }
-            layers[lp.layer] = LayerWeights(shape: lp.pruned, inputNorm: w.inputNorm, wqkv: qkv, wo: wo,
-                                            postNorm: w.postNorm, wGateUp: gu, wDown: down)
         }
         let config = try plan.prunedConfig(c)
         try config.validate(source: source)
         return LlamaWeights(config: config, embed: weights.embed, layers: layers, finalNorm: weights.finalNorm,
                             lmHead: weights.lmHead)
+    }
+
+    /// One layer cut by its plan; unchecked (`w.shape` is `lp.original` and `holdsWeights`), hence internal.
+    static func cut(_ w: LayerWeights, by lp: LayerPlan, headDim hd: Int, hiddenSize d: Int) -> LayerWeights {
+        let nq = w.shape.numHeads, nkv = w.shape.numKVHeads, inter = w.shape.intermediateSize
+        // wqkv: row blocks of hd rows (one head) × d
+        var qkv: [Float] = []
+        qkv.reserveCapacity((lp.keptQueryHeads.count + 2 * lp.keptKVHeads.count) * hd * d)
+        let headRows = hd * d
+        for h in lp.keptQueryHeads { qkv += w.wqkv[(h * headRows)..<((h + 1) * headRows)] }
+        for base in [nq, nq + nkv] {
+            for h in lp.keptKVHeads { qkv += w.wqkv[((base + h) * headRows)..<((base + h + 1) * headRows)] }
+        }
+        // wo: d rows of nq·hd columns; keep the column blocks of kept query heads
+        let newQ = lp.keptQueryHeads.count * hd
+        var wo = [Float](repeating: 0, count: d * newQ)
+        for r in 0..<d {
+            for (j, h) in lp.keptQueryHeads.enumerated() {
+                let src = r * nq * hd + h * hd, dst = r * newQ + j * hd
+                for t in 0..<hd { wo[dst + t] = w.wo[src + t] }
+            }
+        }
+        // gate and up rows
+        let keptC = lp.keptMLPChannels
+        var gu: [Float] = []
+        gu.reserveCapacity(2 * keptC.count * d)
+        for base in [0, inter] {
+            for ch in keptC { gu += w.wGateUp[((base + ch) * d)..<((base + ch + 1) * d)] }
+        }
+        // down: d rows of I columns
+        var down = [Float](repeating: 0, count: d * keptC.count)
+        for r in 0..<d {
+            for (j, ch) in keptC.enumerated() { down[r * keptC.count + j] = w.wDown[r * inter + ch] }
+        }
+        return LayerWeights(shape: lp.pruned, inputNorm: w.inputNorm, wqkv: qkv, wo: wo, postNorm: w.postNorm,
+                            wGateUp: gu, wDown: down)
+    }
+
+    /// A stage's stand-in for a layer it does not hold (see `StageWeights`).
+    static func isPlaceholder(_ w: LayerWeights) -> Bool {
+        w.inputNorm.isEmpty && w.wqkv.isEmpty && w.wo.isEmpty && w.postNorm.isEmpty && w.wGateUp.isEmpty && w.wDown.isEmpty
+    }
+
+    /// Every array has the size `w.shape` implies (slicing a placeholder would trap).
+    static func holdsWeights(_ w: LayerWeights, config c: LlamaConfig) -> Bool {
+        let d = c.hiddenSize, hd = c.headDim, s = w.shape
+        return w.inputNorm.count == d && w.postNorm.count == d
+            && w.wqkv.count == (s.numHeads + 2 * s.numKVHeads) * hd * d && w.wo.count == d * s.numHeads * hd
+            && w.wGateUp.count == 2 * s.intermediateSize * d && w.wDown.count == d * s.intermediateSize
     }
 }

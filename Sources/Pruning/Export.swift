@@ -1,8 +1,9 @@
 // Writes a (pruned) model as a Hugging Face directory: config.json (per-layer widths when heterogeneous),
 // model.safetensors (F32, HF names; tied models omit lm_head), generation_config.json and the tokenizer
-// files. Everything goes into a hidden temporary directory beside the target, which is renamed into place
+// files (ShardedExport.swift writes the weights as per-stage shards instead).
+// Everything goes into a hidden staging directory beside the target, which is renamed into place
 // only when complete; an existing target is replaced only with `force` (old one renamed aside, new one
-// renamed in, old one deleted). On any failure the temporary directory is removed.
+// renamed in, old one deleted). On any failure `write` removes the staging directory.
 import Foundation
 import LlamaModel
 import Formats
@@ -32,58 +33,81 @@ public enum HFExport {
     /// Writes the model directory atomically; `extraFiles` (name → contents, e.g. the prune plan) go in too.
     public static func write(weights: LlamaWeights, tokenizerSource: TokenizerSource, to dir: URL, force: Bool,
                              extraFiles: [String: Data] = [:]) throws {
-        let fm = FileManager.default
-        let target = dir.standardizedFileURL
-        let parent = target.deletingLastPathComponent()
-        let name = target.lastPathComponent
-        let exists = fm.fileExists(atPath: target.path)
-        if exists && !force { throw PruneError.outputExists(path: target.path) }
-        var isDir: ObjCBool = false
-        guard fm.fileExists(atPath: parent.path, isDirectory: &isDir), isDir.boolValue else {
-            throw PruneError.io(path: parent.path, reason: "parent directory of the output does not exist")
-        }
-        let pid = getpid()
-        let tmp = parent.appendingPathComponent(".\(name).tmp-\(pid)")
-        try? fm.removeItem(at: tmp)    // a leftover of this pid
+        let staging = try createStaging(for: dir, tag: "\(getpid())", force: force)
         do {
-            try fm.createDirectory(at: tmp, withIntermediateDirectories: false)
-            try writeContents(weights: weights, tokenizerSource: tokenizerSource, into: tmp)
-            for (file, data) in extraFiles { try data.write(to: tmp.appendingPathComponent(file)) }
-            if exists {
-                let old = parent.appendingPathComponent(".\(name).old-\(pid)")
-                try? fm.removeItem(at: old)
-                try rename(target, old)
-                do { try rename(tmp, target) } catch {
-                    try? rename(old, target)     // put the old one back
-                    throw error
-                }
-                try? fm.removeItem(at: old)
-            } else {
-                try rename(tmp, target)
-            }
+            try writeModelFiles(config: weights.config, tokenizerSource: tokenizerSource, into: staging, extraFiles: extraFiles)
+            try SafetensorsWriter.write(weights.huggingFaceTensors(), metadata: ["format": "pt"],
+                                        to: staging.appendingPathComponent("model.safetensors"))
+            try commit(staging: staging, to: dir, force: force)
         } catch {
-            try? fm.removeItem(at: tmp)
+            try? FileManager.default.removeItem(at: staging)
             throw error
         }
     }
 
-    static func rename(_ from: URL, _ to: URL) throws {
-        guard Foundation.rename(from.path, to.path) == 0 else {
-            throw PruneError.io(path: to.path, reason: "cannot rename \(from.lastPathComponent) into place: \(String(cString: strerror(errno)))")
-        }
-    }
-
-    static func writeContents(weights: LlamaWeights, tokenizerSource: TokenizerSource, into dir: URL) throws {
-        let c = weights.config
+    /// Everything of a model directory but the weights: config.json, generation_config.json, the tokenizer
+    /// files and `extraFiles` (name → contents). Shared by the single-file and the sharded export.
+    public static func writeModelFiles(config c: LlamaConfig, tokenizerSource: TokenizerSource, into dir: URL,
+                                       extraFiles: [String: Data] = [:]) throws {
         try AtomicFile.write(try c.configJSON(), to: dir.appendingPathComponent("config.json"))
-        try SafetensorsWriter.write(weights.huggingFaceTensors(), metadata: ["format": "pt"],
-                                    to: dir.appendingPathComponent("model.safetensors"))
         var gen: [String: Any] = ["_from_model_config": true]
         if let b = c.bosTokenId { gen["bos_token_id"] = b }
         if let e = c.eosTokenId { gen["eos_token_id"] = e }
         try AtomicFile.write(try JSONSerialization.data(withJSONObject: gen, options: [.prettyPrinted, .sortedKeys]),
                              to: dir.appendingPathComponent("generation_config.json"))
         try writeTokenizerFiles(tokenizerSource, into: dir, modelMaxLength: c.maxPositionEmbeddings)
+        for (file, data) in extraFiles { try data.write(to: dir.appendingPathComponent(file)) }
+    }
+
+    // MARK: - staging and commit
+
+    /// The hidden sibling `.NAME.partial-TAG` an export of `target` is assembled in: same parent, hence the
+    /// same file system, so `commit` is a rename. `tag` must be unique to the writer (pid, or the job id when
+    /// several processes write into one staging directory).
+    public static func stagingDirectory(for target: URL, tag: String) -> URL {
+        let t = target.standardizedFileURL
+        return t.deletingLastPathComponent().appendingPathComponent(".\(t.lastPathComponent).partial-\(tag)")
+    }
+
+    /// Creates `stagingDirectory(for:tag:)` empty (a leftover of the same tag is removed), refusing up front an
+    /// existing `target` without `force` or a missing parent directory, before any expensive work.
+    public static func createStaging(for target: URL, tag: String, force: Bool) throws -> URL {
+        let fm = FileManager.default
+        let t = target.standardizedFileURL
+        let parent = t.deletingLastPathComponent()
+        if !force && fm.fileExists(atPath: t.path) { throw PruneError.outputExists(path: t.path) }
+        var isDir: ObjCBool = false
+        guard fm.fileExists(atPath: parent.path, isDirectory: &isDir), isDir.boolValue else {
+            throw PruneError.io(path: parent.path, reason: "parent directory of the output does not exist")
+        }
+        let staging = stagingDirectory(for: t, tag: tag)
+        try? fm.removeItem(at: staging)
+        try fm.createDirectory(at: staging, withIntermediateDirectories: false)
+        return staging
+    }
+
+    /// Renames the complete `staging` directory to `target`. An existing target is refused without `force`;
+    /// with it, the old one is renamed aside, the new one renamed in (the old one is put back if that fails),
+    /// and the old one deleted. On failure `staging` is left for the caller to remove.
+    public static func commit(staging: URL, to target: URL, force: Bool) throws {
+        let fm = FileManager.default
+        let t = target.standardizedFileURL
+        guard fm.fileExists(atPath: t.path) else { return try rename(staging, t) }
+        guard force else { throw PruneError.outputExists(path: t.path) }
+        let old = t.deletingLastPathComponent().appendingPathComponent(".\(t.lastPathComponent).old-\(getpid())")
+        try? fm.removeItem(at: old)
+        try rename(t, old)
+        do { try rename(staging, t) } catch {
+            try? rename(old, t)     // put the old one back
+            throw error
+        }
+        try? fm.removeItem(at: old)
+    }
+
+    static func rename(_ from: URL, _ to: URL) throws {
+        guard Foundation.rename(from.path, to.path) == 0 else {
+            throw PruneError.io(path: to.path, reason: "cannot rename \(from.lastPathComponent) into place: \(String(cString: strerror(errno)))")
+        }
     }
 
     /// The one place tokenizer files are written.

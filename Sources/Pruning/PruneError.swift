@@ -25,6 +25,8 @@ public enum PruneError: Error, CustomStringConvertible, Equatable {
     case invalidScores(String)
     /// A file-system failure while writing output.
     case io(path: String, reason: String)
+    /// Shards of a sharded export that do not fit together (a tensor in two shards, a bad shard number).
+    case invalidShards(String)
 
     public var description: String {
         switch self {
@@ -50,6 +52,8 @@ public enum PruneError: Error, CustomStringConvertible, Equatable {
             return "invalid importance scores: \(r)"
         case .io(let p, let r):
             return "\(p): \(r)"
+        case .invalidShards(let r):
+            return "sharded export: \(r)"
         }
     }
 }

@@ -41,7 +41,7 @@ func tinyPruneArgs(_ s: Scratch, out: String, extra: [String] = []) throws -> [S
     func expectNoOutput(_ out: String, sourceLocation: SourceLocation = #_sourceLocation) {
         #expect(!FileManager.default.fileExists(atPath: out), "partial output left at \(out)", sourceLocation: sourceLocation)
         let parent = URL(fileURLWithPath: out).deletingLastPathComponent().path
-        let leftovers = ((try? FileManager.default.contentsOfDirectory(atPath: parent)) ?? []).filter { $0.contains(".tmp-") }
+        let leftovers = ((try? FileManager.default.contentsOfDirectory(atPath: parent)) ?? []).filter { $0.contains(".tmp-") || $0.contains(".partial-") }
         #expect(leftovers.isEmpty, "temporary files left: \(leftovers)", sourceLocation: sourceLocation)
     }
 
