@@ -29,6 +29,7 @@ let package = Package(
         .systemLibrary(name: "CMPI", path: "Sources/CMPI", pkgConfig: "mpich",
                        providers: [.apt(["libmpich-dev", "mpich"])]),
         .target(name: "MPIShim", dependencies: ["CMPI"]),
+        .target(name: "ProcessShim"),
 
         // MARK: library modules, one concern each
         .target(name: "Support", swiftSettings: swiftSettings),
@@ -41,7 +42,7 @@ let package = Package(
                 swiftSettings: kernelSettings),
         .target(name: "Pruning", dependencies: ["Support", "Formats", "Tokenizer", "LlamaModel", "TensorCore"],
                 swiftSettings: kernelSettings),
-        .target(name: "Cluster", dependencies: ["CZeroMQ", "CMPI", "MPIShim", "Support", "LlamaModel", "Pruning"],
+        .target(name: "Cluster", dependencies: ["CZeroMQ", "CMPI", "MPIShim", "ProcessShim", "Support", "LlamaModel", "Pruning"],
                 swiftSettings: swiftSettings),
 
         // MARK: the thin CLI
@@ -61,6 +62,6 @@ let package = Package(
         .testTarget(name: "PruningTests", dependencies: ["Pruning", "LlamaModel", "Formats", "Tokenizer", "Support"],
                     exclude: ["Resources"]),
         .testTarget(name: "ClusterTests", dependencies: ["Cluster", "Pruning"]),
-        .testTarget(name: "CLITests", dependencies: ["Support"]),
+        .testTarget(name: "CLITests", dependencies: ["Support", "Formats"]),
     ]
 )

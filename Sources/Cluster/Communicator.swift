@@ -25,16 +25,40 @@ public final class Communicator: @unchecked Sendable {
         var provided: Int32 = 0
         var argc = CommandLine.argc
         var argv: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>? = CommandLine.unsafeArgv
-        MPI_Init_thread(&argc, &argv, MPI_THREAD_FUNNELED, &provided)
+        // MULTIPLE: a rank's watch thread may call MPI_Abort while the main thread sits in a collective.
+        MPI_Init_thread(&argc, &argv, MPI_THREAD_MULTIPLE, &provided)
         var r: Int32 = 0, s: Int32 = 1
         MPI_Comm_rank(MPI_COMM_WORLD, &r)
         MPI_Comm_size(MPI_COMM_WORLD, &s)
         rank = Int(r); size = Int(s); usesMPI = true
     }
 
+    /// Bytes this rank handed to MPI (buffers sent, received, or contributed to a reduction), for the
+    /// bytes-moved accounting. Main thread only.
+    public private(set) var traffic = Traffic()
+
+    public struct Traffic: Codable, Equatable, Sendable {
+        public var sent = 0, received = 0, reduced = 0, broadcast = 0
+        public var total: Int { sent + received + reduced + broadcast }
+        public init() {}
+        public static func - (a: Traffic, b: Traffic) -> Traffic {
+            var t = Traffic()
+            t.sent = a.sent - b.sent; t.received = a.received - b.received
+            t.reduced = a.reduced - b.reduced; t.broadcast = a.broadcast - b.broadcast
+            return t
+        }
+        public static func + (a: Traffic, b: Traffic) -> Traffic {
+            var t = Traffic()
+            t.sent = a.sent + b.sent; t.received = a.received + b.received
+            t.reduced = a.reduced + b.reduced; t.broadcast = a.broadcast + b.broadcast
+            return t
+        }
+    }
+
     /// In-place element-wise sum over all ranks.
     public func allReduceSum(_ buffer: inout [Float]) {
         guard usesMPI, size > 1 else { return }
+        traffic.reduced += 4 * buffer.count
         buffer.withUnsafeMutableBufferPointer { b in
             for lo in stride(from: 0, to: b.count, by: Self.chunk) {
                 let n = Int32(min(Self.chunk, b.count - lo))
@@ -46,12 +70,43 @@ public final class Communicator: @unchecked Sendable {
     /// In-place element-wise sum over all ranks, in double precision.
     public func allReduceSum(_ buffer: inout [Double]) {
         guard usesMPI, size > 1 else { return }
+        traffic.reduced += 8 * buffer.count
         buffer.withUnsafeMutableBufferPointer { b in
             for lo in stride(from: 0, to: b.count, by: Self.chunk) {
                 let n = Int32(min(Self.chunk, b.count - lo))
                 _ = MPI_Allreduce(shim_mpi_in_place(), b.baseAddress! + lo, n, MPI_DOUBLE, shim_mpi_sum(), MPI_COMM_WORLD)
             }
         }
+    }
+
+    /// Element-wise sum over all ranks into `root`'s buffer (MPI_Reduce). Other ranks' buffers are left as
+    /// they were. Every rank must call it with the same count and root. (The root receives into a separate buffer:
+    /// MPICH 4.0.2 crashes on MPI_IN_PLACE in MPI_Reduce on 3 ranks, measured here.)
+    public func reduceSum(_ buffer: inout [Float], root: Int) {
+        guard usesMPI, size > 1 else { return }
+        traffic.reduced += 4 * buffer.count
+        var result = rank == root ? [Float](repeating: 0, count: buffer.count) : []
+        buffer.withUnsafeBufferPointer { b in
+            result.withUnsafeMutableBufferPointer { out in
+                for lo in stride(from: 0, to: b.count, by: Self.chunk) {
+                    let n = Int32(min(Self.chunk, b.count - lo))
+                    _ = MPI_Reduce(b.baseAddress! + lo, out.baseAddress.map { $0 + lo }, n, MPI_FLOAT, shim_mpi_sum(),
+                                   Int32(root), MPI_COMM_WORLD)
+                }
+            }
+        }
+        if rank == root { buffer = result }
+    }
+
+    /// `root`'s bytes on every rank (MPI_Bcast of the length, then of the bytes).
+    public func broadcast(_ bytes: [UInt8], root: Int) -> [UInt8] {
+        guard usesMPI, size > 1 else { return bytes }
+        var n = Int64(bytes.count)
+        _ = MPI_Bcast(&n, 1, MPI_INT64_T, Int32(root), MPI_COMM_WORLD)
+        var out = rank == root ? bytes : [UInt8](repeating: 0, count: Int(n))
+        if n > 0 { _ = out.withUnsafeMutableBytes { MPI_Bcast($0.baseAddress, Int32(n), MPI_BYTE, Int32(root), MPI_COMM_WORLD) } }
+        traffic.broadcast += Int(n) + 8
+        return out
     }
 
     // MARK: point to point (pipeline stages). Blocking MPI_Send / MPI_Recv in pieces of `chunk` elements;
@@ -75,12 +130,14 @@ public final class Communicator: @unchecked Sendable {
     /// Sends `values` to rank `peer` (blocking until the buffer may be reused).
     public func send(_ values: [Float], to peer: Int, tag: Int) {
         precondition(usesMPI && peer != rank, "send: no peer \(peer) in a world of \(size)")
+        traffic.sent += 4 * values.count
         values.withUnsafeBytes { send($0.baseAddress ?? UnsafeRawPointer(bitPattern: 16)!, count: values.count, stride: 4, type: MPI_FLOAT, to: peer, tag: tag) }
     }
 
     /// Receives exactly `count` floats from rank `peer`.
     public func receiveFloats(_ count: Int, from peer: Int, tag: Int) -> [Float] {
         precondition(usesMPI && peer != rank, "receive: no peer \(peer) in a world of \(size)")
+        traffic.received += 4 * count
         var out = [Float](repeating: 0, count: count)
         out.withUnsafeMutableBytes { receive($0.baseAddress ?? UnsafeMutableRawPointer(bitPattern: 16)!, count: count, stride: 4, type: MPI_FLOAT, from: peer, tag: tag) }
         return out
@@ -89,12 +146,14 @@ public final class Communicator: @unchecked Sendable {
     /// Sends `values` to rank `peer` (blocking until the buffer may be reused).
     public func send(_ values: [Double], to peer: Int, tag: Int) {
         precondition(usesMPI && peer != rank, "send: no peer \(peer) in a world of \(size)")
+        traffic.sent += 8 * values.count
         values.withUnsafeBytes { send($0.baseAddress ?? UnsafeRawPointer(bitPattern: 16)!, count: values.count, stride: 8, type: MPI_DOUBLE, to: peer, tag: tag) }
     }
 
     /// Receives exactly `count` doubles from rank `peer`.
     public func receiveDoubles(_ count: Int, from peer: Int, tag: Int) -> [Double] {
         precondition(usesMPI && peer != rank, "receive: no peer \(peer) in a world of \(size)")
+        traffic.received += 8 * count
         var out = [Double](repeating: 0, count: count)
         out.withUnsafeMutableBytes { receive($0.baseAddress ?? UnsafeMutableRawPointer(bitPattern: 16)!, count: count, stride: 8, type: MPI_DOUBLE, from: peer, tag: tag) }
         return out
@@ -113,7 +172,8 @@ public final class Communicator: @unchecked Sendable {
         MPI_Finalize()
     }
 
-    /// Ends every rank of the job (after a local error, so that no peer waits forever in a collective).
+    /// Ends every rank of the job (after a local error, so that no peer waits forever in a collective). Safe from
+    /// any thread (MPI_THREAD_MULTIPLE).
     public func abort(code: Int32) -> Never {
         if usesMPI && size > 1 { MPI_Abort(MPI_COMM_WORLD, code) }
         exit(code)

@@ -107,6 +107,9 @@ public final class Coordinator: @unchecked Sendable {
         try engine.waitForWorkers(count, timeout: timeout)
     }
 
+    /// Seconds of silence after which a worker is declared lost.
+    public var heartbeatTimeout: Double { engine.config.heartbeatTimeout }
+
     /// Ranks currently joined and not lost, sorted.
     public var liveRanks: [Int] { engine.withLock { $0.live.keys.sorted() } }
 

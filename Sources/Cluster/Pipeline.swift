@@ -77,7 +77,7 @@ public struct Pipeline {
     /// Layer block of every rank.
     public let stages: [Range<Int>]
 
-    static let forwardTag = 101, backwardTag = 102, lengthTag = 103, scoresTag = 104
+    static let forwardTag = 101, backwardTag = 102
 
     public init(comm: Communicator, config: LlamaConfig) throws {
         self.comm = comm
@@ -96,64 +96,29 @@ public struct Pipeline {
     /// Runs the pipelined gradient pass; returns this stage's share (gradients of `pass.scoredHere`; the loss on
     /// the last rank). Every rank must call it with the same tokens and geometry. With `consume`, each scored
     /// layer's gradients are handed over as soon as they are complete and not kept (see `StageGradientPass`).
+    /// With `trace`, the steps are recorded as spans of phase "importance" (wait = blocked on a neighbour).
     public func gradients(pass: StageGradientPass, tokens: [Int32], batch: Int, seqLen: Int, fisher: Bool,
+                          trace: TraceRecorder? = nil,
                           consume: ((_ layer: Int, _ gradient: LayerGradients, _ fisher: LayerGradients?) throws -> Void)? = nil)
         throws -> GradientResult
     {
         let r = comm.rank, count = batch * seqLen * pass.config.hiddenSize
         precondition(pass.stage.layers == layers, "pipeline: stage \(pass.stage.layers) is not rank \(r)'s \(layers)")
-        let input = isFirst ? nil : comm.receiveFloats(count, from: r - 1, tag: Self.forwardTag)
-        let output = try pass.forward(tokens: tokens, batch: batch, seqLen: seqLen, input: input)
-        if let output, !isLast { comm.send(output, to: r + 1, tag: Self.forwardTag) }
-        if isLast { try pass.lossBackward() }
+        func step<T>(_ name: String, _ body: () throws -> T) rethrows -> T {
+            guard let trace else { return try body() }
+            return try trace.span(name, phase: "importance", body)
+        }
+        let input = isFirst ? nil : step("wait") { comm.receiveFloats(count, from: r - 1, tag: Self.forwardTag) }
+        let output = try step("forward") { try pass.forward(tokens: tokens, batch: batch, seqLen: seqLen, input: input) }
+        if let output, !isLast { step("send") { comm.send(output, to: r + 1, tag: Self.forwardTag) } }
+        if isLast { _ = try step("loss") { try pass.lossBackward() } }
         if pass.runsBackward {
-            let dOut = pass.receivesOutputGradient ? comm.receiveFloats(count, from: r + 1, tag: Self.backwardTag) : nil
-            if let dIn = try pass.backward(outputGradient: dOut, fisher: fisher, consume: consume) {
-                comm.send(dIn, to: r - 1, tag: Self.backwardTag)
+            let dOut = pass.receivesOutputGradient
+                ? step("wait") { comm.receiveFloats(count, from: r + 1, tag: Self.backwardTag) } : nil
+            if let dIn = try step("backward", { try pass.backward(outputGradient: dOut, fisher: fisher, consume: consume) }) {
+                step("send") { comm.send(dIn, to: r - 1, tag: Self.backwardTag) }
             }
         }
         return pass.result()
-    }
-
-    /// Sends every rank's scores, loss (NaN when none) and stage report to rank 0. Returns, on rank 0, all scores
-    /// sorted by layer, the last stage's loss (nil if NaN) and the reports by rank; nil on other ranks.
-    public func gather(scores: [LayerScores], loss: Double, report: PipelineStageReport)
-        -> (scores: [LayerScores], loss: Double?, stages: [PipelineStageReport])?
-    {
-        func encode() -> [Double] {
-            var out = [loss, Double(report.weightBytes), Double(report.peakActivationBytes), report.seconds,
-                       Double(scores.count)]
-            for s in scores {
-                out += [Double(s.layer), Double(s.attention.count), Double(s.mlp.count)]
-                out += s.attention
-                out += s.mlp
-            }
-            return out
-        }
-        guard comm.rank == 0 else {
-            let payload = encode()
-            comm.send([Double(payload.count)], to: 0, tag: Self.lengthTag)
-            comm.send(payload, to: 0, tag: Self.scoresTag)
-            return nil
-        }
-        var all = scores, reports = [report], lastLoss = loss
-        for peer in 1..<max(comm.size, 1) {
-            let n = Int(comm.receiveDoubles(1, from: peer, tag: Self.lengthTag)[0])
-            let p = comm.receiveDoubles(n, from: peer, tag: Self.scoresTag)
-            let range = stages[peer]
-            reports.append(PipelineStageReport(rank: peer, layerStart: range.lowerBound, layerEnd: range.upperBound,
-                                               weightBytes: Int(p[1]), peakActivationBytes: Int(p[2]), seconds: p[3]))
-            if peer == comm.size - 1 { lastLoss = p[0] }
-            var i = 5
-            for _ in 0..<Int(p[4]) {
-                let layer = Int(p[i]), na = Int(p[i + 1]), nm = Int(p[i + 2])
-                i += 3
-                let att = Array(p[i..<i + na]); i += na
-                let mlp = Array(p[i..<i + nm]); i += nm
-                all.append(LayerScores(layer: layer, attention: att, mlp: mlp))
-            }
-        }
-        all.sort { $0.layer < $1.layer }
-        return (all, lastLoss.isNaN ? nil : lastLoss, reports)
     }
 }

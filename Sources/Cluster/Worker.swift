@@ -117,6 +117,13 @@ public final class Worker: @unchecked Sendable {
         }
     }
 
+    /// Waits for the coordinator's `shutdown` (the end of a job), skipping other events.
+    public func waitForShutdown(timeout: Double) throws {
+        _ = try engine.wait(timeout: timeout, what: "shutdown", allowShutdown: true) { s -> WorkerEvent? in
+            s.shutdown ? .shutdown : nil
+        }
+    }
+
     public func progress(_ unit: WorkUnit, done: Int, total: Int, message: String = "") throws {
         try engine.send(.progress(unit, done: done, total: total, message: message), payload: nil)
     }
@@ -124,6 +131,12 @@ public final class Worker: @unchecked Sendable {
     public func done(_ unit: WorkUnit, summary: String = "", payload: Data? = nil) throws {
         try engine.send(.done(unit, summary: summary), payload: payload)
     }
+
+    /// The terminal failure (refused, aborted, coordinator lost), once there is one.
+    public var failure: WorkerError? { engine.withLock { $0.failure } }
+
+    /// Bytes of control messages sent (headers and payloads) by the caller's `progress` and `done`.
+    public var sentBytes: Int { engine.withLock { $0.sentBytes } }
 
     /// True once welcomed.
     public var isJoined: Bool { engine.withLock { $0.welcome != nil } }
@@ -142,6 +155,7 @@ struct WorkerState {
     var lastHeard: Double
     var lastCoordinatorSeq: UInt64 = 0
     var nextBeat = 0.0
+    var sentBytes = 0
 }
 
 final class WorkerEngine: ControlLoop, @unchecked Sendable {
@@ -192,7 +206,9 @@ final class WorkerEngine: ControlLoop, @unchecked Sendable {
         defer { cond.unlock() }
         if let failure = state.failure { throw failure }
         guard running else { throw WorkerError.closed }
-        enqueueLocked(try messageLocked(body, payload: payload).encode())
+        let frames = try messageLocked(body, payload: payload).encode()
+        state.sentBytes += frames.reduce(0) { $0 + $1.count }
+        enqueueLocked(frames)
     }
 
     private func messageLocked(_ body: ControlBody, payload: Data? = nil) -> ControlMessage {

@@ -24,6 +24,13 @@ public struct LayerWeights: Sendable {
     }
 }
 
+extension LayerWeights {
+    /// A layer that keeps only its shape (the layers a pipeline stage does not hold).
+    public static func placeholder(_ shape: LayerShape) -> LayerWeights {
+        LayerWeights(shape: shape, inputNorm: [], wqkv: [], wo: [], postNorm: [], wGateUp: [], wDown: [])
+    }
+}
+
 public final class LlamaWeights: @unchecked Sendable {
     public var config: LlamaConfig
     public var embed: [Float]        // [V × d]

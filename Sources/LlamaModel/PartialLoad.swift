@@ -35,6 +35,16 @@ public struct StageWeights {
         return 4 * n
     }
 
+    /// A stage view of full weights: the same arrays for `layers` (and the embedding / final norm and head when
+    /// asked), shape-only placeholders for everything else.
+    public static func view(of w: LlamaWeights, layers: Range<Int>, embedding: Bool, head: Bool) -> LlamaWeights {
+        let kept = w.layers.enumerated().map { i, l in
+            layers.contains(i) ? l : .placeholder(l.shape)
+        }
+        return LlamaWeights(config: w.config, embed: embedding ? w.embed : [], layers: kept,
+                            finalNorm: head ? w.finalNorm : [], lmHead: head ? w.lmHead : nil)
+    }
+
     /// The stage as a `LoadedModel` (for code that only reads the config, tokenizer, path or format).
     public var loadedModel: LoadedModel {
         LoadedModel(weights: weights, tokenizer: tokenizer, path: path, format: format, chatTemplate: chatTemplate)
@@ -140,7 +150,7 @@ extension ModelLoader {
         var stageLayers: [LayerWeights] = []
         for (i, s) in c.layers.enumerated() {
             guard layers.contains(i) else {
-                stageLayers.append(LayerWeights(shape: s, inputNorm: [], wqkv: [], wo: [], postNorm: [], wGateUp: [], wDown: []))
+                stageLayers.append(.placeholder(s))
                 continue
             }
             let p = "model.layers.\(i)."

@@ -280,12 +280,17 @@ public struct PrunePlan: Codable, Equatable, Sendable {
         guard let data = FileManager.default.contents(atPath: url.path) else {
             throw PruneError.invalidPlan(path: url.path, reason: "cannot read the file")
         }
+        return try decode(data, source: url.path)
+    }
+
+    /// A plan from its JSON (`encoded()`); `source` names it in errors (a path, or e.g. "plan from rank 0").
+    public static func decode(_ data: Data, source: String) throws -> PrunePlan {
         var plan: PrunePlan
         do { plan = try JSONDecoder().decode(PrunePlan.self, from: data) } catch {
-            throw PruneError.invalidPlan(path: url.path, reason: "not a prune plan (\(Self.describe(error)))")
+            throw PruneError.invalidPlan(path: source, reason: "not a prune plan (\(Self.describe(error)))")
         }
-        plan.sourcePath = url.path
-        for l in plan.layers { try l.validate(source: url.path) }
+        plan.sourcePath = source
+        for l in plan.layers { try l.validate(source: source) }
         return plan
     }
 

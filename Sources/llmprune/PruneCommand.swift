@@ -9,7 +9,7 @@ import Tokenizer
 /// `llmprune plan | apply | prune`: the importance pass writes a plan; apply cuts a model by a plan and
 /// exports it; prune does both, with perplexity before and after when asked.
 enum PruneCommand {
-    static let booleans: Set<String> = ["json", "quiet", "force", "pipeline"]
+    static let booleans: Set<String> = ["json", "quiet", "force"]
 
     struct PhaseTimes: Encodable {
         var load = 0.0, calibration = 0.0, gradients = 0.0, scoring = 0.0, allocation = 0.0, apply = 0.0, export = 0.0
@@ -63,15 +63,28 @@ enum PruneCommand {
         return settings
     }
 
+    /// --calib, --calib-samples, --calib-len.
+    struct CalibrationFlags {
+        var file: URL, samples: Int, length: Int
+
+        init(_ a: inout Arguments) throws {
+            file = try EvalDataset.resolve(a.string("calib") ?? "ptb-valid")
+            samples = try a.int("calib-samples", default: 10, min: 1)!
+            length = try a.int("calib-len", default: 64, min: 2)!
+        }
+
+        /// The calibration set, tokenized with the model's tokenizer.
+        func draw(model: LoadedModel, seed: UInt64) throws -> CalibrationSet {
+            guard let tokenizer = model.tokenizer else { throw UsageError("--model: no tokenizer to read the calibration text") }
+            let bytes = try Data(contentsOf: file)
+            let ids = tokenizer.encode(try EvalDataset.text(of: file))
+            return try CalibrationSet.draw(ids: ids, file: file.path, fileSHA256: SHA256.hex(bytes), samples: samples,
+                                           sampleLength: length, seed: seed)
+        }
+    }
+
     static func calibration(_ a: inout Arguments, model: LoadedModel, seed: UInt64) throws -> CalibrationSet {
-        let file = try EvalDataset.resolve(a.string("calib") ?? "ptb-valid")
-        let samples = try a.int("calib-samples", default: 10, min: 1)!
-        let length = try a.int("calib-len", default: 64, min: 2)!
-        guard let tokenizer = model.tokenizer else { throw UsageError("--model: no tokenizer to read the calibration text") }
-        let bytes = try Data(contentsOf: file)
-        let ids = tokenizer.encode(try EvalDataset.text(of: file))
-        return try CalibrationSet.draw(ids: ids, file: file.path, fileSHA256: SHA256.hex(bytes), samples: samples,
-                                       sampleLength: length, seed: seed)
+        try CalibrationFlags(&a).draw(model: model, seed: seed)
     }
 
     static func evaluate(_ weights: LlamaWeights, tokenizer: BPETokenizer, datasets: [String], windows: Int?,
@@ -123,6 +136,9 @@ enum PruneCommand {
     enum Mode { case plan, prune }
 
     static func run(_ argv: [String], mode: Mode) throws {
+        guard Communicator.world.size == 1 else {
+            throw UsageError("`llmprune \(mode)` runs in one process; under mpiexec use `llmprune cluster prune`")
+        }
         var a = try Arguments(argv, booleans: booleans)
         let start = Date()
         let modelPath = try a.required("model")
@@ -139,11 +155,6 @@ enum PruneCommand {
             throw PruneError.outputExists(path: planPath)
         }
         for ds in evalSets { _ = try EvalDataset.resolve(ds) }
-        if a.flag("pipeline") {     // layer-sharded importance pass (see runPipeline below)
-            try runPipeline(&a, mode: mode, modelPath: modelPath, out: out, planPath: planPath, force: force, json: json,
-                            quiet: quiet, evalSets: evalSets, evalWindows: evalWindows, start: start)
-            return
-        }
         var times = PhaseTimes()
         var t0 = Date()
         let m = try CLI.loadModel(modelPath, tokenizer: true)
@@ -156,21 +167,13 @@ enum PruneCommand {
         let tokenizer = m.tokenizer!
 
         var before: [String: Double] = [:]
-        if mode == .prune && !evalSets.isEmpty && Communicator.world.rank == 0 {
+        if mode == .prune && !evalSets.isEmpty {
             t0 = Date()
             before = try evaluate(m.weights, tokenizer: tokenizer, datasets: evalSets, windows: evalWindows, quiet: quiet)
             times.evalBefore = Date().timeIntervalSince(t0)
         }
-        if !quiet && Communicator.world.rank == 0 { FileHandle.standardError.write(Data("llmprune: importance pass on \(calib.samples.count)×\(calib.provenance.sampleLength) tokens, layers \(settings.layerStart)..<\(settings.layerEnd)\n".utf8)) }
-        // Under mpiexec the calibration samples are split across ranks and the gradient sums reduced with MPI;
-        // every rank then holds the same gradients, and rank 0 alone writes.
-        let world = Communicator.world
-        let provider: GradientProvider? = world.size > 1 ? { tokens, batch, seqLen, layers, fisher in
-            try ShardedGradients(comm: world).gradients(weights: m.weights, tokens: tokens, batch: batch, seqLen: seqLen,
-                                                        layers: layers, fisher: fisher)
-        } : nil
-        let (plan, pt) = try Planner.plan(model: m, settings: settings, calibration: calib, gradientProvider: provider)
-        guard world.rank == 0 else { return }
+        if !quiet { FileHandle.standardError.write(Data("llmprune: importance pass on \(calib.samples.count)×\(calib.provenance.sampleLength) tokens, layers \(settings.layerStart)..<\(settings.layerEnd)\n".utf8)) }
+        let (plan, pt) = try Planner.plan(model: m, settings: settings, calibration: calib)
         times.gradients = pt.gradientSeconds
         times.scoring = pt.scoringSeconds
         times.allocation = pt.allocationSeconds
@@ -206,102 +209,6 @@ enum PruneCommand {
             times.evalAfter = Date().timeIntervalSince(t0)
         }
         return (pruned.config, after)
-    }
-
-    // MARK: - pipeline (layer-sharded) importance pass, `--pipeline` (docs/pipeline.md)
-
-    /// Every rank loads only its block of layers (rank 0 also the embedding, the last rank the final norm and
-    /// head); activations flow up the ranks and their gradients back; each rank scores its own layers and rank 0
-    /// gathers the score vectors and writes the plan. `prune --pipeline` then loads the whole model on rank 0 to
-    /// cut, export and evaluate (sharded export is not implemented yet).
-    static func runPipeline(_ a: inout Arguments, mode: Mode, modelPath: String, out: String?, planPath: String,
-                            force: Bool, json: Bool, quiet: Bool, evalSets: [String], evalWindows: Int?,
-                            start: Date) throws {
-        var times = PhaseTimes()
-        guard let (plan, config, loss, stages) = try pipelinePlan(&a, modelPath: modelPath, quiet: quiet, times: &times)
-        else { return }     // ranks other than 0 are done once their scores are sent
-        try plan.write(to: URL(fileURLWithPath: planPath))      // the plan exists before anything is cut
-        if !quiet {
-            for s in stages {
-                FileHandle.standardError.write(Data(String(format: "llmprune: stage %d layers %d..<%d: weights %.1f MB, activations %.1f MB, %.2f s\n",
-                    s.rank, s.layerStart, s.layerEnd, Double(s.weightBytes) / 1e6, Double(s.peakActivationBytes) / 1e6, s.seconds).utf8))
-            }
-        }
-        var prunedConfig = try plan.prunedConfig(config)
-        var before: [String: Double] = [:], after: [String: Double] = [:]
-        if mode == .prune {
-            var t0 = Date()
-            let m = try CLI.loadModel(modelPath, tokenizer: true)
-            times.load += Date().timeIntervalSince(t0)
-            if !evalSets.isEmpty {
-                t0 = Date()
-                before = try evaluate(m.weights, tokenizer: m.tokenizer!, datasets: evalSets, windows: evalWindows, quiet: quiet)
-                times.evalBefore = Date().timeIntervalSince(t0)
-            }
-            (prunedConfig, after) = try cutAndExport(plan: plan, model: m, out: out!, force: force, evalSets: evalSets,
-                                                     evalWindows: evalWindows, quiet: quiet, times: &times)
-        }
-        times.total = Date().timeIntervalSince(start)
-        let r = report(plan: plan, planPath: planPath, out: out, config: prunedConfig, loss: loss, before: before,
-                       after: after, times: times, peak: stages.map(\.peakActivationBytes).max() ?? 0)
-        try emit(r, json: json)
-    }
-
-    /// The pipelined importance pass up to the plan (rank 0) or up to sending this stage's scores (other ranks,
-    /// which return nil). The stage's weights are dropped on return.
-    static func pipelinePlan(_ a: inout Arguments, modelPath: String, quiet: Bool, times: inout PhaseTimes) throws
-        -> (PrunePlan, LlamaConfig, Double?, [PipelineStageReport])?
-    {
-        let world = Communicator.world
-        var t0 = Date()
-        let config = try ModelLoader.config(path: modelPath)
-        let pipeline = try Pipeline(comm: world, config: config)
-        let stage = try pipeline.loadStage(path: modelPath)
-        times.load = Date().timeIntervalSince(t0)
-        let settings = try Self.settings(&a, numLayers: config.numLayers)
-        t0 = Date()
-        let calib = try calibration(&a, model: stage.loadedModel, seed: settings.seed)
-        times.calibration = Date().timeIntervalSince(t0)
-        try a.finish()
-        let (criterion, reduction) = try Planner.parse(criterion: settings.criterion, reduction: settings.reduction)
-        if !quiet && world.rank == 0 {
-            FileHandle.standardError.write(Data("llmprune: pipelined importance pass over \(world.size) stage(s) \(pipeline.stages.map { "\($0.lowerBound)..<\($0.upperBound)" }.joined(separator: ", ")) on \(calib.samples.count)×\(calib.provenance.sampleLength) tokens, layers \(settings.layerStart)..<\(settings.layerEnd)\n".utf8))
-        }
-        // Each scored layer is scored as soon as its backward is done, and its gradients dropped.
-        var local: [LayerScores] = []
-        var scoring = 0.0
-        let score = { (l: Int, g: LayerGradients?, f: LayerGradients?) throws in
-            let t = Date()
-            local.append(try Importance.scores(layer: l, weights: stage.weights.layers[l], gradient: g, fisher: f,
-                                               config: config, criterion: criterion, reduction: reduction,
-                                               attentionUnit: settings.attentionUnit, seed: settings.seed))
-            scoring += Date().timeIntervalSince(t)
-        }
-        t0 = Date()
-        let pass = StageGradientPass(stage: stage, scored: settings.layerRange)
-        if criterion.needsGradient || criterion.needsFisher {
-            _ = try pipeline.gradients(pass: pass, tokens: calib.batchTokens, batch: calib.samples.count,
-                                       seqLen: calib.provenance.sampleLength, fisher: criterion.needsFisher,
-                                       consume: { l, g, f in try score(l, g, f) })
-        } else {
-            for l in pass.scoredHere { try score(l, nil, nil) }
-        }
-        times.scoring = scoring
-        times.gradients = Date().timeIntervalSince(t0) - scoring
-        let report = PipelineStageReport(rank: world.rank, layerStart: stage.layers.lowerBound,
-                                         layerEnd: stage.layers.upperBound, weightBytes: stage.bytes,
-                                         peakActivationBytes: pass.peakActivationBytes,
-                                         seconds: times.gradients + times.scoring)
-        pass.reset()
-        guard let gathered = pipeline.gather(
-            scores: local,
-            loss: pass.loss ?? .nan, report: report) else { return nil }
-        t0 = Date()
-        let identity = try ModelIdentity(path: stage.path, format: stage.format, config: config)
-        let plan = try PrunePlan.make(settings: settings, config: config, model: identity, calibration: calib.provenance,
-                                      scores: gathered.scores)
-        times.allocation = Date().timeIntervalSince(t0)
-        return (plan, config, gathered.loss, gathered.stages)
     }
 
     static func refuseExisting(_ out: String, force: Bool) throws {

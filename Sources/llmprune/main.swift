@@ -18,8 +18,10 @@ commands:
             --reduction sum|mean|max|prod|first --attention-unit kv-group|query-head --allocation local|global
             --target-params F --round-to 8|64|128 --layers START:END --calib ptb-valid|FILE --calib-samples 10
             --calib-len 64 --seed 42 --global-normalization parameters|layer
-            under `mpiexec -n N`: calibration samples are split across ranks (gradient sums reduced with MPI);
-            with --pipeline each rank loads only its block of layers instead (models larger than one host)
+  cluster prune  --model PATH --out DIR [pruning flags] [--shard samples|layers] [--job-dir DIR]
+            [--resume DIR] [--bind tcp://HOST:PORT] [--heartbeat-interval 1] [--heartbeat-timeout 5] [--curve]
+            [--json] [--quiet] [--force]      under `mpiexec -n N`: the prune job across N ranks (docs/cluster.md)
+  cluster status JOB_DIR                      phases done, attempts, how the last one ended
   bench     --model PATH [--batch 8] [--seq-len 128] [--iters 5] [--threads T] [--json]   forward speed
 
 PATH is a .gguf file or a Hugging Face model directory (config.json, safetensors, tokenizer.json).
@@ -47,6 +49,7 @@ do {
     case "plan": try PruneCommand.plan(argv)
     case "apply": try PruneCommand.apply(argv)
     case "prune": try PruneCommand.prune(argv)
+    case "cluster": try ClusterCommand.run(argv)
     case "help", "--help", "-h": print(usage)
     default: throw UsageError("unknown command \"\(command)\" (try: llmprune help)")
     }

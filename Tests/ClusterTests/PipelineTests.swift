@@ -99,9 +99,5 @@ private let tinyUntied = URL(fileURLWithPath: #filePath).deletingLastPathCompone
         let r = try pipe.gradients(pass: StageGradientPass(stage: stage, scored: 0..<3), tokens: tokens, batch: 2,
                                    seqLen: 8, fisher: false)
         #expect(r.gradients.count == 3 && r.loss > 0)
-        let g = try #require(pipe.gather(scores: [LayerScores(layer: 1, attention: [1], mlp: [2])], loss: r.loss,
-                                         report: PipelineStageReport(rank: 0, layerStart: 0, layerEnd: 3, weightBytes: stage.bytes,
-                                                                     peakActivationBytes: 0, seconds: 0)))
-        #expect(g.scores.count == 1 && g.loss == r.loss && g.stages.count == 1)
     }
 }

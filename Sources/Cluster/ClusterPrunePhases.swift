@@ -1,0 +1,330 @@
+// The phases of `ClusterPruneJob` as each rank runs them (see ClusterPrune.swift for the overview).
+import Foundation
+import LlamaModel
+import Pruning
+import Support
+
+/// One rank's handle on the control plane during a job.
+struct RankContext {
+    let job: ClusterPruneJob
+    let epoch: Int
+    let control: CoordinatorSide?   // rank 0
+    let worker: Worker?             // other ranks
+    let display: RankProgressDisplay
+    let fault: FaultInjection
+    let watchdog: RankWatchdog
+
+    var rank: Int { job.comm.rank }
+    var size: Int { job.comm.size }
+
+    func unit(_ phase: String) -> WorkUnit { WorkUnit(phase: phase, shard: rank, epoch: epoch) }
+
+    func progress(_ phase: String, _ done: Int, _ total: Int, _ message: String) {
+        if control != nil { display.update(rank: 0, "\(phase) \(done)/\(total) \(message)") }
+        try? worker?.progress(unit(phase), done: done, total: total, message: message)
+    }
+
+    /// Rendezvous before the collectives of `phase`: workers report ready and wait for `go`; rank 0 waits for
+    /// every ready and sends `go`.
+    func sync(_ phase: String) throws {
+        job.trace.span("wait", phase: phase) {
+            if let control {
+                control.phase = phase
+                _ = control.awaitDone(phase: phase + ".ready", ranks: 1..<size)
+            }
+        }
+        if let control {
+            try control.coordinator.broadcastGo(phase: phase, epoch: epoch)
+        } else if let worker {
+            try worker.done(unit(phase + ".ready"))
+            try job.trace.span("wait", phase: phase) { try worker.waitForGo(phase: phase, epoch: epoch, timeout: 7 * 86400) }
+        }
+    }
+
+    /// A worker's result for `phase` (rank 0 keeps its own).
+    func finish(_ phase: String, payload: Data) throws {
+        guard let worker else { return }
+        let before = worker.sentBytes
+        try worker.done(unit(phase), summary: "\(payload.count) bytes", payload: payload)
+        job.chargeControl(phase, bytes: worker.sentBytes - before)
+    }
+
+    /// Rank 0: every worker's result for `phase`.
+    func collect(_ phase: String) -> [Int: UnitReport] {
+        job.trace.span("wait", phase: phase) { control!.awaitDone(phase: phase, ranks: 1..<size) }
+    }
+
+    /// The fault-injection hook: stop here (heartbeats go on) until killed.
+    func stallIfAsked(_ step: String) {
+        guard fault.stall[rank] == step else { return }
+        try? Data().write(to: job.dir.stallMarker(epoch, rank))
+        FileHandle.standardError.write(Data("llmprune: [rank \(rank)] fault injection: stalled at \(step)\n".utf8))
+        while true { Thread.sleep(forTimeInterval: 1) }
+    }
+}
+
+/// What a rank holds: the whole model (samples) or its stage (layers).
+struct HeldModel {
+    var weights: LlamaWeights
+    var loaded: LoadedModel
+    /// The layers this rank scores (samples: reduces to) and writes.
+    var owned: Range<Int>
+    var bytes: Int
+    /// The stage view (layers mode).
+    var stage: StageWeights?
+}
+
+extension ClusterPruneJob {
+    func runPhases(_ x: RankContext, boot: Bootstrap, start: Date) throws -> ClusterPruneReport? {
+        let r = comm.rank, n = comm.size
+        var wall: [String: Double] = [:]
+        func timed<T>(_ phase: String, _ body: () throws -> T) rethrows -> T {
+            let t = Date()
+            defer { wall[phase, default: 0] += Date().timeIntervalSince(t) }
+            return try body()
+        }
+
+        // load
+        x.control?.phase = "load"
+        x.progress("load", 0, 1, "loading")
+        x.stallIfAsked("load")
+        let held = try timed("load") { try trace.span("load", phase: "load") { try load() } }
+        x.progress("load", 1, 1, String(format: "%.1f MB of weights, layers %d..<%d", Double(held.bytes) / 1e6,
+                                        held.owned.lowerBound, held.owned.upperBound))
+
+        // importance
+        if boot.startPhase <= .importance {
+            let calib = try calibrate(held.loaded)
+            let result = try timed("importance") { () -> ImportanceResult in
+                try x.sync("importance")
+                return options.shard == .samples ? try samplesImportance(x, held, calib) : try layersImportance(x, held, calib)
+            }
+            if x.control != nil {
+                var all = [result]
+                for (_, rep) in x.collect("importance").sorted(by: { $0.key < $1.key }) {
+                    all.append(try decode(ImportanceResult.self, rep.payload, what: "importance result of rank \(rep.rank)"))
+                }
+                let loss = options.shard == .samples ? all.compactMap(\.loss).reduce(0, +) : all.last?.loss
+                let ck = ScoresCheckpoint(epoch: x.epoch, loss: loss, calibration: calib.provenance,
+                                          scores: all.flatMap(\.scores).sorted { $0.layer < $1.layer },
+                                          stages: all.map(\.stage))
+                try dir.saveScores(ck)
+                try dir.update { $0.completed[JobPhase.importance.rawValue] = x.epoch }
+            } else {
+                try x.finish("importance", payload: try JSONEncoder().encode(result))
+            }
+        }
+
+        // plan (rank 0), then the write phase's rendezvous
+        var planData = Data()
+        if x.control != nil {
+            x.control!.phase = "plan"
+            planData = try timed("plan") { try makePlan(held: held, epoch: x.epoch, startPhase: boot.startPhase) }
+            try FileManager.default.createDirectory(atPath: boot.staging, withIntermediateDirectories: false)
+        }
+        try x.sync("write")
+        let planBytes = try timed("plan") { try charge("plan") { comm.broadcast(Array(planData), root: 0) } }
+        let plan = try PrunePlan.decode(Data(planBytes), source: "plan from rank 0")
+
+        // write: each rank cuts its own block and writes its shard
+        x.progress("write", 0, 2, "cutting layers \(held.owned.lowerBound)..<\(held.owned.upperBound)")
+        x.stallIfAsked("write")
+        let shard = try timed("write") { () -> ShardFile in
+            let mine = StageWeights.view(of: held.weights, layers: held.owned, embedding: r == 0, head: r == n - 1)
+            let pruned = try trace.span("cut", phase: "write") { try Pruner.apply(plan: plan, to: mine, layers: held.owned) }
+            return try trace.span("write", phase: "write") {
+                let tensors = try HFExport.shardTensors(weights: pruned, layers: held.owned, embedding: r == 0, head: r == n - 1)
+                return try HFExport.writeShard(tensors: tensors, index: r, count: n, into: URL(fileURLWithPath: boot.staging))
+            }
+        }
+        x.progress("write", 2, 2, String(format: "wrote %@ (%.1f MB)", shard.fileName, Double(shard.dataBytes) / 1e6))
+        let me = RankSummary(rank: r, host: ProcessInfo.processInfo.hostName, pid: Int(getpid()),
+                             layers: Array(held.owned), weightBytes: held.bytes,
+                             peakActivationBytes: peakActivation, peakRSSBytes: peakRSSBytes(),
+                             traffic: trafficByPhase, controlBytes: controlByPhase, shard: shard, events: trace.recorded)
+        guard x.control != nil else {
+            try x.finish("write", payload: try JSONEncoder().encode(me))
+            return nil
+        }
+        var ranks = [me]
+        for (_, rep) in x.collect("write").sorted(by: { $0.key < $1.key }) {
+            ranks.append(try decode(RankSummary.self, rep.payload, what: "summary of rank \(rep.rank)"))
+        }
+        return try timed("write") {
+            try commit(plan: plan, held: held, ranks: ranks, boot: boot, epoch: x.epoch, wall: wall, start: start)
+        }
+    }
+
+    // MARK: load
+
+    private func load() throws -> HeldModel {
+        let config = try ModelLoader.config(path: options.modelPath)
+        let partition = try PipelinePartition.balanced(config: config, stages: comm.size)
+        let owned = partition[comm.rank]
+        switch options.shard {
+        case .samples:
+            let m = try ModelLoader.load(path: options.modelPath, tokenizer: true)
+            return HeldModel(weights: m.weights, loaded: m, owned: owned, bytes: StageWeights.bytes(of: m.weights))
+        case .layers:
+            let stage = try ModelLoader.loadStage(path: options.modelPath, layers: owned, embedding: comm.rank == 0,
+                                                  head: comm.rank == comm.size - 1, tokenizer: true)
+            return HeldModel(weights: stage.weights, loaded: stage.loadedModel, owned: owned, bytes: stage.bytes, stage: stage)
+        }
+    }
+
+    // MARK: importance
+
+    private func samplesImportance(_ x: RankContext, _ held: HeldModel, _ calib: CalibrationSet) throws -> ImportanceResult {
+        let s = options.settings
+        let (criterion, reduction) = try Planner.parse(criterion: s.criterion, reduction: s.reduction)
+        let config = held.weights.config
+        let scored = s.layerRange
+        let t0 = Date()
+        func score(_ l: Int, _ g: LayerGradients?, _ f: LayerGradients?) throws -> LayerScores {
+            try trace.span("score", phase: "importance") {
+                try Importance.scores(layer: l, weights: held.weights.layers[l], gradient: g, fisher: f, config: config,
+                                      criterion: criterion, reduction: reduction, attentionUnit: s.attentionUnit,
+                                      seed: s.seed)
+            }
+        }
+        var scores: [LayerScores] = []
+        var loss: Double? = nil
+        var peak = 0
+        if criterion.needsGradient || criterion.needsFisher {
+            let batch = calib.samples.count, len = calib.provenance.sampleLength
+            x.progress("importance", 0, 3, "forward+backward")
+            var (local, mine) = try trace.span("forward+backward", phase: "importance") {
+                try ShardedGradients.local(weights: held.weights, tokens: calib.batchTokens, batch: batch, seqLen: len,
+                                           layers: scored, fisher: criterion.needsFisher, rank: comm.rank, size: comm.size)
+            }
+            peak = local.peakActivationBytes
+            loss = local.loss * Double(mine.count) / Double(batch)
+            x.stallIfAsked("reduce")
+            try x.sync("importance.reduce")
+            x.progress("importance", 1, 3, "reduce to layer owners")
+            let partition = try PipelinePartition.balanced(config: config, stages: comm.size)
+            let weight = Float(mine.count) / Float(batch)
+            for l in scored {
+                let owner = partition.firstIndex { $0.contains(l) }!
+                let sums = trace.span("reduce", phase: "importance") {
+                    charge("importance") {
+                        ShardedGradients.reduce(layer: l, gradient: local.gradients[l]!, fisher: local.fisher?[l], weight: weight,
+                                                like: held.weights.layers[l], owner: owner, comm: comm)
+                    }
+                }
+                local.gradients[l] = nil          // keep memory flat: each layer's buffers go once reduced
+                local.fisher?[l] = nil
+                if let sums { scores.append(try score(l, sums.gradient, sums.fisher)) }
+            }
+        } else {
+            for l in scored.clamped(to: held.owned) { scores.append(try score(l, nil, nil)) }
+        }
+        setPeakActivation(peak)
+        x.progress("importance", 3, 3, "scored \(scores.count) layer(s)")
+        return ImportanceResult(scores: scores, loss: loss, stage: stageReport(held, peak: peak, seconds: Date().timeIntervalSince(t0)))
+    }
+
+    private func layersImportance(_ x: RankContext, _ held: HeldModel, _ calib: CalibrationSet) throws -> ImportanceResult {
+        let s = options.settings
+        let (criterion, reduction) = try Planner.parse(criterion: s.criterion, reduction: s.reduction)
+        let config = held.weights.config
+        let t0 = Date()
+        var scores: [LayerScores] = []
+        let score = { (l: Int, g: LayerGradients?, f: LayerGradients?) throws in
+            x.progress("importance", 1, 2, "scoring layer \(l)")
+            scores.append(try self.trace.span("score", phase: "importance") {
+                try Importance.scores(layer: l, weights: held.weights.layers[l], gradient: g, fisher: f, config: config,
+                                      criterion: criterion, reduction: reduction, attentionUnit: s.attentionUnit,
+                                      seed: s.seed)
+            })
+        }
+        let pass = StageGradientPass(stage: held.stage!, scored: s.layerRange)
+        x.progress("importance", 0, 2, "pipelined forward+backward")
+        if criterion.needsGradient || criterion.needsFisher {
+            x.stallIfAsked("pipeline")
+            let pipeline = try Pipeline(comm: comm, config: config)
+            _ = try charge("importance") {
+                try pipeline.gradients(pass: pass, tokens: calib.batchTokens, batch: calib.samples.count,
+                                       seqLen: calib.provenance.sampleLength, fisher: criterion.needsFisher, trace: trace,
+                                       consume: { l, g, f in try score(l, g, f) })
+            }
+        } else {
+            for l in pass.scoredHere { try score(l, nil, nil) }
+        }
+        let peak = pass.peakActivationBytes
+        setPeakActivation(peak)
+        let loss = pass.loss
+        pass.reset()
+        x.progress("importance", 2, 2, "scored \(scores.count) layer(s)")
+        return ImportanceResult(scores: scores, loss: loss, stage: stageReport(held, peak: peak, seconds: Date().timeIntervalSince(t0)))
+    }
+
+    private func stageReport(_ held: HeldModel, peak: Int, seconds: Double) -> PipelineStageReport {
+        PipelineStageReport(rank: comm.rank, layerStart: held.owned.lowerBound, layerEnd: held.owned.upperBound,
+                            weightBytes: held.bytes, peakActivationBytes: peak, seconds: seconds)
+    }
+
+    // MARK: plan and commit (rank 0)
+
+    /// The plan from the scores checkpoint (or the plan checkpoint when the plan phase is done); its JSON.
+    private func makePlan(held: HeldModel, epoch: Int, startPhase: JobPhase) throws -> Data {
+        if startPhase > .plan { return try Data(contentsOf: dir.planFile) }
+        let ck = try dir.loadScores()
+        let config = held.weights.config
+        let identity = try ModelIdentity(path: held.loaded.path, format: held.loaded.format, config: config)
+        let plan = try PrunePlan.make(settings: options.settings, config: config, model: identity,
+                                      calibration: ck.calibration, scores: ck.scores)
+        try plan.write(to: dir.planFile)
+        try dir.update { $0.completed[JobPhase.plan.rawValue] = epoch }
+        return try plan.encoded()
+    }
+
+    private func commit(plan: PrunePlan, held: HeldModel, ranks: [RankSummary], boot: Bootstrap, epoch: Int,
+                        wall: [String: Double], start: Date) throws -> ClusterPruneReport {
+        let staging = URL(fileURLWithPath: boot.staging)
+        let config = try plan.prunedConfig(held.weights.config)
+        try HFExport.writeIndex(shards: ranks.map(\.shard), into: staging)
+        try HFExport.writeModelFiles(config: config, tokenizerSource: .of(held.loaded), into: staging,
+                                     extraFiles: ["prune_plan.json": try plan.encoded()])
+        try HFExport.commit(staging: staging, to: options.out, force: true)
+        let ck = try? dir.loadScores()
+        // The timeline: every rank's spans, one process per rank.
+        let names = Dictionary(uniqueKeysWithValues: ranks.map { ($0.rank, "rank \($0.rank) (\($0.host) pid \($0.pid))") })
+        try AtomicFile.write(try ChromeTrace.encode(events: ranks.flatMap(\.events), rankNames: names), to: dir.traceFile)
+        var phases: [String: ClusterPruneReport.Phase] = [:]
+        for p in JobPhase.allCases.map(\.rawValue) {
+            phases[p] = .init(seconds: wall[p] ?? 0,
+                              mpiBytes: ranks.reduce(0) { $0 + ($1.traffic[p]?.total ?? 0) },
+                              controlBytes: ranks.reduce(0) { $0 + ($1.controlBytes[p] ?? 0) },
+                              fromCheckpoint: p == "importance" && boot.startPhase > .importance
+                                  || p == "plan" && boot.startPhase > .plan)
+        }
+        let report = ClusterPruneReport(
+            out: options.out.path, jobDir: dir.url.path, plan: dir.planFile.path, trace: dir.traceFile.path,
+            shard: options.shard, ranks: comm.size, epoch: epoch, startPhase: boot.startPhase,
+            parametersBefore: plan.parametersBefore, parametersAfter: plan.parametersAfter, loss: ck?.loss,
+            layers: config.layers, phases: phases,
+            perRank: ranks.map { .init(rank: $0.rank, host: $0.host, pid: $0.pid, layers: $0.layers,
+                                       weightBytes: $0.weightBytes, peakActivationBytes: $0.peakActivationBytes,
+                                       peakRSSBytes: $0.peakRSSBytes,
+                                       traffic: $0.traffic.values.reduce(Communicator.Traffic(), +)) },
+            totalSeconds: Date().timeIntervalSince(start))
+        try dir.write(report, to: dir.reportFile)
+        try dir.update { s in
+            s.completed[JobPhase.write.rawValue] = epoch
+            if let i = s.attempts.lastIndex(where: { $0.epoch == epoch }) {
+                s.attempts[i].outcome = "complete"
+                s.attempts[i].ended = Date().timeIntervalSince1970
+                s.attempts[i].staging = nil
+            }
+        }
+        return report
+    }
+
+    private func decode<T: Decodable>(_ type: T.Type, _ payload: Data?, what: String) throws -> T {
+        guard let payload else { throw JobError.corrupt(path: dir.url.path, reason: "\(what): no payload") }
+        do { return try JSONDecoder().decode(type, from: payload) } catch {
+            throw JobError.corrupt(path: dir.url.path, reason: "\(what): \(error)")
+        }
+    }
+}

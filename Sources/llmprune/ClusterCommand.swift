@@ -1,0 +1,145 @@
+import Cluster
+import Foundation
+import LlamaModel
+import Pruning
+
+/// `llmprune cluster prune | status`: the distributed prune job (Sources/Cluster/ClusterPrune.swift,
+/// docs/cluster.md), launched as `mpiexec -n N llmprune cluster prune …`.
+enum ClusterCommand {
+    static let booleans: Set<String> = ["json", "quiet", "force", "curve"]
+    /// Flags that only steer this run; a resumed job takes everything else from its job.json.
+    static let runtimeFlags: Set<String> = ["json", "quiet", "threads", "bind", "heartbeat-interval", "heartbeat-timeout",
+                                            "curve", "shard", "resume"]
+
+    static func run(_ argv: [String]) throws {
+        guard let sub = argv.first else { throw UsageError("cluster: missing subcommand (prune or status)") }
+        let rest = Array(argv.dropFirst())
+        switch sub {
+        case "prune": try prune(rest)
+        case "status": try status(rest)
+        default: throw UsageError("cluster: unknown subcommand \"\(sub)\" (prune or status)")
+        }
+    }
+
+    static func prune(_ given: [String]) throws {
+        let start = Date()
+        var argv = given
+        var resumeDir: URL? = nil
+        var peek = try Arguments(given, booleans: booleans)
+        if let r = peek.string("resume") {
+            let dir = JobDirectory(URL(fileURLWithPath: r))
+            let spec = try dir.spec()
+            argv = spec.arguments + given      // later flags win: the runtime flags of this launch
+            resumeDir = dir.url
+        }
+        var a = try Arguments(argv, booleans: booleans)
+        let modelPath = try a.required("model")
+        let out = URL(fileURLWithPath: try a.required("out")).standardizedFileURL
+        let jobDir = resumeDir ?? URL(fileURLWithPath: a.string("job-dir") ?? out.path + ".job").standardizedFileURL
+        _ = a.string("resume")
+        let force = a.flag("force"), json = a.flag("json"), quiet = a.flag("quiet") || json
+        try CLI.applyThreads(&a)
+        let shardText = a.string("shard") ?? "samples"
+        guard let shard = ShardMode(rawValue: shardText) else {
+            throw UsageError("--shard: \"\(shardText)\" is not samples or layers")
+        }
+        let config = try ModelLoader.config(path: modelPath)
+        let settings = try PruneCommand.settings(&a, numLayers: config.numLayers)
+        let calib = try PruneCommand.CalibrationFlags(&a)
+        let interval = try double(&a, "heartbeat-interval", default: 1)
+        let timeout = try double(&a, "heartbeat-timeout", default: 5)
+        guard timeout > interval else {
+            throw UsageError("--heartbeat-timeout: \(timeout) s must exceed --heartbeat-interval \(interval) s")
+        }
+        var options = ClusterPruneOptions(
+            modelPath: modelPath, out: out, jobDir: jobDir, settings: settings,
+            spec: JobSpec(command: "cluster prune", arguments: withoutRuntimeFlags(given)))
+        options.shard = shard
+        options.resume = resumeDir != nil
+        options.force = force
+        options.quiet = quiet
+        options.bind = a.string("bind") ?? options.bind
+        options.heartbeatInterval = interval
+        options.heartbeatTimeout = timeout
+        options.curve = a.flag("curve")
+        options.fault = FaultInjection.fromEnvironment()
+        try a.finish()
+        if Communicator.world.size > config.numLayers {
+            throw UsageError("cluster prune: \(Communicator.world.size) ranks for \(config.numLayers) layers (each rank needs a layer)")
+        }
+        let job = ClusterPruneJob(options: options) { model in try calib.draw(model: model, seed: settings.seed) }
+        guard let report = try job.run() else { return }
+        if json { try CLI.printJSON(report); return }
+        print(String(format: "parameters   %d → %d (%.2f%% kept)", report.parametersBefore, report.parametersAfter,
+                     100 * Double(report.parametersAfter) / Double(report.parametersBefore)))
+        print("output       \(report.out) (\(report.ranks) shard(s))")
+        print("job          \(report.jobDir)  plan \(report.plan)  trace \(report.trace)")
+        print("phase        seconds      MPI bytes   control bytes")
+        for p in JobPhase.allCases {
+            let ph = report.phases[p.rawValue]!
+            print(p.rawValue.padding(toLength: 11, withPad: " ", startingAt: 0)
+                  + String(format: "%9.2f %14d %15d", ph.seconds, ph.mpiBytes, ph.controlBytes)
+                  + (ph.fromCheckpoint ? "  (checkpoint)" : ""))
+        }
+        print("rank  layers     weights MB  activations MB  peak RSS MB")
+        for r in report.perRank {
+            print(String(format: "%4d  %3d..<%-3d %11.1f %15.1f %12.1f", r.rank, r.layers.first ?? 0, (r.layers.last ?? -1) + 1,
+                         Double(r.weightBytes) / 1e6, Double(r.peakActivationBytes) / 1e6, Double(r.peakRSSBytes) / 1e6))
+        }
+        print(String(format: "total        %.2f s", Date().timeIntervalSince(start)))
+    }
+
+    static func status(_ argv: [String]) throws {
+        guard argv.count == 1, !argv[0].hasPrefix("--") else { throw UsageError("usage: llmprune cluster status JOB_DIR") }
+        let dir = JobDirectory(URL(fileURLWithPath: argv[0]))
+        let spec = try dir.spec()
+        let state = try dir.state()
+        print("job          \(dir.url.path): llmprune \(spec.command) \(spec.arguments.joined(separator: " "))")
+        let done = JobPhase.allCases.filter { $0 != .load }.map { p in
+            state.isComplete(p) ? "\(p.rawValue) ✓ (attempt \(state.completed[p.rawValue]!))" : "\(p.rawValue) –"
+        }
+        print("phases       " + done.joined(separator: ", "))
+        for a in state.attempts {
+            for line in try dir.diagnose(epoch: a.epoch).lines { print(line) }
+        }
+        if state.nextPhase != nil {
+            print("resume with  mpiexec -n N llmprune cluster prune --resume \(dir.url.path)")
+        }
+    }
+
+    /// Flags whose value is a path, made absolute in job.json so a resume works from any directory.
+    static let pathFlags: Set<String> = ["model", "out", "job-dir", "calib"]
+
+    /// `args` as job.json records them: without the runtime flags, with absolute paths.
+    static func withoutRuntimeFlags(_ args: [String]) -> [String] {
+        var out: [String] = [], i = 0
+        let cwd = URL(fileURLWithPath: FileManager.default.currentDirectoryPath)
+        func absolute(_ name: String, _ v: String) -> String {
+            guard pathFlags.contains(name), FileManager.default.fileExists(atPath: v) || name != "calib" else { return v }
+            return URL(fileURLWithPath: v, relativeTo: cwd).standardizedFileURL.path
+        }
+        while i < args.count {
+            let a = args[i]
+            guard a.hasPrefix("--") else { out.append(a); i += 1; continue }
+            let name = String(a.dropFirst(2).prefix { $0 != "=" })
+            let inline = a.contains("=")
+            let takes = !booleans.contains(name) && !inline
+            if !runtimeFlags.contains(name) {
+                if inline {
+                    out.append("--\(name)=" + absolute(name, String(a[a.index(after: a.firstIndex(of: "=")!)...])))
+                } else {
+                    out.append(a)
+                    if takes, i + 1 < args.count { out.append(absolute(name, args[i + 1])) }
+                }
+            }
+            i += takes ? 2 : 1
+        }
+        return out
+    }
+
+    static func double(_ a: inout Arguments, _ name: String, default d: Double) throws -> Double {
+        guard let s = a.string(name) else { return d }
+        guard let v = Double(s), v > 0, v.isFinite else { throw UsageError("--\(name): \"\(s)\" is not a positive number of seconds") }
+        return v
+    }
+}

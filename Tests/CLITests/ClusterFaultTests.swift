@@ -1,0 +1,133 @@
+// Fault tolerance of `cluster prune` on the tiny model, with real processes under mpiexec:
+//  - a rank killed with SIGKILL in the middle of the importance phase: the launcher (MPICH hydra) stops the other
+//    ranks at once, `cluster status` names the rank that died first, and `--resume` finishes with the plan of a
+//    single process;
+//  - a hung rank (SIGSTOP): the coordinator declares it lost after the heartbeat timeout and aborts the job;
+//    resumed, same plan;
+//  - a rank presenting a wrong job token is refused and the job stops with that reason.
+// The test hook LLMPRUNE_FAULT=stall@RANK:STEP parks a rank mid-phase (heartbeats continue) so the test can strike.
+import Foundation
+import Testing
+
+/// Starts `mpiexec -n ranks llmprune cluster prune …` without waiting; stderr goes to a file.
+func startClusterJob(_ ranks: Int, _ args: [String], fault: String, log: URL) throws -> Process {
+    let p = Process()
+    p.executableURL = URL(fileURLWithPath: mpiexecPath()!)
+    p.arguments = ["-n", "\(ranks)", llmpruneBinary().path, "cluster", "prune"] + args
+    var env = ProcessInfo.processInfo.environment
+    env["LLMPRUNE_DATA"] = packageRoot.deletingLastPathComponent().appendingPathComponent("shared/data").path
+    env["LLMPRUNE_FAULT"] = fault
+    p.environment = env
+    FileManager.default.createFile(atPath: log.path, contents: nil)
+    let h = try FileHandle(forWritingTo: log)
+    p.standardError = h
+    p.standardOutput = h
+    try p.run()
+    return p
+}
+
+/// Waits for `path` to exist; false after `timeout` seconds.
+func waitForFile(_ path: String, timeout: Double) -> Bool {
+    let deadline = Date(timeIntervalSinceNow: timeout)
+    while Date() < deadline {
+        if FileManager.default.fileExists(atPath: path) { return true }
+        Thread.sleep(forTimeInterval: 0.05)
+    }
+    return false
+}
+
+/// Waits for the process to end; the seconds it took, or nil after `timeout` (then it is killed).
+func waitForExit(_ p: Process, timeout: Double) -> Double? {
+    let t0 = Date()
+    while p.isRunning {
+        if Date().timeIntervalSince(t0) > timeout {
+            p.terminate()
+            return nil
+        }
+        Thread.sleep(forTimeInterval: 0.02)
+    }
+    return Date().timeIntervalSince(t0)
+}
+
+func rankPID(_ job: String, epoch: Int, rank: Int) throws -> pid_t {
+    pid_t(try readJSON("\(job)/attempt-\(epoch)/rank-\(rank).json")["pid"] as! Int)
+}
+
+@Suite(.enabled(if: mpiexecPath() != nil, "mpiexec not installed"), .serialized) struct ClusterFaults {
+    static let timeout = 2.0
+
+    func strike(shard: String, stallAt step: String, victim: Int, signal sig: Int32, ranks: Int = 3)
+        throws -> (s: Scratch, job: String, out: String, log: String, seconds: Double?, status: Int32)
+    {
+        let s = Scratch()
+        let out = s.url.appendingPathComponent("m").path, job = out + ".job"
+        let log = s.url.appendingPathComponent("job.log")
+        let p = try startClusterJob(ranks, try clusterJobArgs(s, criterion: "element2") + [
+            "--out", out, "--shard", shard, "--heartbeat-interval", "0.5", "--heartbeat-timeout", "\(Self.timeout)"],
+            fault: "stall@\(victim):\(step)", log: log)
+        #expect(waitForFile("\(job)/attempt-0/rank-\(victim).stalled", timeout: 120), "rank \(victim) never stalled")
+        let pid = try rankPID(job, epoch: 0, rank: victim)
+        kill(pid, sig)
+        let seconds = waitForExit(p, timeout: 30)
+        kill(pid, SIGKILL)      // a stopped rank may outlive the launcher
+        return (s, job, out, try String(contentsOf: log, encoding: .utf8), seconds, p.terminationStatus)
+    }
+
+    func resumeAndCompare(_ s: Scratch, job: String, out: String, ranks: Int = 3) throws {
+        let r = try clusterRun(ranks, ["prune", "--resume", job])
+        #expect(r.status == 0, "\(r.stderr)")
+        #expect(r.stderr.contains("starting at phase importance"), "\(r.stderr)")
+        let single = try singleProcessPrune(s, criterion: "element2")
+        expectSamePlan(single.plan, try readJSON(job + "/plan.json"))
+        #expect(FileManager.default.fileExists(atPath: out + "/model.safetensors.index.json"))
+        // The failed attempt's staging directory is gone; the job records both attempts.
+        let leftovers = try FileManager.default.contentsOfDirectory(atPath: s.url.path).filter { $0.contains(".partial-") }
+        #expect(leftovers.isEmpty, "\(leftovers)")
+        let state = try readJSON(job + "/state.json")
+        #expect((state["attempts"] as! [[String: Any]]).count == 2)
+        #expect((state["completed"] as! [String: Int])["importance"] == 1)
+    }
+
+    @Test func killedRankIsReportedAndTheJobResumes() throws {
+        let (s, job, out, log, seconds, status) = try strike(shard: "layers", stallAt: "pipeline", victim: 1, signal: SIGKILL)
+        #expect(status != 0, "\(log)")
+        let t = try #require(seconds, "the job did not end after the kill: \(log)")
+        #expect(t < Self.timeout, "job ended \(t) s after the kill")
+        let st = try llmprune(["cluster", "status", job])
+        #expect(st.stdout.contains("first to end: rank "), "\(st.stdout)")
+        #expect(st.stdout.contains("rank 1: pid \(try rankPID(job, epoch: 0, rank: 1)) on "), "\(st.stdout)")
+        // Every rank ended within a moment of the kill: the victim by the signal, the others by the launcher.
+        let ends = try (0..<3).map { r -> Double in
+            let line = try String(contentsOfFile: "\(job)/attempt-0/rank-\(r).exit", encoding: .utf8)
+            #expect(line.hasSuffix(" died\n"), "rank \(r): \(line)")
+            return Double(line.split(separator: " ")[0])!
+        }
+        #expect(ends.max()! - ends.min()! < 0.5, "\(ends)")
+        #expect(st.stdout.contains("importance –"), "\(st.stdout)")
+        try resumeAndCompare(s, job: job, out: out)
+    }
+
+    @Test func hungRankIsDeclaredLostWithinTheTimeoutAndTheJobResumes() throws {
+        let (s, job, out, log, seconds, status) = try strike(shard: "samples", stallAt: "reduce", victim: 2, signal: SIGSTOP)
+        #expect(status != 0, "\(log)")
+        let t = try #require(seconds, "the job did not end after the hang: \(log)")
+        // Detection between timeout and timeout + interval after the last heartbeat, then MPI_Abort.
+        #expect(t < Self.timeout + 2, "job ended \(t) s after the hang")
+        #expect(log.contains("rank 2 lost"), "\(log)")
+        let st = try llmprune(["cluster", "status", job])
+        #expect(st.stdout.contains("rank 2 lost"), "\(st.stdout)")
+        try resumeAndCompare(s, job: job, out: out)
+    }
+
+    @Test func wrongTokenWorkerIsRefused() throws {
+        let s = Scratch()
+        let out = s.url.appendingPathComponent("m").path
+        let log = s.url.appendingPathComponent("job.log")
+        let p = try startClusterJob(2, try clusterJobArgs(s) + ["--out", out], fault: "token@1", log: log)
+        let seconds = waitForExit(p, timeout: 60)
+        let text = try String(contentsOf: log, encoding: .utf8)
+        #expect(seconds != nil && p.terminationStatus != 0, "\(text)")
+        #expect(text.contains("refused") && text.contains("wrong job token"), "\(text)")
+        #expect(!FileManager.default.fileExists(atPath: out))
+    }
+}

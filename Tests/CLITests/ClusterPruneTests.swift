@@ -1,0 +1,106 @@
+// `mpiexec -n N llmprune cluster prune` on the tiny model: with sample sharding and with layer sharding, on 1–3
+// ranks, the plan is the single-process plan (same kept units, scores within 1e-5 relative) and the sharded output
+// holds exactly the tensors of the single-process output.
+import Foundation
+import Formats
+import Testing
+
+func mpiexecPath() -> String? {
+    ["/usr/bin/mpiexec", "/usr/local/bin/mpiexec"].first { FileManager.default.isExecutableFile(atPath: $0) }
+}
+
+/// The flags every test job shares (tiny model, scored layers 0..<3, a small calibration text).
+func clusterJobArgs(_ s: Scratch, criterion: String = "element1") throws -> [String] {
+    let calib = try s.file("calib.txt", Data(String(repeating: "the quick brown fox jumps over the lazy dog\n", count: 40).utf8))
+    return ["--model", fixtures.appendingPathComponent("tiny.gguf").path, "--layers", "0:3", "--calib", calib,
+            "--calib-samples", "5", "--calib-len", "8", "--criterion", criterion]
+}
+
+/// `llmprune cluster …` on `ranks` ranks (plain process for one).
+func clusterRun(_ ranks: Int, _ args: [String]) throws -> RunResult {
+    ranks == 1 ? try llmprune(["cluster"] + args)
+        : try run(mpiexecPath()!, ["-n", "\(ranks)", llmpruneBinary().path, "cluster"] + args)
+}
+
+func readJSON(_ path: String) throws -> [String: Any] {
+    try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: path))) as! [String: Any]
+}
+
+func expectSamePlan(_ one: [String: Any], _ other: [String: Any], sourceLocation: SourceLocation = #_sourceLocation) {
+    let l1 = one["layers"] as! [[String: Any]], l2 = other["layers"] as! [[String: Any]]
+    #expect(l1.count == l2.count, sourceLocation: sourceLocation)
+    var worst = 0.0
+    for (a, b) in zip(l1, l2) {
+        #expect(a["layer"] as! Int == b["layer"] as! Int, sourceLocation: sourceLocation)
+        for key in ["keptKVHeads", "keptQueryHeads", "keptMLPChannels"] {
+            #expect(a[key] as! [Int] == b[key] as! [Int], "\(key) differs", sourceLocation: sourceLocation)
+        }
+        for key in ["attentionScores", "mlpScores"] {
+            let x = a[key] as! [Double], y = b[key] as! [Double]
+            #expect(x.count == y.count, sourceLocation: sourceLocation)
+            for (u, v) in zip(x, y) { worst = max(worst, abs(u - v) / max(abs(u), 1e-30)) }
+        }
+    }
+    #expect(worst < 1e-5, "worst relative score difference \(worst)", sourceLocation: sourceLocation)
+    #expect(one["parametersAfter"] as! Int == other["parametersAfter"] as! Int, sourceLocation: sourceLocation)
+    #expect((one["calibration"] as! [String: Any])["offsets"] as! [Int]
+            == (other["calibration"] as! [String: Any])["offsets"] as! [Int], sourceLocation: sourceLocation)
+}
+
+/// The single-process reference: `llmprune prune` (plan beside the output).
+func singleProcessPrune(_ s: Scratch, criterion: String) throws -> (plan: [String: Any], out: String) {
+    let out = s.url.appendingPathComponent("single-\(criterion)").path
+    let r = try llmprune(["prune"] + (try clusterJobArgs(s, criterion: criterion)) + ["--out", out, "--quiet"])
+    #expect(r.status == 0, "\(r.stderr)")
+    return (try readJSON(out + ".plan.json"), out)
+}
+
+@Suite(.enabled(if: mpiexecPath() != nil, "mpiexec not installed"), .serialized) struct ClusterPrune {
+    @Test(arguments: ["element1", "element2"])
+    func everyShardingGivesTheSingleProcessPlanAndModel(criterion: String) throws {
+        let s = Scratch()
+        let single = try singleProcessPrune(s, criterion: criterion)
+        let reference = try SafetensorsFile(path: single.out + "/model.safetensors")
+        for (ranks, shard) in [(1, "samples"), (2, "samples"), (3, "samples"), (2, "layers"), (3, "layers")] {
+            let out = s.url.appendingPathComponent("c-\(criterion)-\(ranks)-\(shard)").path
+            let r = try clusterRun(ranks, ["prune"] + (try clusterJobArgs(s, criterion: criterion))
+                                   + ["--out", out, "--shard", shard, "--json"])
+            #expect(r.status == 0, "\(ranks) \(shard): \(r.stderr)")
+            guard r.status == 0 else { continue }
+            expectSamePlan(single.plan, try readJSON(out + ".job/plan.json"))
+            // One shard per rank, the index naming every tensor of the single-process model once.
+            let files = try FileManager.default.contentsOfDirectory(atPath: out).filter { $0.hasSuffix(".safetensors") }.sorted()
+            #expect(files == (1...ranks).map { String(format: "model-%05d-of-%05d.safetensors", $0, ranks) })
+            let index = try readJSON(out + "/model.safetensors.index.json")["weight_map"] as! [String: String]
+            #expect(Set(index.keys) == Set(reference.tensorNames))
+            let sharded = try ShardedSafetensors(indexPath: out + "/model.safetensors.index.json")
+            for name in reference.tensorNames {
+                #expect(try sharded.floats(name) == reference.floats(name), "\(name) differs (\(ranks) \(shard))")
+            }
+            let report = try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as! [String: Any]
+            #expect((report["perRank"] as! [[String: Any]]).count == ranks)
+            let trace = try readJSON(out + ".job/trace.json")["traceEvents"] as! [[String: Any]]
+            #expect(Set(trace.map { $0["pid"] as! Int }) == Set(0..<ranks))
+            #expect(trace.contains { $0["name"] as? String == "load" } && trace.contains { $0["name"] as? String == "write" })
+        }
+    }
+
+    @Test func badFlagsAndFinishedJobsAreOneLineErrors() throws {
+        let s = Scratch()
+        let out = s.url.appendingPathComponent("m").path
+        expectCleanFailure(try llmprune(["cluster", "prune"] + (try clusterJobArgs(s)) + ["--out", out, "--shard", "rows"]),
+                           mentions: ["--shard", "rows"])
+        expectCleanFailure(try llmprune(["cluster", "prune"] + (try clusterJobArgs(s)) + ["--out", out, "--heartbeat-timeout", "0.5"]),
+                           mentions: ["--heartbeat-timeout"])
+        expectCleanFailure(try llmprune(["cluster", "status", s.url.appendingPathComponent("nope").path]),
+                           mentions: ["nope", "not a job directory"])
+        expectCleanFailure(try llmprune(["cluster", "frobnicate"]), mentions: ["frobnicate"])
+        let ok = try llmprune(["cluster", "prune"] + (try clusterJobArgs(s)) + ["--out", out, "--quiet"])
+        #expect(ok.status == 0, "\(ok.stderr)")
+        expectCleanFailure(try llmprune(["cluster", "prune"] + (try clusterJobArgs(s)) + ["--out", out, "--quiet"]),
+                           mentions: [out])
+        expectCleanFailure(try llmprune(["cluster", "prune", "--resume", out + ".job", "--quiet"]),
+                           mentions: ["already complete"])
+        #expect(try llmprune(["prune"] + (try clusterJobArgs(s)) + ["--out", out + "2", "--quiet"]).status == 0)
+    }
+}

@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# Importance-phase wall time and bytes moved per phase of `llmprune cluster prune` on SmolLM2 for N = 1, 2, 3
+# ranks on this machine, with sample sharding and with layer sharding, in one run. Each rank gets
+# --threads (default: 2 / N, at least 1) BLAS threads so the ranks share the 2 cores.
+#   scripts/bench/cluster.sh [--model PATH] [--ranks "1 2 3"] [--calib-samples 10] [--calib-len 64]
+set -euo pipefail
+root="$(cd "$(dirname "$0")/../.." && pwd)"
+cd "$root"
+model="" ranks="1 2 3" samples=10 len=64
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --model) model="$2"; shift 2 ;;
+        --ranks) ranks="$2"; shift 2 ;;
+        --calib-samples) samples="$2"; shift 2 ;;
+        --calib-len) len="$2"; shift 2 ;;
+        *) echo "cluster.sh: unknown argument $1" >&2; exit 2 ;;
+    esac
+done
+default_model="$(scripts/setup.sh | tail -n 1)"
+model="${model:-$default_model}"
+swift build -c release --product llmprune 2>&1 | grep -v "prohibited flag" | tail -n 1 >&2
+bin=.build/release/llmprune
+out="$(mktemp -d)"; trap 'rm -rf "$out"' EXIT
+cores=$(nproc)
+for shard in samples layers; do
+    for n in $ranks; do
+        threads=$(( cores / n )); [ "$threads" -ge 1 ] || threads=1
+        echo "== $shard, $n rank(s), $threads thread(s) each" >&2
+        mpiexec -n "$n" $bin cluster prune --model "$model" --out "$out/$shard-$n" --shard "$shard" \
+            --calib-samples "$samples" --calib-len "$len" --threads "$threads" --json > "$out/$shard-$n.json"
+    done
+done
+python3 - "$out" "$ranks" <<'PY'
+import json, sys
+d, ranks = sys.argv[1], [int(x) for x in sys.argv[2].split()]
+print("shard    N  importance s  total s   importance MPI MB  importance ctl KB  plan MPI KB  loss")
+plans = {}
+for shard in ["samples", "layers"]:
+    for n in ranks:
+        r = json.load(open(f"{d}/{shard}-{n}.json"))
+        imp, plan = r["phases"]["importance"], r["phases"]["plan"]
+        plans[(shard, n)] = json.load(open(f"{d}/{shard}-{n}.job/plan.json"))
+        print(f"{shard:8s} {n:2d}  {imp['seconds']:12.2f}  {r['totalSeconds']:7.2f}   {imp['mpiBytes'] / 1e6:17.1f}  "
+              f"{imp['controlBytes'] / 1e3:17.1f}  {plan['mpiBytes'] / 1e3:11.1f}  {r['loss']:.6f}")
+ref = plans[("samples", ranks[0])]
+def kept(p): return [(l["keptQueryHeads"], l["keptKVHeads"], l["keptMLPChannels"]) for l in p["layers"]]
+print("all plans identical (kept units):", all(kept(p) == kept(ref) for p in plans.values()))
+PY
