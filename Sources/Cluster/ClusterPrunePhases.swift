@@ -130,8 +130,12 @@ extension ClusterPruneJob {
         x.progress("write", 0, 2, "cutting layers \(held.owned.lowerBound)..<\(held.owned.upperBound)")
         x.stallIfAsked("write")
         let shard = try timed("write") { () -> ShardFile in
-            let mine = StageWeights.view(of: held.weights, layers: held.owned, embedding: r == 0, head: r == n - 1)
-            let pruned = try trace.span("cut", phase: "write") { try Pruner.apply(plan: plan, to: mine, layers: held.owned) }
+            let pruned = try trace.span("cut", phase: "write") { () -> LlamaWeights in
+                let mine = StageWeights.view(of: held.weights, layers: held.owned, embedding: r == 0, head: r == n - 1)
+                return try Pruner.apply(plan: plan, to: mine, layers: held.owned)
+            }
+            // The uncut layers are no longer needed: drop them before the shard's tensors are laid out.
+            for l in held.weights.layers.indices { held.weights.layers[l] = .placeholder(held.weights.layers[l].shape) }
             return try trace.span("write", phase: "write") {
                 let tensors = try HFExport.shardTensors(weights: pruned, layers: held.owned, embedding: r == 0, head: r == n - 1)
                 return try HFExport.writeShard(tensors: tensors, index: r, count: n, into: URL(fileURLWithPath: boot.staging))

@@ -247,14 +247,50 @@ public final class ShardedSafetensors: TensorSource, @unchecked Sendable {
 /// first, tensors sorted by name (bytewise) with data in the same order, header padded with spaces to a
 /// multiple of 8 bytes.
 public enum SafetensorsWriter {
-    public static func write(_ tensors: [(name: String, shape: [Int], values: [Float])],
-                             metadata: [String: String] = [:], to url: URL) throws {
-        let data = try serialize(tensors, metadata: metadata, path: url.path)
-        try AtomicFile.write(data, to: url)
+    public typealias Tensor = (name: String, shape: [Int], values: [Float])
+
+    /// Writes the file by streaming the header and then each tensor's bytes (no whole-file buffer), through a
+    /// temporary sibling renamed into place.
+    public static func write(_ tensors: [Tensor], metadata: [String: String] = [:], to url: URL) throws {
+        let (header, order) = try layout(tensors, metadata: metadata, path: url.path)
+        let tmp = url.deletingLastPathComponent().appendingPathComponent(".\(url.lastPathComponent).tmp-\(getpid())")
+        guard FileManager.default.createFile(atPath: tmp.path, contents: nil),
+              let fh = FileHandle(forWritingAtPath: tmp.path) else {
+            throw FormatError.io(path: tmp.path, reason: "cannot create")
+        }
+        do {
+            try fh.write(contentsOf: header)
+            for i in order {
+                try tensors[i].values.withUnsafeBytes { b in   // little-endian host
+                    if let base = b.baseAddress, b.count > 0 {
+                        try fh.write(contentsOf: Data(bytesNoCopy: UnsafeMutableRawPointer(mutating: base), count: b.count,
+                                                      deallocator: .none))
+                    }
+                }
+            }
+            try fh.close()
+            guard rename(tmp.path, url.path) == 0 else {
+                throw FormatError.io(path: url.path, reason: String(cString: strerror(errno)))
+            }
+        } catch {
+            try? fh.close()
+            try? FileManager.default.removeItem(at: tmp)
+            if let e = error as? FormatError { throw e }
+            throw FormatError.io(path: url.path, reason: "\(error)")
+        }
     }
 
-    public static func serialize(_ tensors: [(name: String, shape: [Int], values: [Float])],
-                                 metadata: [String: String] = [:], path: String = "<memory>") throws -> Data {
+    /// The whole file in memory (tests, small files).
+    public static func serialize(_ tensors: [Tensor], metadata: [String: String] = [:], path: String = "<memory>") throws -> Data {
+        let (header, order) = try layout(tensors, metadata: metadata, path: path)
+        var out = header
+        out.reserveCapacity(header.count + tensors.reduce(0) { $0 + 4 * $1.values.count })
+        for i in order { tensors[i].values.withUnsafeBytes { out.append(contentsOf: $0) } }   // little-endian host
+        return out
+    }
+
+    /// Validates the tensors and returns the 8-byte length + padded JSON header, and the data order (by name).
+    static func layout(_ tensors: [Tensor], metadata: [String: String], path: String) throws -> (Data, [Int]) {
         var seen = Set<String>()
         for t in tensors {
             guard !t.name.isEmpty, t.name != "__metadata__", seen.insert(t.name).inserted else {
@@ -289,13 +325,9 @@ public enum SafetensorsWriter {
         var headerBytes = Array(header.utf8)
         while (8 + headerBytes.count) % 8 != 0 { headerBytes.append(0x20) }
         var out = Data()
-        out.reserveCapacity(8 + headerBytes.count + offset)
         withUnsafeBytes(of: UInt64(headerBytes.count).littleEndian) { out.append(contentsOf: $0) }
         out.append(contentsOf: headerBytes)
-        for i in order {
-            tensors[i].values.withUnsafeBytes { out.append(contentsOf: $0) }   // little-endian host
-        }
-        return out
+        return (out, order)
     }
 
     private static func product(_ s: [Int]) -> Int? {
