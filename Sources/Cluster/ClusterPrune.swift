@@ -59,6 +59,8 @@ public struct ClusterPruneOptions: Sendable {
     public var heartbeatInterval = 1.0
     public var heartbeatTimeout = 5.0
     public var curve = false
+    /// Micro-batches of the layer-sharded pipeline (nil: 2 per rank, at most one per sample; 1 on one rank).
+    public var microBatches: Int? = nil
     public var fault = FaultInjection()
 
     public init(modelPath: String, out: URL, jobDir: URL, settings: PruneSettings, spec: JobSpec) {

@@ -242,23 +242,25 @@ extension ClusterPruneJob {
                                       seed: s.seed)
             })
         }
-        let pass = StageGradientPass(stage: held.stage!, scored: s.layerRange)
-        x.progress("importance", 0, 2, "pipelined forward+backward")
+        let makePass = { StageGradientPass(stage: held.stage!, scored: s.layerRange) }
+        let probe = makePass()
+        var loss: Double? = nil, peak = 0
+        let micro = options.microBatches ?? (comm.size > 1 ? min(calib.samples.count, 2 * comm.size) : 1)
+        x.progress("importance", 0, 2, "pipelined forward+backward, \(micro) micro-batch(es)")
         if criterion.needsGradient || criterion.needsFisher {
             x.stallIfAsked("pipeline")
             let pipeline = try Pipeline(comm: comm, config: config)
-            _ = try charge("importance") {
-                try pipeline.gradients(pass: pass, tokens: calib.batchTokens, batch: calib.samples.count,
-                                       seqLen: calib.provenance.sampleLength, fisher: criterion.needsFisher, trace: trace,
-                                       consume: { l, g, f in try score(l, g, f) })
+            let (result, p) = try charge("importance") {
+                try pipeline.gradients(makePass: makePass, tokens: calib.batchTokens, batch: calib.samples.count,
+                                       seqLen: calib.provenance.sampleLength, fisher: criterion.needsFisher,
+                                       microBatches: micro, trace: trace, consume: { l, g, f in try score(l, g, f) })
             }
+            peak = p
+            if comm.rank == comm.size - 1 { loss = result.loss }
         } else {
-            for l in pass.scoredHere { try score(l, nil, nil) }
+            for l in probe.scoredHere { try score(l, nil, nil) }
         }
-        let peak = pass.peakActivationBytes
         setPeakActivation(peak)
-        let loss = pass.loss
-        pass.reset()
         x.progress("importance", 2, 2, "scored \(scores.count) layer(s)")
         return ImportanceResult(scores: scores, loss: loss, stage: stageReport(held, peak: peak, seconds: Date().timeIntervalSince(t0)))
     }

@@ -93,32 +93,62 @@ public struct Pipeline {
         try ModelLoader.loadStage(path: path, layers: layers, embedding: isFirst, head: isLast, tokenizer: tokenizer)
     }
 
-    /// Runs the pipelined gradient pass; returns this stage's share (gradients of `pass.scoredHere`; the loss on
-    /// the last rank). Every rank must call it with the same tokens and geometry. With `consume`, each scored
-    /// layer's gradients are handed over as soon as they are complete and not kept (see `StageGradientPass`).
-    /// With `trace`, the steps are recorded as spans of phase "importance" (wait = blocked on a neighbour).
-    public func gradients(pass: StageGradientPass, tokens: [Int32], batch: Int, seqLen: Int, fisher: Bool,
-                          trace: TraceRecorder? = nil,
+    /// Runs the pipelined gradient pass (GPipe): the batch is cut into `microBatches` contiguous micro-batches;
+    /// every micro-batch goes forward through the stages in turn (so stage r works on micro-batch m while stage
+    /// r+1 works on m−1), then backward in reverse order. Gradients and Fisher sums of the micro-batches are
+    /// combined with weights nₘ/N — the batch loss is the mean of per-sample means — exactly as sample sharding
+    /// combines ranks, so the result is the whole batch's up to summation order. Every rank must call it with
+    /// the same tokens, geometry and micro-batch count. With `consume`, each scored layer's combined gradient
+    /// is handed over as soon as its last micro-batch is done and not kept. With `trace`, the steps are spans of
+    /// phase "importance" (wait = blocked on a neighbour).
+    public func gradients(makePass: () -> StageGradientPass, tokens: [Int32], batch: Int, seqLen: Int, fisher: Bool,
+                          microBatches: Int = 1, trace: TraceRecorder? = nil,
                           consume: ((_ layer: Int, _ gradient: LayerGradients, _ fisher: LayerGradients?) throws -> Void)? = nil)
-        throws -> GradientResult
+        throws -> (result: GradientResult, peakActivationBytes: Int)
     {
-        let r = comm.rank, count = batch * seqLen * pass.config.hiddenSize
-        precondition(pass.stage.layers == layers, "pipeline: stage \(pass.stage.layers) is not rank \(r)'s \(layers)")
+        let r = comm.rank
         func step<T>(_ name: String, _ body: () throws -> T) rethrows -> T {
             guard let trace else { return try body() }
             return try trace.span(name, phase: "importance", body)
         }
-        let input = isFirst ? nil : step("wait") { comm.receiveFloats(count, from: r - 1, tag: Self.forwardTag) }
-        let output = try step("forward") { try pass.forward(tokens: tokens, batch: batch, seqLen: seqLen, input: input) }
-        if let output, !isLast { step("send") { comm.send(output, to: r + 1, tag: Self.forwardTag) } }
-        if isLast { _ = try step("loss") { try pass.lossBackward() } }
-        if pass.runsBackward {
-            let dOut = pass.receivesOutputGradient
-                ? step("wait") { comm.receiveFloats(count, from: r + 1, tag: Self.backwardTag) } : nil
-            if let dIn = try step("backward", { try pass.backward(outputGradient: dOut, fisher: fisher, consume: consume) }) {
-                step("send") { comm.send(dIn, to: r - 1, tag: Self.backwardTag) }
-            }
+        let m = max(1, min(microBatches, batch))
+        let chunks = (0..<m).map { ShardedGradients.shard(rank: $0, size: m, samples: batch) }
+        let passes = chunks.map { _ in makePass() }
+        let first = passes[0], d = first.config.hiddenSize
+        precondition(first.stage.layers == layers, "pipeline: stage \(first.stage.layers) is not rank \(r)'s \(layers)")
+        var loss = 0.0, peak = 0
+        for (c, pass) in zip(chunks, passes) {
+            let count = c.count * seqLen * d
+            let input = isFirst ? nil : step("wait") { comm.receiveFloats(count, from: r - 1, tag: Self.forwardTag) }
+            let toks = Array(tokens[(c.lowerBound * seqLen)..<(c.upperBound * seqLen)])
+            let output = try step("forward") { try pass.forward(tokens: toks, batch: c.count, seqLen: seqLen, input: input) }
+            if let output, !isLast { step("send") { comm.send(output, to: r + 1, tag: Self.forwardTag) } }
+            if isLast { loss += try step("loss") { try pass.lossBackward() } * Double(c.count) / Double(batch) }
         }
-        return pass.result()
+        var grads: [Int: LayerGradients] = [:], fishers: [Int: LayerGradients] = [:]
+        if first.runsBackward {
+            for (k, (c, pass)) in zip(chunks, passes).enumerated().reversed() {
+                let count = c.count * seqLen * d, w = Float(c.count) / Float(batch)
+                let dOut = pass.receivesOutputGradient
+                    ? step("wait") { comm.receiveFloats(count, from: r + 1, tag: Self.backwardTag) } : nil
+                let add = { (l: Int, g: LayerGradients, f: LayerGradients?) throws in
+                    grads[l] = grads[l].map { $0.adding(g, scaledBy: w) } ?? g.scaled(by: w)
+                    if let f { fishers[l] = fishers[l].map { $0.adding(f, scaledBy: w) } ?? f.scaled(by: w) }
+                    if k == 0, let consume {       // the layer's last micro-batch: hand it over
+                        try consume(l, grads.removeValue(forKey: l)!, fishers.removeValue(forKey: l))
+                    }
+                }
+                if let dIn = try step("backward", { try pass.backward(outputGradient: dOut, fisher: fisher, consume: add) }) {
+                    step("send") { comm.send(dIn, to: r - 1, tag: Self.backwardTag) }
+                }
+                peak = max(peak, passes.reduce(0) { $0 + $1.peakActivationBytes })
+                pass.reset()
+            }
+        } else {
+            peak = passes.reduce(0) { $0 + $1.peakActivationBytes }
+        }
+        for p in passes { p.reset() }
+        return (GradientResult(loss: isLast ? loss : 0, gradients: grads, fisher: fisher ? fishers : nil,
+                               peakActivationBytes: peak), peak)
     }
 }

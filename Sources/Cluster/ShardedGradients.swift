@@ -60,4 +60,17 @@ public enum ShardedGradients {
 extension LayerGradients {
     /// Elements over the four weight matrices.
     var count: Int { wqkv.count + wo.count + wGateUp.count + wDown.count }
+
+    /// Every element times `s`.
+    func scaled(by s: Float) -> LayerGradients {
+        LayerGradients(wqkv: wqkv.map { $0 * s }, wo: wo.map { $0 * s }, wGateUp: wGateUp.map { $0 * s },
+                       wDown: wDown.map { $0 * s })
+    }
+
+    /// self + s·other, element-wise.
+    func adding(_ other: LayerGradients, scaledBy s: Float) -> LayerGradients {
+        func add(_ a: [Float], _ b: [Float]) -> [Float] { zip(a, b).map { $0 + s * $1 } }
+        return LayerGradients(wqkv: add(wqkv, other.wqkv), wo: add(wo, other.wo), wGateUp: add(wGateUp, other.wGateUp),
+                              wDown: add(wDown, other.wDown))
+    }
 }

@@ -9,7 +9,7 @@ enum ClusterCommand {
     static let booleans: Set<String> = ["json", "quiet", "force", "curve"]
     /// Flags that only steer this run; a resumed job takes everything else from its job.json.
     static let runtimeFlags: Set<String> = ["json", "quiet", "threads", "bind", "heartbeat-interval", "heartbeat-timeout",
-                                            "curve", "shard", "resume"]
+                                            "curve", "shard", "resume", "micro-batches"]
 
     static func run(_ argv: [String]) throws {
         guard let sub = argv.first else { throw UsageError("cluster: missing subcommand (prune or status)") }
@@ -62,6 +62,7 @@ enum ClusterCommand {
         options.heartbeatInterval = interval
         options.heartbeatTimeout = timeout
         options.curve = a.flag("curve")
+        options.microBatches = try a.int("micro-batches", min: 1)
         options.fault = FaultInjection.fromEnvironment()
         try a.finish()
         if Communicator.world.size > config.numLayers {

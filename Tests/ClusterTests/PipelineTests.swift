@@ -90,14 +90,29 @@ private let tinyUntied = URL(fileURLWithPath: #filePath).deletingLastPathCompone
         }
     }
 
-    @Test func singleRankPipelineNeedsNoMPI() throws {
+    /// One rank, no MPI: the whole batch, and the batch cut into micro-batches (combined with weights nₘ/N), give
+    /// the gradients, Fisher and loss of one GradientPass (micro-batches up to summation order).
+    @Test(arguments: [1, 2, 3]) func singleRankPipelineMatchesOnePass(microBatches: Int) throws {
         let c = try ModelLoader.config(path: tinyGGUF)
         let pipe = try Pipeline(comm: Communicator.world, config: c)
         #expect(pipe.stages == [0..<3])
         let stage = try pipe.loadStage(path: tinyGGUF, tokenizer: false)
-        let tokens = (0..<16).map { Int32($0 * 5 % c.vocabSize) }
-        let r = try pipe.gradients(pass: StageGradientPass(stage: stage, scored: 0..<3), tokens: tokens, batch: 2,
-                                   seqLen: 8, fisher: false)
-        #expect(r.gradients.count == 3 && r.loss > 0)
+        let tokens = (0..<40).map { Int32($0 * 5 % c.vocabSize) }
+        let ref = try GradientPass(weights: stage.weights).gradients(tokens: tokens, batch: 5, seqLen: 8, layers: 0..<3,
+                                                                      fisher: true)
+        var consumed: [Int] = []
+        let (r, peak) = try pipe.gradients(makePass: { StageGradientPass(stage: stage, scored: 0..<3) }, tokens: tokens,
+                                           batch: 5, seqLen: 8, fisher: true, microBatches: microBatches,
+                                           consume: { l, g, f in
+                                               consumed.append(l)
+                                               func close(_ a: [Float], _ b: [Float]) -> Bool {
+                                                   let m = b.map(abs).max()!
+                                                   return zip(a, b).allSatisfy { abs($0 - $1) <= 1e-5 * m }
+                                               }
+                                               #expect(close(g.wqkv, ref.gradients[l]!.wqkv) && close(g.wDown, ref.gradients[l]!.wDown))
+                                               #expect(close(f!.wGateUp, ref.fisher![l]!.wGateUp) && close(f!.wo, ref.fisher![l]!.wo))
+                                           })
+        #expect(consumed == [2, 1, 0] && r.gradients.isEmpty && peak > 0)
+        #expect(abs(r.loss - ref.loss) <= 1e-6 * ref.loss)
     }
 }
