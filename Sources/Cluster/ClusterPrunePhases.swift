@@ -195,31 +195,50 @@ extension ClusterPruneJob {
         var loss: Double? = nil
         var peak = 0
         if criterion.needsGradient || criterion.needsFisher {
+            // The whole model as one stage over this rank's samples; backward hands each scored layer's gradient
+            // over as soon as it is done, and it is reduced to its owner at once (so a rank holds one layer's).
             let batch = calib.samples.count, len = calib.provenance.sampleLength
-            x.progress("importance", 0, 3, "forward+backward")
-            var (local, mine) = try trace.span("forward+backward", phase: "importance") {
-                try ShardedGradients.local(weights: held.weights, tokens: calib.batchTokens, batch: batch, seqLen: len,
-                                           layers: scored, fisher: criterion.needsFisher, rank: comm.rank, size: comm.size)
+            let mine = ShardedGradients.shard(rank: comm.rank, size: comm.size, samples: batch)
+            let weight = Float(mine.count) / Float(batch)
+            let partition = try PipelinePartition.balanced(config: config, stages: comm.size)
+            let all = StageWeights(config: config, layers: 0..<config.numLayers, holdsEmbedding: true, holdsHead: true,
+                                   weights: held.weights, tokenizer: nil, path: held.loaded.path,
+                                   format: held.loaded.format, chatTemplate: nil, tensorNames: [])
+            let pass = StageGradientPass(stage: all, scored: scored)
+            x.progress("importance", 0, 3, "forward on samples \(mine.lowerBound)..<\(mine.upperBound)")
+            if !mine.isEmpty {
+                let toks = Array(calib.batchTokens[(mine.lowerBound * len)..<(mine.upperBound * len)])
+                try trace.span("forward", phase: "importance") {
+                    _ = try pass.forward(tokens: toks, batch: mine.count, seqLen: len, input: nil)
+                    loss = try pass.lossBackward() * Double(weight)
+                }
             }
-            peak = local.peakActivationBytes
-            loss = local.loss * Double(mine.count) / Double(batch)
             x.stallIfAsked("reduce")
             try x.sync("importance.reduce")
-            x.progress("importance", 1, 3, "reduce to layer owners")
-            let partition = try PipelinePartition.balanced(config: config, stages: comm.size)
-            let weight = Float(mine.count) / Float(batch)
-            for l in scored {
+            x.progress("importance", 1, 3, "backward, reducing each layer to its owner")
+            let reduce = { (l: Int, g: LayerGradients, f: LayerGradients?) throws in
                 let owner = partition.firstIndex { $0.contains(l) }!
-                let sums = trace.span("reduce", phase: "importance") {
-                    charge("importance") {
-                        ShardedGradients.reduce(layer: l, gradient: local.gradients[l]!, fisher: local.fisher?[l], weight: weight,
-                                                like: held.weights.layers[l], owner: owner, comm: comm)
+                let sums = self.trace.span("reduce", phase: "importance") {
+                    self.charge("importance") {
+                        ShardedGradients.reduce(layer: l, gradient: g, fisher: f, weight: weight,
+                                                like: held.weights.layers[l], owner: owner, comm: self.comm)
                     }
                 }
-                local.gradients[l] = nil          // keep memory flat: each layer's buffers go once reduced
-                local.fisher?[l] = nil
                 if let sums { scores.append(try score(l, sums.gradient, sums.fisher)) }
             }
+            if mine.isEmpty {       // no samples here: contribute zeros, in the same (top-down) order
+                for l in scored.reversed() {
+                    let z = LayerGradients(zerosLike: held.weights.layers[l])
+                    try reduce(l, z, criterion.needsFisher ? z : nil)
+                }
+            } else {
+                _ = try trace.span("backward", phase: "importance") {
+                    try pass.backward(outputGradient: nil, fisher: criterion.needsFisher, consume: reduce)
+                }
+            }
+            peak = pass.peakActivationBytes
+            pass.reset()
+            scores.sort { $0.layer < $1.layer }
         } else {
             for l in scored.clamped(to: held.owned) { scores.append(try score(l, nil, nil)) }
         }

@@ -1,5 +1,5 @@
 // Data-parallel calibration gradients: the samples are split across MPI ranks, every rank runs the gradient
-// pass on its shard, and, layer by layer, the element-wise gradient sums (and Fisher sums) are MPI_Reduce'd to the
+// pass on its shard, and, layer by layer as the backward produces them, the element-wise gradient sums (and Fisher sums) are MPI_Reduce'd to the
 // rank that owns the layer BEFORE any score takes an absolute value — so the scores are exactly those of one
 // process (peers.md §0.5), and each layer's sums exist on one rank only.
 // Weighting: the batch loss is the mean of per-sample means, so g = Σᵣ (nᵣ/N)·gᵣ, and likewise
@@ -12,20 +12,6 @@ public enum ShardedGradients {
     public static func shard(rank: Int, size: Int, samples n: Int) -> Range<Int> {
         let lo = rank * n / size, hi = (rank + 1) * n / size
         return lo..<hi
-    }
-
-    /// This rank's unreduced gradients: a gradient pass over its sample shard (zeros when it has none).
-    public static func local(weights: LlamaWeights, tokens: [Int32], batch: Int, seqLen: Int, layers: Range<Int>,
-                             fisher: Bool, rank: Int, size: Int) throws -> (GradientResult, samples: Range<Int>) {
-        let mine = shard(rank: rank, size: size, samples: batch)
-        if mine.isEmpty {
-            let zeros = Dictionary(uniqueKeysWithValues: layers.map { ($0, LayerGradients(zerosLike: weights.layers[$0])) })
-            return (GradientResult(loss: 0, gradients: zeros, fisher: fisher ? zeros : nil, peakActivationBytes: 0), mine)
-        }
-        let r = try GradientPass(weights: weights).gradients(
-            tokens: Array(tokens[(mine.lowerBound * seqLen)..<(mine.upperBound * seqLen)]), batch: mine.count,
-            seqLen: seqLen, layers: layers, fisher: fisher)
-        return (r, mine)
     }
 
     /// Reduces layer `layer`'s gradient (and Fisher) to `owner`, each rank's share weighted by `weight` = nᵣ/N.

@@ -25,6 +25,20 @@ public struct StageWeights {
     /// Hugging Face names of the tensors that were read.
     public var tensorNames: [String]
 
+    public init(config: LlamaConfig, layers: Range<Int>, holdsEmbedding: Bool, holdsHead: Bool, weights: LlamaWeights,
+                tokenizer: BPETokenizer?, path: String, format: String, chatTemplate: String?, tensorNames: [String]) {
+        self.config = config
+        self.layers = layers
+        self.holdsEmbedding = holdsEmbedding
+        self.holdsHead = holdsHead
+        self.weights = weights
+        self.tokenizer = tokenizer
+        self.path = path
+        self.format = format
+        self.chatTemplate = chatTemplate
+        self.tensorNames = tensorNames
+    }
+
     /// fp32 bytes of weights held by this stage.
     public var bytes: Int { Self.bytes(of: weights) }
 
