@@ -59,7 +59,8 @@ public struct ClusterPruneOptions: Sendable {
     public var heartbeatInterval = 1.0
     public var heartbeatTimeout = 5.0
     public var curve = false
-    /// Micro-batches of the layer-sharded pipeline (nil: 2 per rank, at most one per sample; 1 on one rank).
+    /// Micro-batches of the layer-sharded pipeline (nil: 1). More overlap the stages, but each stage then holds
+    /// the gradient sums of all its scored layers until the last micro-batch is done (k·4 bytes per weight).
     public var microBatches: Int? = nil
     public var fault = FaultInjection()
 

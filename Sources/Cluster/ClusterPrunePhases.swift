@@ -264,7 +264,7 @@ extension ClusterPruneJob {
         let makePass = { StageGradientPass(stage: held.stage!, scored: s.layerRange) }
         let probe = makePass()
         var loss: Double? = nil, peak = 0
-        let micro = options.microBatches ?? (comm.size > 1 ? min(calib.samples.count, 2 * comm.size) : 1)
+        let micro = options.microBatches ?? 1
         x.progress("importance", 0, 2, "pipelined forward+backward, \(micro) micro-batch(es)")
         if criterion.needsGradient || criterion.needsFisher {
             x.stallIfAsked("pipeline")

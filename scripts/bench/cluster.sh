@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Importance-phase wall time and bytes moved per phase of `llmprune cluster prune` on SmolLM2 for N = 1, 2, 3
-# ranks on this machine, with sample sharding and with layer sharding, in one run. Each rank gets
+# ranks on this machine, with sample sharding and with layer sharding (plus the largest N with a micro-batched
+# pipeline), in one run. Each rank gets
 # --threads (default: 2 / N, at least 1) BLAS threads so the ranks share the 2 cores.
 #   scripts/bench/cluster.sh [--model PATH] [--ranks "1 2 3"] [--calib-samples 10] [--calib-len 64]
 set -euo pipefail
@@ -30,6 +31,13 @@ for shard in samples layers; do
             --calib-samples "$samples" --calib-len "$len" --threads "$threads" --json > "$out/$shard-$n.json"
     done
 done
+last="${ranks##* }"
+if [ "$last" -gt 1 ]; then
+    micro=$(( 2 * last ))
+    echo "== layers, $last ranks, --micro-batches $micro" >&2
+    mpiexec -n "$last" $bin cluster prune --model "$model" --out "$out/micro" --shard layers --micro-batches "$micro" \
+        --calib-samples "$samples" --calib-len "$len" --threads 1 --json > "$out/micro.json"
+fi
 python3 - "$out" "$ranks" <<'PY'
 import json, sys
 d, ranks = sys.argv[1], [int(x) for x in sys.argv[2].split()]
@@ -42,6 +50,15 @@ for shard in ["samples", "layers"]:
         plans[(shard, n)] = json.load(open(f"{d}/{shard}-{n}.job/plan.json"))
         print(f"{shard:8s} {n:2d}  {imp['seconds']:12.2f}  {r['totalSeconds']:7.2f}   {imp['mpiBytes'] / 1e6:17.1f}  "
               f"{imp['controlBytes'] / 1e3:17.1f}  {plan['mpiBytes'] / 1e3:11.1f}  {r['loss']:.6f}")
+import os
+if os.path.exists(f"{d}/micro.json"):
+    r = json.load(open(f"{d}/micro.json"))
+    imp = r["phases"]["importance"]
+    plans[("micro", ranks[-1])] = json.load(open(f"{d}/micro.job/plan.json"))
+    print(f"layers   {ranks[-1]:2d}  {imp['seconds']:12.2f}  {r['totalSeconds']:7.2f}   {imp['mpiBytes'] / 1e6:17.1f}  "
+          f"{imp['controlBytes'] / 1e3:17.1f}  {r['phases']['plan']['mpiBytes'] / 1e3:11.1f}  {r['loss']:.6f}"
+          f"   (--micro-batches {2 * ranks[-1]}; peak RSS MiB per rank: "
+          + ", ".join(f"{x['peakRSSBytes'] / 2**20:.0f}" for x in r["perRank"]) + ")")
 ref = plans[("samples", ranks[0])]
 def kept(p): return [(l["keptQueryHeads"], l["keptKVHeads"], l["keptMLPChannels"]) for l in p["layers"]]
 print("all plans identical (kept units):", all(kept(p) == kept(ref) for p in plans.values()))
