@@ -143,22 +143,6 @@ public final class Communicator: @unchecked Sendable {
         return out
     }
 
-    /// Sends `values` to rank `peer` (blocking until the buffer may be reused).
-    public func send(_ values: [Double], to peer: Int, tag: Int) {
-        precondition(usesMPI && peer != rank, "send: no peer \(peer) in a world of \(size)")
-        traffic.sent += 8 * values.count
-        values.withUnsafeBytes { send($0.baseAddress ?? UnsafeRawPointer(bitPattern: 16)!, count: values.count, stride: 8, type: MPI_DOUBLE, to: peer, tag: tag) }
-    }
-
-    /// Receives exactly `count` doubles from rank `peer`.
-    public func receiveDoubles(_ count: Int, from peer: Int, tag: Int) -> [Double] {
-        precondition(usesMPI && peer != rank, "receive: no peer \(peer) in a world of \(size)")
-        traffic.received += 8 * count
-        var out = [Double](repeating: 0, count: count)
-        out.withUnsafeMutableBytes { receive($0.baseAddress ?? UnsafeMutableRawPointer(bitPattern: 16)!, count: count, stride: 8, type: MPI_DOUBLE, from: peer, tag: tag) }
-        return out
-    }
-
     public func barrier() {
         if usesMPI { MPI_Barrier(MPI_COMM_WORLD) }
     }

@@ -5,8 +5,6 @@
 # --threads (default: 2 / N, at least 1) BLAS threads so the ranks share the 2 cores.
 #   scripts/bench/cluster.sh [--model PATH] [--ranks "1 2 3"] [--calib-samples 10] [--calib-len 64]
 set -euo pipefail
-root="$(cd "$(dirname "$0")/../.." && pwd)"
-cd "$root"
 model="" ranks="1 2 3" samples=10 len=64
 while [ $# -gt 0 ]; do
     case "$1" in
@@ -17,11 +15,7 @@ while [ $# -gt 0 ]; do
         *) echo "cluster.sh: unknown argument $1" >&2; exit 2 ;;
     esac
 done
-default_model="$(scripts/setup.sh | tail -n 1)"
-model="${model:-$default_model}"
-swift build -c release --product llmprune 2>&1 | grep -v "prohibited flag" | tail -n 1 >&2
-bin=.build/release/llmprune
-out="$(mktemp -d)"; trap 'rm -rf "$out"' EXIT
+source "$(dirname "$0")/common.sh"
 cores=$(nproc)
 for shard in samples layers; do
     for n in $ranks; do

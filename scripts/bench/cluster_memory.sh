@@ -4,8 +4,6 @@
 # (VmHWM) and the bar of issue 5: each rank ≤ single-process peak / 3 + 30%.
 #   scripts/bench/cluster_memory.sh [--model PATH] [--ranks 3] [--threads 1] [--ratio 0.25]
 set -euo pipefail
-root="$(cd "$(dirname "$0")/../.." && pwd)"
-cd "$root"
 model="" ranks=3 threads=1 ratio=0.25
 while [ $# -gt 0 ]; do
     case "$1" in
@@ -16,11 +14,7 @@ while [ $# -gt 0 ]; do
         *) echo "cluster_memory.sh: unknown argument $1" >&2; exit 2 ;;
     esac
 done
-default_model="$(scripts/setup.sh | tail -n 1)"
-model="${model:-$default_model}"
-swift build -c release --product llmprune 2>&1 | grep -v "prohibited flag" | tail -n 1 >&2
-bin=.build/release/llmprune
-out="$(mktemp -d)"; trap 'rm -rf "$out"' EXIT
+source "$(dirname "$0")/common.sh"
 
 echo "== single process: llmprune prune" >&2
 $bin prune --model "$model" --out "$out/single" --ratio "$ratio" --threads "$threads" --json > "$out/single.json"

@@ -5,8 +5,6 @@
 # of both, and both losses (they must agree: same ids, same model).
 #   scripts/bench/importance.sh [--model PATH] [--threads 2] [--ratio 0.25]
 set -euo pipefail
-root="$(cd "$(dirname "$0")/../.." && pwd)"
-cd "$root"
 model="" threads=2 ratio=0.25
 while [ $# -gt 0 ]; do
     case "$1" in
@@ -16,11 +14,7 @@ while [ $# -gt 0 ]; do
         *) echo "importance.sh: unknown argument $1" >&2; exit 2 ;;
     esac
 done
-default_model="$(scripts/setup.sh | tail -n 1)"
-model="${model:-$default_model}"
-swift build -c release --product llmprune 2>&1 | grep -v "prohibited flag" | tail -n 1 >&2
-bin=.build/release/llmprune
-out="$(mktemp -d)"; trap 'rm -rf "$out"' EXIT
+source "$(dirname "$0")/common.sh"
 
 echo "== llmprune: plan (importance pass) and whole prune, $threads threads" >&2
 $bin plan --model "$model" --plan "$out/plan.json" --ratio "$ratio" --threads "$threads" --json > "$out/plan_report.json"
