@@ -41,6 +41,8 @@ let package = Package(
                 swiftSettings: kernelSettings),
         .target(name: "Pruning", dependencies: ["Support", "Formats", "Tokenizer", "LlamaModel", "TensorCore"],
                 swiftSettings: kernelSettings),
+        .target(name: "LoRA", dependencies: ["Support", "Formats", "Tokenizer", "LlamaModel", "TensorCore"],
+                swiftSettings: kernelSettings),
         .target(name: "Cluster", dependencies: ["CZeroMQ", "CMPI", "MPIShim", "Support", "LlamaModel", "Pruning"],
                 swiftSettings: swiftSettings),
 
@@ -59,6 +61,8 @@ let package = Package(
                     exclude: ["Resources"]),
         .testTarget(name: "EvalTests", dependencies: ["Eval", "LlamaModel", "Support"], exclude: ["Resources"]),
         .testTarget(name: "PruningTests", dependencies: ["Pruning", "LlamaModel", "Formats", "Tokenizer", "Support"],
+                    exclude: ["Resources"]),
+        .testTarget(name: "LoRATests", dependencies: ["LoRA", "LlamaModel", "Formats", "Tokenizer", "TensorCore"],
                     exclude: ["Resources"]),
         .testTarget(name: "ClusterTests", dependencies: ["Cluster", "Pruning"]),
         .testTarget(name: "CLITests", dependencies: ["Support"]),
