@@ -113,9 +113,10 @@ public final class LoRAPass {
                        backward: true)
     }
 
-    /// Forward only (no dropout): the batch's NLL sum over scored predictions.
-    public func evaluate(_ batch: TokenBatch) throws -> LossSum {
-        try run(batch, lossDivisor: 1, dropoutSeed: nil, backward: false)
+    /// Forward only: the batch's NLL sum over scored predictions. No dropout unless a seed is given (then the
+    /// masks `accumulateGradients` draws for that seed).
+    public func evaluate(_ batch: TokenBatch, dropoutSeed: UInt64? = nil) throws -> LossSum {
+        try run(batch, lossDivisor: 1, dropoutSeed: adapters.config.dropout > 0 ? dropoutSeed : nil, backward: false)
     }
 
     /// Logits [batch·seqLen × vocab] of the model with adapters (no dropout).
