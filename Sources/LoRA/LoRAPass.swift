@@ -211,9 +211,9 @@ public final class LoRAPass {
                     ? LayerCache(tokens: n, batch: geo.batch, seqLen: geo.seqLen, shape: c.layers[l], config: c, rank: rank,
                                  targets: targets.count)
                     : shared!
-                forwardLayer(l, x: inputs[l], out: out, cache: cache, h: h, scratch: scratch, P: P, geo: geo, seed: dropoutSeed)
+                forwardLayer(l, x: inputs.last!, out: out, cache: cache, h: h, scratch: scratch, P: P, geo: geo, seed: dropoutSeed)
                 if keepAll { caches[l] = cache }
-                if backward { inputs.append(out) } else { inputs = [out] }
+                if backward { inputs.append(out) } else { inputs = [out] }    // forward only: keep just the stream
             }
             let xFinal = inputs.last!
             base.finalNorm.withUnsafeBufferPointer { w in
