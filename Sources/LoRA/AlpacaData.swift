@@ -19,7 +19,6 @@ public struct AlpacaRecord: Equatable, Sendable {
 public enum AlpacaData {
     /// Reads a JSON array of records or JSON Lines (one object per line). `input` may be absent or null.
     public static func load(path: String) throws -> [AlpacaRecord] {
-        let name = (path as NSString).lastPathComponent
         func fail(_ r: String) -> LoRAError { .malformedData(path: path, reason: r) }
         guard let data = FileManager.default.contents(atPath: path) else { throw fail("cannot read the file") }
         guard let first = data.first(where: { ![0x20, 0x09, 0x0A, 0x0D, 0xEF, 0xBB, 0xBF].contains($0) }) else {
@@ -41,7 +40,7 @@ public enum AlpacaData {
                 }
             }
         } else {
-            throw fail("expected a JSON array ([...]) or JSON Lines ({...} per line) of \(name) records")
+            throw fail("expected a JSON array ([...]) or JSON Lines ({...} per line) of Alpaca records")
         }
         guard !objects.isEmpty else { throw fail("no records") }
         return try objects.map { w, value in
