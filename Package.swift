@@ -49,7 +49,7 @@ let package = Package(
         // MARK: the thin CLI
         .executableTarget(name: "llmprune",
                           dependencies: ["Support", "Formats", "Tokenizer", "TensorCore", "LlamaModel", "Eval",
-                                         "Pruning", "Cluster"],
+                                         "Pruning", "Cluster", "LoRA"],
                           swiftSettings: swiftSettings),
 
         // MARK: tests mirror Sources

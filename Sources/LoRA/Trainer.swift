@@ -122,3 +122,27 @@ public enum TrainingPlan {
         return stride(from: 0, to: n, by: per).map { Array(order[$0..<min($0 + per, n)]) }
     }
 }
+
+extension TrainingPlan {
+    /// Every optimizer step of a run: `epochs` epochs, or exactly `maxSteps` steps when given (running into
+    /// further epochs if needed, as HF's max_steps does).
+    public static func run(examples n: Int, epochs: Int, maxSteps: Int?, options o: TrainingOptions) -> [(epoch: Int, indices: [Int])] {
+        guard n > 0 else { return [] }
+        var out: [(epoch: Int, indices: [Int])] = []
+        var epoch = 0
+        while maxSteps.map({ out.count < $0 }) ?? (epoch < epochs) {
+            out += steps(examples: n, epoch: epoch, options: o).map { (epoch, $0) }
+            epoch += 1
+        }
+        if let maxSteps { out = Array(out.prefix(maxSteps)) }
+        return out
+    }
+
+    /// Tokens the micro-batches of one step run forward (right padding included).
+    public static func tokens(_ examples: [TokenizedExample], microBatchSize m: Int) -> Int {
+        stride(from: 0, to: examples.count, by: m).reduce(0) { total, i in
+            let mb = examples[i..<min(i + m, examples.count)]
+            return total + mb.count * (mb.map(\.ids.count).max() ?? 0)
+        }
+    }
+}

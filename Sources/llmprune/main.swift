@@ -47,6 +47,7 @@ do {
     case "plan": try PruneCommand.plan(argv)
     case "apply": try PruneCommand.apply(argv)
     case "prune": try PruneCommand.prune(argv)
+    case "tune", "merge": try TuneCommand.run(command, argv)
     case "help", "--help", "-h": print(usage)
     default: throw UsageError("unknown command \"\(command)\" (try: llmprune help)")
     }
