@@ -79,6 +79,11 @@ enum TuneCommand {
         let (trainIdx, valIdx) = try AlpacaData.split(count: records.count, validationSize: vSize)
         let tok = AlpacaTokenization(tokenizer: tokenizer, cutoff: cutoff, trainOnInputs: trainOnInputs)
         let train = trainIdx.map { tok.example(records[$0]) }, validation = valIdx.map { tok.example(records[$0]) }
+        let unscored = train.filter { $0.predictionCount == 0 }.count
+        if unscored > 0 {
+            log("tune: warning: \(unscored) of \(train.count) training examples have no trained tokens "
+                + "(the prompt reaches --cutoff \(cutoff)); they add no gradient")
+        }
         let plan = TrainingPlan.run(examples: train.count, epochs: epochs, maxSteps: maxSteps, options: o)
         let stepExamples = plan.map { step in step.indices.map { train[$0] } }
         let totalTokens = stepExamples.reduce(0) { $0 + TrainingPlan.tokens($1, microBatchSize: o.microBatchSize) }
