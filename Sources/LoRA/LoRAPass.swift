@@ -10,31 +10,22 @@ import Foundation
 import LlamaModel
 import TensorCore
 
-/// An owned float buffer with a stable address, zero-initialised.
-final class Buf {
-    let p: UnsafeMutablePointer<Float>
-    let count: Int
-    init(_ count: Int) {
-        self.count = count
-        p = .allocate(capacity: max(count, 1))
-        p.initialize(repeating: 0, count: max(count, 1))
-    }
-    deinit { p.deallocate() }
-}
-
 /// The internals of one layer's forward that its backward reads.
 final class LayerCache {
     let qkv, probs, attn, xMid, gu, act: Buf
-    let u: [Buf]          // per target (config order): dropout(x) Aᵀ [N × r]
-    init(tokens n: Int, batch: Int, seqLen: Int, shape s: LayerShape, config c: LlamaConfig, rank: Int, targets: Int) {
+    let u: [Buf]                  // per target (config order): dropout(x) Aᵀ [N × r]
+    let masks: [DropoutBits]      // per target: the dropout mask of its input (unused without dropout)
+    init(tokens n: Int, batch: Int, seqLen: Int, shape s: LayerShape, config c: LlamaConfig, rank: Int, targets: Int,
+         pool: BufferPool) {
         let hd = c.headDim
-        qkv = Buf(n * (s.numHeads + 2 * s.numKVHeads) * hd)
-        probs = Buf(batch * s.numHeads * seqLen * seqLen)
-        attn = Buf(n * s.numHeads * hd)
-        xMid = Buf(n * c.hiddenSize)
-        gu = Buf(n * 2 * s.intermediateSize)
-        act = Buf(n * s.intermediateSize)
-        u = (0..<targets).map { _ in Buf(n * rank) }
+        qkv = pool.take(n * (s.numHeads + 2 * s.numKVHeads) * hd)
+        probs = pool.take(batch * s.numHeads * seqLen * seqLen)
+        attn = pool.take(n * s.numHeads * hd)
+        xMid = pool.take(n * c.hiddenSize)
+        gu = pool.take(n * 2 * s.intermediateSize)
+        act = pool.take(n * s.intermediateSize)
+        u = (0..<targets).map { _ in pool.take(n * rank) }
+        masks = (0..<targets).map { _ in DropoutBits() }
     }
 
     static func bytes(tokens n: Int, batch: Int, seqLen: Int, shape s: LayerShape, config c: LlamaConfig, rank: Int,
@@ -62,8 +53,9 @@ public final class LoRAPass {
     public let adapters: LoRAAdapters
     /// Keep every layer's internals from the forward sweep when they fit in this many bytes; else recompute.
     public var activationBudgetBytes = 2 << 30
-    /// Bytes of activations the last pass held at its peak (weights, adapters and gradients excluded).
+    /// Bytes of activation buffers the last pass used (weights, adapters and gradients excluded).
     public private(set) var lastActivationBytes = 0
+    let pool = BufferPool()
 
     let targets: [LoRATarget]
     let grads: UnsafeMutablePointer<Float>     // flat, the layout of adapters.parameters
@@ -127,12 +119,13 @@ public final class LoRAPass {
         let n = batch * seqLen, d = config.hiddenSize, v = config.vocabSize
         ensureRope(seqLen)
         var out = [Float](repeating: 0, count: n * v)
+        defer { pool.recycle() }
         adapters.parameters.withUnsafeBufferPointer { P in
             let geo = Geometry(batch: batch, seqLen: seqLen)
             let x = embed(tb.tokens, n: n)
-            let next = Buf(n * d), h = Buf(n * d)
+            let next = pool.take(n * d), h = pool.take(n * d)
             let cache = maxCache(geo)
-            let scratch = Buf(n * maxInFeatures)
+            let scratch = pool.take(n * maxInFeatures)
             var cur = x
             var nxt = next
             for l in 0..<config.numLayers {
@@ -176,12 +169,12 @@ public final class LoRAPass {
         let s = LayerShape(numHeads: ls.map(\.numHeads).max()!, numKVHeads: ls.map(\.numKVHeads).max()!,
                            intermediateSize: ls.map(\.intermediateSize).max()!)
         return LayerCache(tokens: g.tokens, batch: g.batch, seqLen: g.seqLen, shape: s, config: config,
-                          rank: adapters.config.rank, targets: targets.count)
+                          rank: adapters.config.rank, targets: targets.count, pool: pool)
     }
 
     func embed(_ tokens: [Int32], n: Int) -> Buf {
         let d = config.hiddenSize
-        let x = Buf(n * d)
+        let x = pool.take(n * d)
         base.embed.withUnsafeBufferPointer { e in
             for t in 0..<n { (x.p + t * d).update(from: e.baseAddress! + Int(tokens[t]) * d, count: d) }
         }
@@ -193,11 +186,12 @@ public final class LoRAPass {
         let c = config, d = c.hiddenSize, L = c.numLayers
         let geo = Geometry(batch: tb.batch, seqLen: tb.seqLen), n = geo.tokens
         ensureRope(tb.seqLen)
+        defer { pool.recycle() }
         return adapters.parameters.withUnsafeBufferPointer { Pbuf -> LossSum in
             let P = Pbuf.baseAddress!
             // inputs[l] = input of layer l; inputs[L] = the last layer's output (before the final norm).
             var inputs = [embed(tb.tokens, n: n)]
-            let h = Buf(n * d), scratch = Buf(n * maxInFeatures)
+            let h = pool.take(n * d), scratch = pool.take(n * maxInFeatures)
             let rank = adapters.config.rank
             let perLayer = c.layers.map {
                 LayerCache.bytes(tokens: n, batch: geo.batch, seqLen: geo.seqLen, shape: $0, config: c, rank: rank, targets: targets.count)
@@ -206,10 +200,10 @@ public final class LoRAPass {
             var caches: [LayerCache?] = Array(repeating: nil, count: L)
             let shared = keepAll ? nil : maxCache(geo)
             for l in 0..<L {
-                let out = Buf(n * d)
+                let out = pool.take(n * d)
                 let cache = keepAll
                     ? LayerCache(tokens: n, batch: geo.batch, seqLen: geo.seqLen, shape: c.layers[l], config: c, rank: rank,
-                                 targets: targets.count)
+                                 targets: targets.count, pool: pool)
                     : shared!
                 forwardLayer(l, x: inputs.last!, out: out, cache: cache, h: h, scratch: scratch, P: P, geo: geo, seed: dropoutSeed)
                 if keepAll { caches[l] = cache }
@@ -219,21 +213,19 @@ public final class LoRAPass {
             base.finalNorm.withUnsafeBufferPointer { w in
                 Kernels.rmsNorm(xFinal.p, weight: w.baseAddress!, out: h.p, rows: n, dim: d, eps: c.rmsNormEps)
             }
-            let dx = backward ? Buf(n * d) : nil
+            let dx = backward ? pool.take(n * d) : nil
             let loss = lossAndGradient(hidden: h.p, batch: tb, divisor: lossDivisor, dHidden: dx?.p)
-            let activationBytes = 4 * (inputs.count * n * d + 2 * n * d + scratch.count)
-                + (keepAll ? perLayer.reduce(0, +) : perLayer.max()!)
-            lastActivationBytes = activationBytes
+            defer { lastActivationBytes = pool.bytesTaken }
             guard let dx else { return loss }
 
             // Final norm backward: dx ← ∂/∂x_L.
-            let dNormed = Buf(n * d)
+            let dNormed = pool.take(n * d)
             dNormed.p.update(from: dx.p, count: n * d)
             base.finalNorm.withUnsafeBufferPointer { w in
                 Kernels.rmsNormBackward(x: xFinal.p, weight: w.baseAddress!, dy: dNormed.p, dx: dx.p, rows: n, dim: d,
                                         eps: c.rmsNormEps, accumulate: false)
             }
-            let bw = BackwardScratch(tokens: n, config: c, rank: rank, maxIn: maxInFeatures)
+            let bw = BackwardScratch(tokens: n, config: c, rank: rank, pool: pool)
             for l in stride(from: L - 1, through: 0, by: -1) {
                 let cache: LayerCache
                 if let kept = caches[l] {
@@ -286,17 +278,23 @@ public final class LoRAPass {
         return (s, targets.firstIndex(of: t)!)
     }
 
-    func mask(_ seed: UInt64?, _ l: Int, _ ti: Int) -> DropoutMask? {
-        seed.map { DropoutMask(p: adapters.config.dropout, seed: $0, layer: l, target: ti) }
+    /// The forward's dropout mask of target ti in layer l, drawn into the cache (nil without dropout).
+    func drawMask(_ seed: UInt64?, _ cache: LayerCache, _ l: Int, _ ti: Int, rows: Int, cols: Int) -> DropoutBits? {
+        guard let seed else { return nil }
+        cache.masks[ti].fill(DropoutMask(p: adapters.config.dropout, seed: seed, layer: l, target: ti), rows: rows, cols: cols)
+        return cache.masks[ti]
     }
+
+    /// The mask the forward drew (nil without dropout).
+    func keptMask(_ seed: UInt64?, _ cache: LayerCache, _ ti: Int) -> DropoutBits? { seed == nil ? nil : cache.masks[ti] }
 
     /// u = dropout(x) Aᵀ [N × r]; out[:, 0..<outF] (ld ldOut) += s · u Bᵀ.
     func adapterForward(_ s: AdapterSlot, x: UnsafePointer<Float>, n: Int, u: UnsafeMutablePointer<Float>,
-                        out: UnsafeMutablePointer<Float>, ldOut: Int, mask: DropoutMask?, scratch: Buf, P: UnsafePointer<Float>) {
+                        out: UnsafeMutablePointer<Float>, ldOut: Int, mask: DropoutBits?, scratch: Buf, P: UnsafePointer<Float>) {
         let r = adapters.config.rank
         var input = x
         if let mask {
-            mask.apply(x, to: scratch.p, rows: n, cols: s.inFeatures)
+            mask.apply(x, to: scratch.p)
             input = UnsafePointer(scratch.p)
         }
         BLAS.gemm(m: n, n: r, k: s.inFeatures, a: input, b: P + s.aOffset, bTransposed: true, c: u)
@@ -307,7 +305,7 @@ public final class LoRAPass {
     /// Given dY [N × out] (ld ldY): gB += s · dYᵀ u, du = s · dY B, gA += duᵀ dropout(x), and when dX is given
     /// dX += dropoutᵀ(du A).
     func adapterBackward(_ s: AdapterSlot, x: UnsafePointer<Float>, n: Int, u: UnsafePointer<Float>,
-                         dY: UnsafePointer<Float>, ldY: Int, dX: UnsafeMutablePointer<Float>?, mask: DropoutMask?,
+                         dY: UnsafePointer<Float>, ldY: Int, dX: UnsafeMutablePointer<Float>?, mask: DropoutBits?,
                          scratch: Buf, bw: BackwardScratch, P: UnsafePointer<Float>) {
         let r = adapters.config.rank, scale = adapters.config.scale
         BLAS.gemm(m: s.outFeatures, n: r, k: n, a: dY, lda: ldY, b: u, bTransposed: false, c: grads + s.bOffset,
@@ -316,7 +314,7 @@ public final class LoRAPass {
                   alpha: scale)
         var input = x
         if let mask {
-            mask.apply(x, to: scratch.p, rows: n, cols: s.inFeatures)
+            mask.apply(x, to: scratch.p)
             input = UnsafePointer(scratch.p)
         }
         BLAS.gemm(m: r, n: s.inFeatures, k: n, a: bw.du.p, b: input, bTransposed: false, c: grads + s.aOffset, beta: 1,
@@ -324,7 +322,7 @@ public final class LoRAPass {
         guard let dX else { return }
         if let mask {
             BLAS.gemm(m: n, n: s.inFeatures, k: r, a: bw.du.p, b: P + s.aOffset, bTransposed: false, c: scratch.p)
-            mask.accumulate(scratch.p, into: dX, rows: n, cols: s.inFeatures)
+            mask.accumulate(scratch.p, into: dX)
         } else {
             BLAS.gemm(m: n, n: s.inFeatures, k: r, a: bw.du.p, b: P + s.aOffset, bTransposed: false, c: dX, beta: 1)
         }
@@ -346,7 +344,7 @@ public final class LoRAPass {
         }
         for (t, col) in [(LoRATarget.q, 0), (.k, nq * hd), (.v, (nq + nkv) * hd)] {
             guard let (s, ti) = slotIndex(l, t) else { continue }
-            adapterForward(s, x: h.p, n: n, u: cache.u[ti].p, out: cache.qkv.p + col, ldOut: width, mask: mask(seed, l, ti),
+            adapterForward(s, x: h.p, n: n, u: cache.u[ti].p, out: cache.qkv.p + col, ldOut: width, mask: drawMask(seed, cache, l, ti, rows: n, cols: s.inFeatures),
                            scratch: scratch, P: P)
         }
         rope(cache.qkv.p, tokens: n, width: width, heads: nq + nkv, seqLen: geo.seqLen, inverse: false)
@@ -357,7 +355,7 @@ public final class LoRAPass {
             BLAS.gemm(m: n, n: d, k: qWidth, a: cache.attn.p, b: w.baseAddress!, bTransposed: true, c: cache.xMid.p, beta: 1)
         }
         if let (s, ti) = slotIndex(l, .o) {
-            adapterForward(s, x: cache.attn.p, n: n, u: cache.u[ti].p, out: cache.xMid.p, ldOut: d, mask: mask(seed, l, ti),
+            adapterForward(s, x: cache.attn.p, n: n, u: cache.u[ti].p, out: cache.xMid.p, ldOut: d, mask: drawMask(seed, cache, l, ti, rows: n, cols: s.inFeatures),
                            scratch: scratch, P: P)
         }
 
@@ -371,7 +369,7 @@ public final class LoRAPass {
         for (t, col) in [(LoRATarget.gate, 0), (.up, inter)] {
             guard let (s, ti) = slotIndex(l, t) else { continue }
             adapterForward(s, x: h.p, n: n, u: cache.u[ti].p, out: cache.gu.p + col, ldOut: 2 * inter,
-                           mask: mask(seed, l, ti), scratch: scratch, P: P)
+                           mask: drawMask(seed, cache, l, ti, rows: n, cols: s.inFeatures), scratch: scratch, P: P)
         }
         Kernels.swiglu(cache.gu.p, out: cache.act.p, rows: n, inner: inter)
         out.p.update(from: cache.xMid.p, count: n * d)
@@ -379,7 +377,7 @@ public final class LoRAPass {
             BLAS.gemm(m: n, n: d, k: inter, a: cache.act.p, b: w.baseAddress!, bTransposed: true, c: out.p, beta: 1)
         }
         if let (s, ti) = slotIndex(l, .down) {
-            adapterForward(s, x: cache.act.p, n: n, u: cache.u[ti].p, out: out.p, ldOut: d, mask: mask(seed, l, ti),
+            adapterForward(s, x: cache.act.p, n: n, u: cache.u[ti].p, out: out.p, ldOut: d, mask: drawMask(seed, cache, l, ti, rows: n, cols: s.inFeatures),
                            scratch: scratch, P: P)
         }
     }
@@ -399,7 +397,7 @@ public final class LoRAPass {
 
         // MLP: out = xMid + act Wdownᵀ + adapter(act).
         if let (s, ti) = slotIndex(l, .down) {
-            adapterBackward(s, x: cache.act.p, n: n, u: cache.u[ti].p, dY: dx.p, ldY: d, dX: nil, mask: mask(seed, l, ti),
+            adapterBackward(s, x: cache.act.p, n: n, u: cache.u[ti].p, dY: dx.p, ldY: d, dX: nil, mask: keptMask(seed, cache, ti),
                             scratch: scratch, bw: bw, P: P)
         }
         guard needMLPInput else { return }
@@ -408,7 +406,7 @@ public final class LoRAPass {
             BLAS.gemm(m: n, n: inter, k: d, a: dx.p, b: w.baseAddress!, bTransposed: false, c: dAct)
         }
         if let (s, ti) = slotIndex(l, .down) {   // the adapter's share of ∂/∂act
-            adapterInputGradient(s, n: n, dY: dx.p, ldY: d, dX: dAct, mask: mask(seed, l, ti), scratch: scratch, bw: bw, P: P)
+            adapterInputGradient(s, n: n, dY: dx.p, ldY: d, dX: dAct, mask: keptMask(seed, cache, ti), scratch: scratch, bw: bw, P: P)
         }
         Kernels.swigluBackward(cache.gu.p, dAct: dAct, dgu: dgu, rows: n, inner: inter)
         lw.postNorm.withUnsafeBufferPointer { w in        // h = norm2(xMid), the gate/up input
@@ -419,7 +417,7 @@ public final class LoRAPass {
         }
         for (t, col) in [(LoRATarget.gate, 0), (.up, inter)] {
             guard let (s, ti) = slotIndex(l, t) else { continue }
-            adapterBackward(s, x: h.p, n: n, u: cache.u[ti].p, dY: dgu + col, ldY: 2 * inter, dX: dh, mask: mask(seed, l, ti),
+            adapterBackward(s, x: h.p, n: n, u: cache.u[ti].p, dY: dgu + col, ldY: 2 * inter, dX: dh, mask: keptMask(seed, cache, ti),
                             scratch: scratch, bw: bw, P: P)
         }
         guard needAttention else { return }
@@ -430,7 +428,7 @@ public final class LoRAPass {
 
         // Attention: xMid = x + attn Woᵀ + adapter(attn).
         if let (s, ti) = slotIndex(l, .o) {
-            adapterBackward(s, x: cache.attn.p, n: n, u: cache.u[ti].p, dY: dx.p, ldY: d, dX: nil, mask: mask(seed, l, ti),
+            adapterBackward(s, x: cache.attn.p, n: n, u: cache.u[ti].p, dY: dx.p, ldY: d, dX: nil, mask: keptMask(seed, cache, ti),
                             scratch: scratch, bw: bw, P: P)
         }
         guard needQKV else { return }
@@ -439,7 +437,7 @@ public final class LoRAPass {
             BLAS.gemm(m: n, n: qWidth, k: d, a: dx.p, b: w.baseAddress!, bTransposed: false, c: dA)
         }
         if let (s, ti) = slotIndex(l, .o) {
-            adapterInputGradient(s, n: n, dY: dx.p, ldY: d, dX: dA, mask: mask(seed, l, ti), scratch: scratch, bw: bw, P: P)
+            adapterInputGradient(s, n: n, dY: dx.p, ldY: d, dX: dA, mask: keptMask(seed, cache, ti), scratch: scratch, bw: bw, P: P)
         }
         AttentionCore.backward(qkv: cache.qkv.p, probs: cache.probs.p, dAttn: dA, dqkv: dqkv, batch: geo.batch,
                                seqLen: geo.seqLen, nq: nq, nkv: nkv, hd: hd)
@@ -455,7 +453,7 @@ public final class LoRAPass {
         for (t, col) in [(LoRATarget.q, 0), (.k, nq * hd), (.v, (nq + nkv) * hd)] {
             guard let (s, ti) = slotIndex(l, t) else { continue }
             adapterBackward(s, x: h.p, n: n, u: cache.u[ti].p, dY: dqkv + col, ldY: width,
-                            dX: needInputGradient ? dh : nil, mask: mask(seed, l, ti), scratch: scratch, bw: bw, P: P)
+                            dX: needInputGradient ? dh : nil, mask: keptMask(seed, cache, ti), scratch: scratch, bw: bw, P: P)
         }
         guard needInputGradient else { return }
         lw.inputNorm.withUnsafeBufferPointer { w in       // dx becomes ∂/∂x
@@ -467,13 +465,13 @@ public final class LoRAPass {
     /// dX += dropoutᵀ(s · dY B A): the adapter's share of its input gradient, when its A/B gradients were taken
     /// before dX existed (o and down, whose dY is the residual gradient).
     func adapterInputGradient(_ s: AdapterSlot, n: Int, dY: UnsafePointer<Float>, ldY: Int, dX: UnsafeMutablePointer<Float>,
-                              mask: DropoutMask?, scratch: Buf, bw: BackwardScratch, P: UnsafePointer<Float>) {
+                              mask: DropoutBits?, scratch: Buf, bw: BackwardScratch, P: UnsafePointer<Float>) {
         let r = adapters.config.rank
         BLAS.gemm(m: n, n: r, k: s.outFeatures, a: dY, lda: ldY, b: P + s.bOffset, bTransposed: false, c: bw.du.p,
                   alpha: adapters.config.scale)
         if let mask {
             BLAS.gemm(m: n, n: s.inFeatures, k: r, a: bw.du.p, b: P + s.aOffset, bTransposed: false, c: scratch.p)
-            mask.accumulate(scratch.p, into: dX, rows: n, cols: s.inFeatures)
+            mask.accumulate(scratch.p, into: dX)
         } else {
             BLAS.gemm(m: n, n: s.inFeatures, k: r, a: bw.du.p, b: P + s.aOffset, bTransposed: false, c: dX, beta: 1)
         }
@@ -490,7 +488,7 @@ public final class LoRAPass {
         if let dHidden { dHidden.update(repeating: 0, count: tb.batch * tb.seqLen * d) }
         guard !scored.isEmpty else { return LossSum(nll: 0, predictions: 0) }
         let chunk = min(512, scored.count)
-        let rows = Buf(chunk * d), logits = Buf(chunk * v), dRows = Buf(chunk * d)
+        let rows = pool.take(chunk * d), logits = pool.take(chunk * v), dRows = pool.take(chunk * d)
         var nll = [Double](repeating: 0, count: scored.count)
         let inv = Float(1 / divisor)
         let head = base.lmHead ?? base.embed
@@ -535,15 +533,15 @@ public final class LoRAPass {
 /// Work buffers of the backward sweep, sized for the widest layer.
 final class BackwardScratch {
     let dAct, dgu, dh, dAttn, dqkv, du, discard: Buf
-    init(tokens n: Int, config c: LlamaConfig, rank: Int, maxIn: Int) {
+    init(tokens n: Int, config c: LlamaConfig, rank: Int, pool: BufferPool) {
         let hd = c.headDim
         let maxI = c.layers.map(\.intermediateSize).max()!
-        dAct = Buf(n * maxI)
-        dgu = Buf(n * 2 * maxI)
-        dh = Buf(n * c.hiddenSize)
-        dAttn = Buf(n * c.layers.map { $0.numHeads * hd }.max()!)
-        dqkv = Buf(n * c.layers.map { ($0.numHeads + 2 * $0.numKVHeads) * hd }.max()!)
-        du = Buf(n * rank)
-        discard = Buf(n * c.hiddenSize)
+        dAct = pool.take(n * maxI)
+        dgu = pool.take(n * 2 * maxI)
+        dh = pool.take(n * c.hiddenSize)
+        dAttn = pool.take(n * c.layers.map { $0.numHeads * hd }.max()!)
+        dqkv = pool.take(n * c.layers.map { ($0.numHeads + 2 * $0.numKVHeads) * hd }.max()!)
+        du = pool.take(n * rank)
+        discard = pool.take(n * c.hiddenSize)
     }
 }

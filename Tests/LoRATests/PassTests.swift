@@ -91,23 +91,42 @@ struct PassTests {
 
     @Test func dropoutMaskRateAndScale() {
         let rows = 64, cols = 301, p = 0.05
-        let m = DropoutMask(p: p, seed: 7, layer: 3, target: 2)
+        let m = DropoutBits()
+        m.fill(DropoutMask(p: p, seed: 7, layer: 3, target: 2), rows: rows, cols: cols)
         let x = [Float](repeating: 1, count: rows * cols)
         var y = [Float](repeating: -1, count: rows * cols)
-        x.withUnsafeBufferPointer { xs in y.withUnsafeMutableBufferPointer { m.apply(xs.baseAddress!, to: $0.baseAddress!, rows: rows, cols: cols) } }
+        x.withUnsafeBufferPointer { xs in y.withUnsafeMutableBufferPointer { m.apply(xs.baseAddress!, to: $0.baseAddress!) } }
         let zeros = y.filter { $0 == 0 }.count
         let rate = Double(zeros) / Double(rows * cols)
         #expect(abs(rate - p) < 0.01, "dropped \(rate)")
+        #expect(m.keptCount == rows * cols - zeros)
         #expect(y.allSatisfy { $0 == 0 || abs($0 - Float(1 / (1 - p))) < 1e-6 })
         // the transpose uses the same mask
         var acc = [Float](repeating: 0, count: rows * cols)
-        x.withUnsafeBufferPointer { xs in acc.withUnsafeMutableBufferPointer { m.accumulate(xs.baseAddress!, into: $0.baseAddress!, rows: rows, cols: cols) } }
+        x.withUnsafeBufferPointer { xs in acc.withUnsafeMutableBufferPointer { m.accumulate(xs.baseAddress!, into: $0.baseAddress!) } }
         #expect(acc == y)
-        // other (layer, target) keys give other masks
-        var z = [Float](repeating: 0, count: rows * cols)
-        let m2 = DropoutMask(p: p, seed: 7, layer: 3, target: 3)
-        x.withUnsafeBufferPointer { xs in z.withUnsafeMutableBufferPointer { m2.apply(xs.baseAddress!, to: $0.baseAddress!, rows: rows, cols: cols) } }
-        #expect(z != y)
+        // the same key draws the same mask; another (layer, target) another one
+        let again = DropoutBits(), other = DropoutBits()
+        again.fill(DropoutMask(p: p, seed: 7, layer: 3, target: 2), rows: rows, cols: cols)
+        other.fill(DropoutMask(p: p, seed: 7, layer: 3, target: 3), rows: rows, cols: cols)
+        var z = [Float](repeating: 0, count: rows * cols), w = z
+        x.withUnsafeBufferPointer { xs in z.withUnsafeMutableBufferPointer { again.apply(xs.baseAddress!, to: $0.baseAddress!) } }
+        x.withUnsafeBufferPointer { xs in w.withUnsafeMutableBufferPointer { other.apply(xs.baseAddress!, to: $0.baseAddress!) } }
+        #expect(z == y && w != y)
+    }
+
+    /// Buffers are reused between passes: results must not depend on what ran before.
+    @Test func reusedBuffersDoNotLeakBetweenPasses() throws {
+        let p = try Self.pass(dropout: 0.1)
+        let a = try TokenBatch(examples: Self.examples), b = try TokenBatch(examples: [Self.examples[1]])
+        let first = try p.accumulateGradients(a, lossDivisor: 3, dropoutSeed: 8)
+        let g1 = p.flatGradients
+        p.zeroGradients()
+        _ = try p.accumulateGradients(b, lossDivisor: 1, dropoutSeed: 9)
+        _ = try p.logits(tokens: Self.examples[2].ids, batch: 1, seqLen: Self.examples[2].ids.count)
+        p.zeroGradients()
+        #expect(try p.accumulateGradients(a, lossDivisor: 3, dropoutSeed: 8) == first)
+        #expect(p.flatGradients == g1)
     }
 
     @Test func recomputedActivationsGiveTheSameGradients() throws {
