@@ -76,7 +76,7 @@ final class DropoutBits {
         Kernels.parallelRows(rows, minRowsPerChunk: 16) { range in
             for r in range {
                 let bits = w + r * wpr, xr = x + r * cols, yr = y + r * cols
-                for c in 0..<cols { yr[c] = (bits[c >> 6] >> UInt64(c & 63)) & 1 != 0 ? xr[c] * s : 0 }
+                for c in 0..<cols { yr[c] = xr[c] * (s * Float((bits[c >> 6] >> UInt64(c & 63)) & 1)) }
             }
         }
     }
@@ -87,7 +87,7 @@ final class DropoutBits {
         Kernels.parallelRows(rows, minRowsPerChunk: 16) { range in
             for r in range {
                 let bits = w + r * wpr, xr = x + r * cols, yr = y + r * cols
-                for c in 0..<cols where (bits[c >> 6] >> UInt64(c & 63)) & 1 != 0 { yr[c] += xr[c] * s }
+                for c in 0..<cols { yr[c] += xr[c] * (s * Float((bits[c >> 6] >> UInt64(c & 63)) & 1)) }
             }
         }
     }
