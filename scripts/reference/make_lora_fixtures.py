@@ -151,6 +151,10 @@ def make_lora(out: Path):
         shutil.rmtree(init_dir)
     pm.save_pretrained(str(init_dir))
     (init_dir / "README.md").unlink(missing_ok=True)
+    cfg_path = init_dir / "adapter_config.json"     # peft lists target_modules in set order: sort for stable files
+    cfg = json.loads(cfg_path.read_text())
+    cfg["target_modules"] = sorted(cfg["target_modules"])
+    cfg_path.write_text(json.dumps(cfg, indent=2, sort_keys=True) + "\n")
     pm.train()    # dropout is 0: train mode changes nothing, as in the Trainer
 
     exs = examples()
