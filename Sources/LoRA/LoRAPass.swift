@@ -194,20 +194,22 @@ public final class LoRAPass {
             let h = pool.take(n * d), scratch = pool.take(n * maxInFeatures)
             let rank = adapters.config.rank
             let perLayer = c.layers.map {
-                LayerCache.bytes(tokens: n, batch: geo.batch, seqLen: geo.seqLen, shape: $0, config: c, rank: rank, targets: targets.count)
+                LayerCache.bytes(tokens: n, batch: geo.batch, seqLen: geo.seqLen, shape: $0, config: c, rank: rank,
+                                 targets: targets.count)
             }
             let keepAll = backward && perLayer.reduce(0, +) <= activationBudgetBytes
             var caches: [LayerCache?] = Array(repeating: nil, count: L)
             let shared = keepAll ? nil : maxCache(geo)
+            var spare: Buf?     // forward only: the residual stream alternates between two buffers
             for l in 0..<L {
-                let out = pool.take(n * d)
+                let out = backward ? pool.take(n * d) : (spare ?? pool.take(n * d))
                 let cache = keepAll
                     ? LayerCache(tokens: n, batch: geo.batch, seqLen: geo.seqLen, shape: c.layers[l], config: c, rank: rank,
                                  targets: targets.count, pool: pool)
                     : shared!
                 forwardLayer(l, x: inputs.last!, out: out, cache: cache, h: h, scratch: scratch, P: P, geo: geo, seed: dropoutSeed)
                 if keepAll { caches[l] = cache }
-                if backward { inputs.append(out) } else { inputs = [out] }    // forward only: keep just the stream
+                if backward { inputs.append(out) } else { spare = inputs[0]; inputs = [out] }
             }
             let xFinal = inputs.last!
             base.finalNorm.withUnsafeBufferPointer { w in
@@ -238,7 +240,6 @@ public final class LoRAPass {
                 }
                 backwardLayer(l, x: inputs[l], cache: cache, dx: dx, h: h, scratch: scratch, bw: bw, P: P, geo: geo,
                               seed: dropoutSeed, needInputGradient: l > 0)
-                inputs[l + 1] = inputs[l]    // drop the output buffer of layer l (no longer needed)
             }
             return loss
         }
@@ -344,8 +345,8 @@ public final class LoRAPass {
         }
         for (t, col) in [(LoRATarget.q, 0), (.k, nq * hd), (.v, (nq + nkv) * hd)] {
             guard let (s, ti) = slotIndex(l, t) else { continue }
-            adapterForward(s, x: h.p, n: n, u: cache.u[ti].p, out: cache.qkv.p + col, ldOut: width, mask: drawMask(seed, cache, l, ti, rows: n, cols: s.inFeatures),
-                           scratch: scratch, P: P)
+            adapterForward(s, x: h.p, n: n, u: cache.u[ti].p, out: cache.qkv.p + col, ldOut: width,
+                           mask: drawMask(seed, cache, l, ti, rows: n, cols: s.inFeatures), scratch: scratch, P: P)
         }
         rope(cache.qkv.p, tokens: n, width: width, heads: nq + nkv, seqLen: geo.seqLen, inverse: false)
         AttentionCore.forward(qkv: cache.qkv.p, probs: cache.probs.p, attn: cache.attn.p, batch: geo.batch,
@@ -355,8 +356,8 @@ public final class LoRAPass {
             BLAS.gemm(m: n, n: d, k: qWidth, a: cache.attn.p, b: w.baseAddress!, bTransposed: true, c: cache.xMid.p, beta: 1)
         }
         if let (s, ti) = slotIndex(l, .o) {
-            adapterForward(s, x: cache.attn.p, n: n, u: cache.u[ti].p, out: cache.xMid.p, ldOut: d, mask: drawMask(seed, cache, l, ti, rows: n, cols: s.inFeatures),
-                           scratch: scratch, P: P)
+            adapterForward(s, x: cache.attn.p, n: n, u: cache.u[ti].p, out: cache.xMid.p, ldOut: d,
+                           mask: drawMask(seed, cache, l, ti, rows: n, cols: s.inFeatures), scratch: scratch, P: P)
         }
 
         // MLP: out = xMid + down(silu(gate) · up)(norm2(xMid))
@@ -377,8 +378,8 @@ public final class LoRAPass {
             BLAS.gemm(m: n, n: d, k: inter, a: cache.act.p, b: w.baseAddress!, bTransposed: true, c: out.p, beta: 1)
         }
         if let (s, ti) = slotIndex(l, .down) {
-            adapterForward(s, x: cache.act.p, n: n, u: cache.u[ti].p, out: out.p, ldOut: d, mask: drawMask(seed, cache, l, ti, rows: n, cols: s.inFeatures),
-                           scratch: scratch, P: P)
+            adapterForward(s, x: cache.act.p, n: n, u: cache.u[ti].p, out: out.p, ldOut: d,
+                           mask: drawMask(seed, cache, l, ti, rows: n, cols: s.inFeatures), scratch: scratch, P: P)
         }
     }
 
