@@ -1,5 +1,7 @@
 // Activation buffers reused from one pass to the next: a training run calls the pass thousands of times with
-// similar geometry, and fresh gigabyte-sized allocations cost page faults and zeroing every time.
+// similar geometry, and fresh gigabyte-sized allocations cost page faults and zeroing every time. A pass takes
+// its buffers in the same order every time, so the k-th request of a pass reuses the k-th buffer of the last
+// one, grown when too small: memory stays at one pass's working set for the largest geometry seen.
 import Foundation
 
 /// An owned float buffer with a stable address (zeroed when first allocated; reused contents are stale).
@@ -15,26 +17,23 @@ final class Buf {
 }
 
 final class BufferPool {
-    private var free: [Buf] = []
-    private var taken: [Buf] = []
+    private var slots: [Buf] = []
+    private var next = 0
 
-    /// A buffer of at least `count` floats: the smallest free one that fits, else a new one.
+    /// A buffer of at least `count` floats, valid until `recycle`.
     func take(_ count: Int) -> Buf {
-        var best: Int?
-        for (i, b) in free.enumerated() where b.capacity >= count && (best == nil || b.capacity < free[best!].capacity) {
-            best = i
+        defer { next += 1 }
+        if next == slots.count {
+            slots.append(Buf(count))
+        } else if slots[next].capacity < count {
+            slots[next] = Buf(count)
         }
-        let b = best.map { free.remove(at: $0) } ?? Buf(count)
-        taken.append(b)
-        return b
+        return slots[next]
     }
 
     /// Bytes of the buffers taken since the last `recycle`.
-    var bytesTaken: Int { 4 * taken.reduce(0) { $0 + $1.capacity } }
+    var bytesTaken: Int { 4 * slots.prefix(next).reduce(0) { $0 + $1.capacity } }
 
-    /// Makes every buffer taken since the last call free again; buffers left unused in that time are released.
-    func recycle() {
-        free = taken
-        taken = []
-    }
+    /// Ends a pass: its buffers are handed out again, in the same order, by the next one.
+    func recycle() { next = 0 }
 }

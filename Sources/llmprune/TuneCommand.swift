@@ -27,7 +27,7 @@ enum TuneCommand {
         var model: String, data: String, out: String
         var trainExamples: Int, validationExamples: Int, steps: Int, epochs: Int
         var adapterParameters: Int
-        var firstLoss: Double?, lastLoss: Double?, validationLoss: Double?
+        var firstLoss: Double?, lastLoss: Double?, validationLossBefore: Double?, validationLoss: Double?
         var tokens: Int, seconds: Double, tokensPerSecond: Double
         var peakRSSMB: Double
     }
@@ -102,6 +102,8 @@ enum TuneCommand {
             validation.isEmpty ? nil : try trainer.evaluate(validation).mean
         }
 
+        let valBefore = try evaluate()
+        if let v = valBefore { log(String(format: "tune: validation loss before training %.4f", v)) }
         let bar = ProgressBar(total: totalTokens, label: "tune", unit: "tok", quiet: quiet)
         var first: Double?, last: Double?, valLoss: Double?
         let t0 = Date()
@@ -127,11 +129,11 @@ enum TuneCommand {
         let report = Report(model: modelPath, data: dataPath, out: outPath, trainExamples: train.count,
                             validationExamples: validation.count, steps: plan.count, epochs: (plan.last?.epoch ?? -1) + 1,
                             adapterParameters: adapters.parameterCount, firstLoss: first, lastLoss: last,
-                            validationLoss: valLoss, tokens: totalTokens, seconds: seconds,
+                            validationLossBefore: valBefore, validationLoss: valLoss, tokens: totalTokens, seconds: seconds,
                             tokensPerSecond: seconds > 0 ? Double(totalTokens) / seconds : 0, peakRSSMB: CLI.peakRSSMB())
         if json { try CLI.printJSON(report); return }
         print(String(format: "tuned %d steps: loss %.4f → %.4f%@, %.1f tok/s, adapter in %@", plan.count, first ?? .nan,
-                     last ?? .nan, valLoss.map { String(format: ", validation %.4f", $0) } ?? "",
+                     last ?? .nan, valLoss.map { String(format: ", validation %.4f → %.4f", valBefore ?? .nan, $0) } ?? "",
                      report.tokensPerSecond, outPath))
     }
 
