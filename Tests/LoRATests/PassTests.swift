@@ -9,16 +9,20 @@ import Testing
 struct PassTests {
     static let examples = syntheticExamples(vocab: 80, lengths: [9, 6, 11], masked: [3, 1, 5], seed: 3)
 
-    static func pass(dropout: Double = 0, targets: Set<LoRATarget> = Set(LoRATarget.allCases)) throws -> LoRAPass {
-        let w = LlamaWeights.random(config: heterogeneousConfig, seed: 21, scale: 0.25)
+    static func pass(dropout: Double = 0, targets: Set<LoRATarget> = Set(LoRATarget.allCases), tied: Bool = true) throws
+        -> LoRAPass
+    {
+        var c = heterogeneousConfig
+        c.tieWordEmbeddings = tied
+        let w = LlamaWeights.random(config: c, seed: 21, scale: 0.25)
         let a = try randomAdapters(heterogeneousConfig, config: LoRAConfig(rank: 4, alpha: 8, dropout: dropout, targets: targets),
                                    seed: 5, bScale: 0.3)
         return try LoRAPass(base: w, adapters: a)
     }
 
     /// Central differences of the mean loss for the largest-gradient elements of every A and B.
-    func checkFiniteDifferences(dropout: Double) throws {
-        let p = try Self.pass(dropout: dropout)
+    func checkFiniteDifferences(dropout: Double, tied: Bool = true) throws {
+        let p = try Self.pass(dropout: dropout, tied: tied)
         let batch = try TokenBatch(examples: Self.examples)
         let count = Double(batch.predictionCount), seed: UInt64 = 99
         try p.accumulateGradients(batch, lossDivisor: count, dropoutSeed: seed)
@@ -44,10 +48,12 @@ struct PassTests {
                 }
             }
         }
-        print("finite differences (dropout \(dropout)): \(checked) elements, worst relative error \(worst)")
+        print("finite differences (dropout \(dropout), tied \(tied)): \(checked) elements, worst relative error \(worst)")
     }
 
     @Test func finiteDifferences() throws { try checkFiniteDifferences(dropout: 0) }
+
+    @Test func finiteDifferencesUntiedHead() throws { try checkFiniteDifferences(dropout: 0, tied: false) }
 
     /// With dropout the backward must be the transpose of the forward's masks for the same seed.
     @Test func finiteDifferencesWithDropout() throws { try checkFiniteDifferences(dropout: 0.3) }
