@@ -42,13 +42,15 @@ let package = Package(
                 swiftSettings: kernelSettings),
         .target(name: "Pruning", dependencies: ["Support", "Formats", "Tokenizer", "LlamaModel", "TensorCore"],
                 swiftSettings: kernelSettings),
+        .target(name: "LoRA", dependencies: ["Support", "Formats", "Tokenizer", "LlamaModel", "TensorCore"],
+                swiftSettings: kernelSettings),
         .target(name: "Cluster", dependencies: ["CZeroMQ", "CMPI", "MPIShim", "ProcessShim", "Support", "LlamaModel", "Pruning"],
                 swiftSettings: swiftSettings),
 
         // MARK: the thin CLI
         .executableTarget(name: "llmprune",
                           dependencies: ["Support", "Formats", "Tokenizer", "TensorCore", "LlamaModel", "Eval",
-                                         "Pruning", "Cluster"],
+                                         "Pruning", "Cluster", "LoRA"],
                           swiftSettings: swiftSettings),
 
         // MARK: tests mirror Sources
@@ -60,6 +62,8 @@ let package = Package(
                     exclude: ["Resources"]),
         .testTarget(name: "EvalTests", dependencies: ["Eval", "LlamaModel", "Support"], exclude: ["Resources"]),
         .testTarget(name: "PruningTests", dependencies: ["Pruning", "LlamaModel", "Formats", "Tokenizer", "Support"],
+                    exclude: ["Resources"]),
+        .testTarget(name: "LoRATests", dependencies: ["LoRA", "LlamaModel", "Formats", "Tokenizer", "TensorCore"],
                     exclude: ["Resources"]),
         .testTarget(name: "ClusterTests", dependencies: ["Cluster", "Pruning"]),
         .testTarget(name: "CLITests", dependencies: ["Support", "Formats"]),

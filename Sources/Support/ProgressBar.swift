@@ -10,6 +10,8 @@ public final class ProgressBar {
     private let start = Date()
     private var lastDraw = Date.distantPast
     public private(set) var done = 0
+    /// Extra text drawn after the ETA (e.g. the current loss); empty by default.
+    public var detail = ""
 
     /// - Parameters: total: units of work; unit: what one unit is called ("tok", "win").
     public init(total: Int, label: String, unit: String = "it", quiet: Bool = false) {
@@ -43,7 +45,7 @@ public final class ProgressBar {
         let bar = String(repeating: "█", count: filled) + String(repeating: "·", count: width - filled)
         let eta = rate > 0 ? Double(total - done) / rate : 0
         let line = String(format: "\r%@ %@ %3.0f%% %d/%d %@ %.1f %@/s ETA %@ ", label, bar, frac * 100, done,
-                          total, unit, rate, unit, ProgressBar.clock(eta))
+                          total, unit, rate, unit, ProgressBar.clock(eta)) + (detail.isEmpty ? "" : detail + "  ")
         FileHandle.standardError.write(line.data(using: .utf8)!)
     }
 

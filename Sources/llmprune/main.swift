@@ -50,6 +50,7 @@ do {
     case "apply": try PruneCommand.apply(argv)
     case "prune": try PruneCommand.prune(argv)
     case "cluster": try ClusterCommand.run(argv)
+    case "tune", "merge": try TuneCommand.run(command, argv)
     case "help", "--help", "-h": print(usage)
     default: throw UsageError("unknown command \"\(command)\" (try: llmprune help)")
     }
