@@ -44,13 +44,16 @@ let package = Package(
                 swiftSettings: kernelSettings),
         .target(name: "LoRA", dependencies: ["Support", "Formats", "Tokenizer", "LlamaModel", "TensorCore"],
                 swiftSettings: kernelSettings),
-        .target(name: "Cluster", dependencies: ["CZeroMQ", "CMPI", "MPIShim", "ProcessShim", "Support", "LlamaModel", "Pruning"],
+        // The cluster runtime (MPI data plane, ZeroMQ control plane, job directory, sessions) and the jobs on it.
+        .target(name: "Cluster", dependencies: ["CZeroMQ", "CMPI", "MPIShim", "ProcessShim", "Support"],
+                swiftSettings: swiftSettings),
+        .target(name: "ClusterPrune", dependencies: ["Cluster", "Support", "LlamaModel", "Pruning"],
                 swiftSettings: swiftSettings),
 
         // MARK: the thin CLI
         .executableTarget(name: "llmprune",
                           dependencies: ["Support", "Formats", "Tokenizer", "TensorCore", "LlamaModel", "Eval",
-                                         "Pruning", "Cluster", "LoRA"],
+                                         "Pruning", "Cluster", "ClusterPrune", "LoRA"],
                           swiftSettings: swiftSettings),
 
         // MARK: tests mirror Sources
@@ -65,7 +68,7 @@ let package = Package(
                     exclude: ["Resources"]),
         .testTarget(name: "LoRATests", dependencies: ["LoRA", "LlamaModel", "Formats", "Tokenizer", "TensorCore"],
                     exclude: ["Resources"]),
-        .testTarget(name: "ClusterTests", dependencies: ["Cluster", "Pruning"]),
+        .testTarget(name: "ClusterTests", dependencies: ["Cluster", "ClusterPrune", "LlamaModel", "Pruning"]),
         .testTarget(name: "CLITests", dependencies: ["Support", "Formats"]),
     ]
 )

@@ -5,7 +5,7 @@
 import Foundation
 
 /// The per-rank status lines on rank 0's terminal.
-final class RankProgressDisplay: @unchecked Sendable {
+public final class RankProgressDisplay: @unchecked Sendable {
     private let lock = NSLock()
     private var lines: [Int: String] = [:]
     private let ranks: Int
@@ -60,6 +60,8 @@ final class CoordinatorSide: @unchecked Sendable {
     let epoch: Int
     let watchdog: RankWatchdog
     let display: RankProgressDisplay
+    /// The command that continues the job, for the abort message.
+    var resumeHint = ""
     private let cond = NSCondition()
     private var done: [WorkUnit: UnitReport] = [:]   // under cond
     private var stopped = false                     // under cond
@@ -120,13 +122,8 @@ final class CoordinatorSide: @unchecked Sendable {
 
     /// Records why the attempt stops, tells the workers, and ends every rank (MPI_Abort). Any thread.
     func fatal(_ reason: String) -> Never {
-        display.log("\(reason); aborting the job. Resume it with: llmprune cluster prune --resume \(dir.url.path)")
-        try? dir.update { s in
-            if let i = s.attempts.lastIndex(where: { $0.epoch == epoch }) {
-                s.attempts[i].outcome = reason
-                s.attempts[i].ended = Date().timeIntervalSince1970
-            }
-        }
+        display.log("\(reason); aborting the job. Resume it with: \(resumeHint)")
+        try? dir.end(epoch: epoch, outcome: reason)
         watchdog.say("aborting: \(reason)")
         coordinator.abort(reason: reason)
         comm.abort(code: 4)

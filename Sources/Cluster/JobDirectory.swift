@@ -3,7 +3,6 @@
 // its own `attempt-E/rank-R.*`. Every file is written atomically, so a job killed at any instant leaves either the
 // previous or the new version. Layout: docs/cluster.md.
 import Foundation
-import Pruning
 import ProcessShim
 import Support
 
@@ -11,24 +10,15 @@ public enum JobError: Error, CustomStringConvertible, Equatable {
     case exists(path: String)
     case notAJob(path: String, reason: String)
     case corrupt(path: String, reason: String)
-    case alreadyComplete(path: String, out: String)
+    case alreadyComplete(path: String)
 
     public var description: String {
         switch self {
         case .exists(let p): "job directory \(p) exists (continue it with --resume \(p), or pass --force to start over)"
         case .notAJob(let p, let why): "\(p): not a job directory (\(why))"
         case .corrupt(let p, let why): "\(p): \(why)"
-        case .alreadyComplete(let p, let out): "job \(p) is already complete (output in \(out))"
+        case .alreadyComplete(let p): "job \(p) is already complete (llmprune cluster status \(p))"
         }
-    }
-}
-
-/// Phases of a prune job, in order. A phase is complete once its checkpoint is written.
-public enum JobPhase: String, Codable, CaseIterable, Sendable, Comparable {
-    case load, importance, plan, write
-
-    public static func < (a: JobPhase, b: JobPhase) -> Bool {
-        allCases.firstIndex(of: a)! < allCases.firstIndex(of: b)!
     }
 }
 
@@ -51,10 +41,11 @@ public struct JobState: Codable, Equatable, Sendable {
     public struct Attempt: Codable, Equatable, Sendable {
         public var epoch: Int
         public var ranks: Int
-        public var shard: String
+        /// How the work was split (e.g. "samples", "layers", "data-parallel").
+        public var mode: String
         public var started: Double
         /// The phase this attempt began with (earlier ones came from checkpoints).
-        public var startPhase: JobPhase
+        public var startPhase: String
         public var ended: Double?
         /// "complete", or why it stopped ("rank 2 lost: …"). Nil while running or when it was killed.
         public var outcome: String?
@@ -67,18 +58,9 @@ public struct JobState: Codable, Equatable, Sendable {
 
     public init() {}
 
-    public func isComplete(_ p: JobPhase) -> Bool { completed[p.rawValue] != nil }
-    /// The first checkpointed phase not yet complete (nil when the job is done). Loading is never checkpointed.
-    public var nextPhase: JobPhase? { JobPhase.allCases.first { $0 != .load && !isComplete($0) } }
-}
-
-/// scores.json: the importance phase's checkpoint.
-public struct ScoresCheckpoint: Codable, Equatable, Sendable {
-    public var epoch: Int
-    public var loss: Double?
-    public var calibration: CalibrationProvenance?
-    public var scores: [LayerScores]
-    public var stages: [PipelineStageReport]
+    public func isComplete(_ phase: String) -> Bool { completed[phase] != nil }
+    /// The first of the job's checkpointed `phases` not yet complete (nil when the job is done).
+    public func nextPhase(of phases: [String]) -> String? { phases.first { !isComplete($0) } }
 }
 
 /// One rank's identity for an attempt (attempt-E/rank-R.json).
@@ -96,8 +78,6 @@ public struct JobDirectory: Sendable {
 
     var jobFile: URL { url.appendingPathComponent("job.json") }
     var stateFile: URL { url.appendingPathComponent("state.json") }
-    public var scoresFile: URL { url.appendingPathComponent("scores.json") }
-    public var planFile: URL { url.appendingPathComponent("plan.json") }
     public var traceFile: URL { url.appendingPathComponent("trace.json") }
     public var reportFile: URL { url.appendingPathComponent("report.json") }
     public func attemptDir(_ epoch: Int) -> URL { url.appendingPathComponent("attempt-\(epoch)") }
@@ -134,16 +114,57 @@ public struct JobDirectory: Sendable {
         try write(s, to: stateFile)
     }
 
-    public func saveScores(_ c: ScoresCheckpoint) throws { try write(c, to: scoresFile) }
-    public func loadScores() throws -> ScoresCheckpoint { try read(ScoresCheckpoint.self, from: scoresFile) }
+    /// Rank 0: creates the job (or reopens it with `resume`), removes the staging directories of attempts that
+    /// did not commit, and records a new attempt starting at the first of `phases` without a checkpoint.
+    public func beginAttempt(spec: JobSpec, resume: Bool, force: Bool, ranks: Int, mode: String, phases: [String],
+                             quiet: Bool, staging: (_ epoch: Int) -> String?) throws -> JobState.Attempt {
+        let fm = FileManager.default
+        if resume { _ = try self.spec() } else { try create(spec, force: force) }
+        var state = try self.state()
+        guard let start = state.nextPhase(of: phases) else { throw JobError.alreadyComplete(path: url.path) }
+        if let last = state.attempts.last, !quiet {
+            for line in try diagnose(epoch: last.epoch).lines {
+                FileHandle.standardError.write(Data("llmprune: previous \(line)\n".utf8))
+            }
+        }
+        for a in state.attempts { if let s = a.staging { try? fm.removeItem(atPath: s) } }   // may be partial
+        let epoch = (state.attempts.map(\.epoch).max() ?? -1) + 1
+        let attempt = JobState.Attempt(epoch: epoch, ranks: ranks, mode: mode, started: Date().timeIntervalSince1970,
+                                       startPhase: start, staging: staging(epoch))
+        state.attempts.append(attempt)
+        try write(state, to: stateFile)
+        if !quiet {
+            FileHandle.standardError.write(Data("llmprune: job \(url.path), attempt \(epoch) on \(ranks) rank(s), mode \(mode), starting at phase \(start)\n".utf8))
+        }
+        return attempt
+    }
 
-    func write<T: Encodable>(_ value: T, to file: URL) throws {
+    /// Rank 0: marks `phase` complete in `epoch`.
+    public func complete(_ phase: String, epoch: Int) throws { try update { $0.completed[phase] = epoch } }
+
+    /// Rank 0: records how attempt `epoch` ended.
+    public func end(epoch: Int, outcome: String) throws {
+        try update { s in
+            if let i = s.attempts.lastIndex(where: { $0.epoch == epoch }) {
+                s.attempts[i].outcome = outcome
+                s.attempts[i].ended = Date().timeIntervalSince1970
+                if outcome == "complete" { s.attempts[i].staging = nil }
+            }
+        }
+    }
+
+    /// A file of the job directory.
+    public func file(_ name: String) -> URL { url.appendingPathComponent(name) }
+
+    /// Writes `value` as pretty JSON, atomically.
+    public func write<T: Encodable>(_ value: T, to file: URL) throws {
         let enc = JSONEncoder()
         enc.outputFormatting = [.prettyPrinted, .sortedKeys]
         try AtomicFile.write(try enc.encode(value), to: file)
     }
 
-    func read<T: Decodable>(_ type: T.Type, from file: URL) throws -> T {
+    /// Reads a JSON file of the job; a missing or malformed file is a `JobError.corrupt` naming it.
+    public func read<T: Decodable>(_ type: T.Type, from file: URL) throws -> T {
         let data: Data
         do { data = try Data(contentsOf: file) } catch {
             throw JobError.corrupt(path: file.path, reason: "cannot read: \(error.localizedDescription)")
@@ -217,7 +238,7 @@ public struct AttemptDiagnosis: Sendable {
 
     public var lines: [String] {
         let a = attempt
-        var out = ["attempt \(a.epoch): \(a.ranks) rank(s), --shard \(a.shard), began with phase \(a.startPhase.rawValue)"
+        var out = ["attempt \(a.epoch): \(a.ranks) rank(s), mode \(a.mode), began with phase \(a.startPhase)"
                    + (a.outcome.map { ", outcome: \($0)" } ?? (a.ended == nil ? ", no outcome recorded (killed?)" : ""))]
         if let f = firstReason, let t = f.exitTime {
             out.append(String(format: "cause: rank %d (pid %@ on %@) %@ %.2f s after the attempt began", f.rank,

@@ -1,4 +1,5 @@
 import Cluster
+import ClusterPrune
 import Foundation
 import LlamaModel
 import Pruning
@@ -46,24 +47,14 @@ enum ClusterCommand {
         let config = try ModelLoader.config(path: modelPath)
         let settings = try PruneCommand.settings(&a, numLayers: config.numLayers)
         let calib = try PruneCommand.CalibrationFlags(&a)
-        let interval = try double(&a, "heartbeat-interval", default: 1)
-        let timeout = try double(&a, "heartbeat-timeout", default: 5)
-        guard timeout > interval else {
-            throw UsageError("--heartbeat-timeout: \(timeout) s must exceed --heartbeat-interval \(interval) s")
-        }
         var options = ClusterPruneOptions(
             modelPath: modelPath, out: out, jobDir: jobDir, settings: settings,
             spec: JobSpec(command: "cluster prune", arguments: withoutRuntimeFlags(given)))
         options.shard = shard
         options.resume = resumeDir != nil
         options.force = force
-        options.quiet = quiet
-        options.bind = a.string("bind") ?? options.bind
-        options.heartbeatInterval = interval
-        options.heartbeatTimeout = timeout
-        options.curve = a.flag("curve")
+        options.session = try sessionOptions(&a, quiet: quiet)
         options.microBatches = try a.int("micro-batches", min: 1)
-        options.fault = FaultInjection.fromEnvironment()
         try a.finish()
         if Communicator.world.size > config.numLayers {
             throw UsageError("cluster prune: \(Communicator.world.size) ranks for \(config.numLayers) layers (each rank needs a layer)")
@@ -76,7 +67,7 @@ enum ClusterCommand {
         print("output       \(report.out) (\(report.ranks) shard(s))")
         print("job          \(report.jobDir)  plan \(report.plan)  trace \(report.trace)")
         print("phase        seconds      MPI bytes   control bytes")
-        for p in JobPhase.allCases {
+        for p in PrunePhase.allCases {
             let ph = report.phases[p.rawValue]!
             print(p.rawValue.padding(toLength: 11, withPad: " ", startingAt: 0)
                   + String(format: "%9.2f %14d %15d", ph.seconds, ph.mpiBytes, ph.controlBytes)
@@ -96,15 +87,13 @@ enum ClusterCommand {
         let spec = try dir.spec()
         let state = try dir.state()
         print("job          \(dir.url.path): llmprune \(spec.command) \(spec.arguments.joined(separator: " "))")
-        let done = JobPhase.allCases.filter { $0 != .load }.map { p in
-            state.isComplete(p) ? "\(p.rawValue) ✓ (attempt \(state.completed[p.rawValue]!))" : "\(p.rawValue) –"
-        }
-        print("phases       " + done.joined(separator: ", "))
+        let phases = state.completed.sorted { $0.value < $1.value }.map { "\($0.key) ✓ (attempt \($0.value))" }
+        print("done         " + (phases.isEmpty ? "nothing yet" : phases.joined(separator: ", ")))
         for a in state.attempts {
             for line in try dir.diagnose(epoch: a.epoch).lines { print(line) }
         }
-        if state.nextPhase != nil {
-            print("resume with  mpiexec -n N llmprune cluster prune --resume \(dir.url.path)")
+        if state.attempts.last?.outcome != "complete" {
+            print("resume with  mpiexec -n N llmprune \(spec.command) --resume \(dir.url.path)")
         }
     }
 
@@ -136,6 +125,21 @@ enum ClusterCommand {
             i += takes ? 2 : 1
         }
         return out
+    }
+
+    /// --bind, --heartbeat-interval, --heartbeat-timeout, --curve, and the test hooks of LLMPRUNE_FAULT.
+    static func sessionOptions(_ a: inout Arguments, quiet: Bool) throws -> SessionOptions {
+        var o = SessionOptions()
+        o.quiet = quiet
+        o.bind = a.string("bind") ?? o.bind
+        o.heartbeatInterval = try double(&a, "heartbeat-interval", default: 1)
+        o.heartbeatTimeout = try double(&a, "heartbeat-timeout", default: 5)
+        guard o.heartbeatTimeout > o.heartbeatInterval else {
+            throw UsageError("--heartbeat-timeout: \(o.heartbeatTimeout) s must exceed --heartbeat-interval \(o.heartbeatInterval) s")
+        }
+        o.curve = a.flag("curve")
+        o.fault = FaultInjection.fromEnvironment()
+        return o
     }
 
     static func double(_ a: inout Arguments, _ name: String, default d: Double) throws -> Double {

@@ -4,6 +4,7 @@ import Foundation
 import Testing
 import Pruning
 @testable import Cluster
+@testable import ClusterPrune
 import LlamaModel
 
 private let tinyGGUF = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()

@@ -1,67 +1,9 @@
 // The phases of `ClusterPruneJob` as each rank runs them (see ClusterPrune.swift for the overview).
+import Cluster
 import Foundation
 import LlamaModel
 import Pruning
 import Support
-
-/// One rank's handle on the control plane during a job.
-struct RankContext {
-    let job: ClusterPruneJob
-    let epoch: Int
-    let control: CoordinatorSide?   // rank 0
-    let worker: Worker?             // other ranks
-    let display: RankProgressDisplay
-    let fault: FaultInjection
-    let watchdog: RankWatchdog
-
-    var rank: Int { job.comm.rank }
-    var size: Int { job.comm.size }
-
-    func unit(_ phase: String) -> WorkUnit { WorkUnit(phase: phase, shard: rank, epoch: epoch) }
-
-    func progress(_ phase: String, _ done: Int, _ total: Int, _ message: String) {
-        if control != nil { display.update(rank: 0, "\(phase) \(done)/\(total) \(message)") }
-        try? worker?.progress(unit(phase), done: done, total: total, message: message)
-    }
-
-    /// Rendezvous before the collectives of `phase`: workers report ready and wait for `go`; rank 0 waits for
-    /// every ready and sends `go`.
-    func sync(_ phase: String) throws {
-        job.trace.span("wait", phase: phase) {
-            if let control {
-                control.phase = phase
-                _ = control.awaitDone(phase: phase + ".ready", ranks: 1..<size)
-            }
-        }
-        if let control {
-            try control.coordinator.broadcastGo(phase: phase, epoch: epoch)
-        } else if let worker {
-            try worker.done(unit(phase + ".ready"))
-            try job.trace.span("wait", phase: phase) { try worker.waitForGo(phase: phase, epoch: epoch, timeout: 7 * 86400) }
-        }
-    }
-
-    /// A worker's result for `phase` (rank 0 keeps its own).
-    func finish(_ phase: String, payload: Data) throws {
-        guard let worker else { return }
-        let before = worker.sentBytes
-        try worker.done(unit(phase), summary: "\(payload.count) bytes", payload: payload)
-        job.chargeControl(phase, bytes: worker.sentBytes - before)
-    }
-
-    /// Rank 0: every worker's result for `phase`.
-    func collect(_ phase: String) -> [Int: UnitReport] {
-        job.trace.span("wait", phase: phase) { control!.awaitDone(phase: phase, ranks: 1..<size) }
-    }
-
-    /// The fault-injection hook: stop here (heartbeats go on) until killed.
-    func stallIfAsked(_ step: String) {
-        guard fault.stall[rank] == step else { return }
-        try? Data().write(to: job.dir.stallMarker(epoch, rank))
-        FileHandle.standardError.write(Data("llmprune: [rank \(rank)] fault injection: stalled at \(step)\n".utf8))
-        while true { Thread.sleep(forTimeInterval: 1) }
-    }
-}
 
 /// What a rank holds: the whole model (samples) or its stage (layers).
 struct HeldModel {
@@ -75,8 +17,11 @@ struct HeldModel {
 }
 
 extension ClusterPruneJob {
-    func runPhases(_ x: RankContext, boot: Bootstrap, start: Date) throws -> ClusterPruneReport? {
+    func runPhases(_ x: ClusterSession, start: Date) throws -> ClusterPruneReport? {
         let r = comm.rank, n = comm.size
+        let trace = x.trace
+        let startPhase = PrunePhase(rawValue: x.attempt.startPhase) ?? .importance
+        let staging = x.attempt.extra["staging"] ?? ""
         var wall: [String: Double] = [:]
         func timed<T>(_ phase: String, _ body: () throws -> T) rethrows -> T {
             let t = Date()
@@ -85,7 +30,7 @@ extension ClusterPruneJob {
         }
 
         // load
-        x.control?.phase = "load"
+        x.enter("load")
         x.progress("load", 0, 1, "loading")
         x.stallIfAsked("load")
         let held = try timed("load") { try trace.span("load", phase: "load") { try load() } }
@@ -93,23 +38,23 @@ extension ClusterPruneJob {
                                         held.owned.lowerBound, held.owned.upperBound))
 
         // importance
-        if boot.startPhase <= .importance {
+        if startPhase <= .importance {
             let calib = try calibrate(held.loaded)
             let result = try timed("importance") { () -> ImportanceResult in
                 try x.sync("importance")
                 return options.shard == .samples ? try samplesImportance(x, held, calib) : try layersImportance(x, held, calib)
             }
-            if x.control != nil {
+            if x.isCoordinator {
                 var all = [result]
-                for (_, rep) in x.collect("importance").sorted(by: { $0.key < $1.key }) {
-                    all.append(try decode(ImportanceResult.self, rep.payload, what: "importance result of rank \(rep.rank)"))
+                for (rank, payload) in x.collect("importance").sorted(by: { $0.key < $1.key }) {
+                    all.append(try decode(ImportanceResult.self, payload, what: "importance result of rank \(rank)"))
                 }
                 let loss = options.shard == .samples ? all.compactMap(\.loss).reduce(0, +) : all.last?.loss
                 let ck = ScoresCheckpoint(epoch: x.epoch, loss: loss, calibration: calib.provenance,
                                           scores: all.flatMap(\.scores).sorted { $0.layer < $1.layer },
                                           stages: all.map(\.stage))
-                try dir.saveScores(ck)
-                try dir.update { $0.completed[JobPhase.importance.rawValue] = x.epoch }
+                try dir.write(ck, to: dir.scoresFile)
+                try dir.complete(PrunePhase.importance.rawValue, epoch: x.epoch)
             } else {
                 try x.finish("importance", payload: try JSONEncoder().encode(result))
             }
@@ -117,13 +62,13 @@ extension ClusterPruneJob {
 
         // plan (rank 0), then the write phase's rendezvous
         var planData = Data()
-        if x.control != nil {
-            x.control!.phase = "plan"
-            planData = try timed("plan") { try makePlan(held: held, epoch: x.epoch, startPhase: boot.startPhase) }
-            try FileManager.default.createDirectory(atPath: boot.staging, withIntermediateDirectories: false)
+        if x.isCoordinator {
+            x.enter("plan")
+            planData = try timed("plan") { try makePlan(held: held, epoch: x.epoch, startPhase: startPhase) }
+            try FileManager.default.createDirectory(atPath: staging, withIntermediateDirectories: false)
         }
         try x.sync("write")
-        let planBytes = try timed("plan") { try charge("plan") { comm.broadcast(Array(planData), root: 0) } }
+        let planBytes = try timed("plan") { x.charge("plan") { comm.broadcast(Array(planData), root: 0) } }
         let plan = try PrunePlan.decode(Data(planBytes), source: "plan from rank 0")
 
         // write: each rank cuts its own block and writes its shard
@@ -138,24 +83,25 @@ extension ClusterPruneJob {
             for l in held.weights.layers.indices { held.weights.layers[l] = .placeholder(held.weights.layers[l].shape) }
             return try trace.span("write", phase: "write") {
                 let tensors = try HFExport.shardTensors(weights: pruned, layers: held.owned, embedding: r == 0, head: r == n - 1)
-                return try HFExport.writeShard(tensors: tensors, index: r, count: n, into: URL(fileURLWithPath: boot.staging))
+                return try HFExport.writeShard(tensors: tensors, index: r, count: n, into: URL(fileURLWithPath: staging))
             }
         }
         x.progress("write", 2, 2, String(format: "wrote %@ (%.1f MB)", shard.fileName, Double(shard.dataBytes) / 1e6))
         let me = RankSummary(rank: r, host: ProcessInfo.processInfo.hostName, pid: Int(getpid()),
                              layers: Array(held.owned), weightBytes: held.bytes,
                              peakActivationBytes: peakActivation, peakRSSBytes: peakRSSBytes(),
-                             traffic: trafficByPhase, controlBytes: controlByPhase, shard: shard, events: trace.recorded)
-        guard x.control != nil else {
+                             traffic: x.trafficByPhase, controlBytes: x.controlByPhase, shard: shard,
+                             events: trace.recorded)
+        guard x.isCoordinator else {
             try x.finish("write", payload: try JSONEncoder().encode(me))
             return nil
         }
         var ranks = [me]
-        for (_, rep) in x.collect("write").sorted(by: { $0.key < $1.key }) {
-            ranks.append(try decode(RankSummary.self, rep.payload, what: "summary of rank \(rep.rank)"))
+        for (rank, payload) in x.collect("write").sorted(by: { $0.key < $1.key }) {
+            ranks.append(try decode(RankSummary.self, payload, what: "summary of rank \(rank)"))
         }
         return try timed("write") {
-            try commit(plan: plan, held: held, ranks: ranks, boot: boot, epoch: x.epoch, wall: wall, start: start)
+            try commit(plan: plan, held: held, ranks: ranks, session: x, wall: wall, start: start)
         }
     }
 
@@ -178,14 +124,14 @@ extension ClusterPruneJob {
 
     // MARK: importance
 
-    private func samplesImportance(_ x: RankContext, _ held: HeldModel, _ calib: CalibrationSet) throws -> ImportanceResult {
+    private func samplesImportance(_ x: ClusterSession, _ held: HeldModel, _ calib: CalibrationSet) throws -> ImportanceResult {
         let s = options.settings
         let (criterion, reduction) = try Planner.parse(criterion: s.criterion, reduction: s.reduction)
         let config = held.weights.config
         let scored = s.layerRange
         let t0 = Date()
         func score(_ l: Int, _ g: LayerGradients?, _ f: LayerGradients?) throws -> LayerScores {
-            try trace.span("score", phase: "importance") {
+            try x.trace.span("score", phase: "importance") {
                 try Importance.scores(layer: l, weights: held.weights.layers[l], gradient: g, fisher: f, config: config,
                                       criterion: criterion, reduction: reduction, attentionUnit: s.attentionUnit,
                                       seed: s.seed)
@@ -208,7 +154,7 @@ extension ClusterPruneJob {
             x.progress("importance", 0, 3, "forward on samples \(mine.lowerBound)..<\(mine.upperBound)")
             if !mine.isEmpty {
                 let toks = Array(calib.batchTokens[(mine.lowerBound * len)..<(mine.upperBound * len)])
-                try trace.span("forward", phase: "importance") {
+                try x.trace.span("forward", phase: "importance") {
                     _ = try pass.forward(tokens: toks, batch: mine.count, seqLen: len, input: nil)
                     loss = try pass.lossBackward() * Double(weight)
                 }
@@ -218,8 +164,8 @@ extension ClusterPruneJob {
             x.progress("importance", 1, 3, "backward, reducing each layer to its owner")
             let reduce = { (l: Int, g: LayerGradients, f: LayerGradients?) throws in
                 let owner = partition.firstIndex { $0.contains(l) }!
-                let sums = self.trace.span("reduce", phase: "importance") {
-                    self.charge("importance") {
+                let sums = x.trace.span("reduce", phase: "importance") {
+                    x.charge("importance") {
                         ShardedGradients.reduce(layer: l, gradient: g, fisher: f, weight: weight,
                                                 like: held.weights.layers[l], owner: owner, comm: self.comm)
                     }
@@ -232,7 +178,7 @@ extension ClusterPruneJob {
                     try reduce(l, z, criterion.needsFisher ? z : nil)
                 }
             } else {
-                _ = try trace.span("backward", phase: "importance") {
+                _ = try x.trace.span("backward", phase: "importance") {
                     try pass.backward(outputGradient: nil, fisher: criterion.needsFisher, consume: reduce)
                 }
             }
@@ -247,7 +193,7 @@ extension ClusterPruneJob {
         return ImportanceResult(scores: scores, loss: loss, stage: stageReport(held, peak: peak, seconds: Date().timeIntervalSince(t0)))
     }
 
-    private func layersImportance(_ x: RankContext, _ held: HeldModel, _ calib: CalibrationSet) throws -> ImportanceResult {
+    private func layersImportance(_ x: ClusterSession, _ held: HeldModel, _ calib: CalibrationSet) throws -> ImportanceResult {
         let s = options.settings
         let (criterion, reduction) = try Planner.parse(criterion: s.criterion, reduction: s.reduction)
         let config = held.weights.config
@@ -255,7 +201,7 @@ extension ClusterPruneJob {
         var scores: [LayerScores] = []
         let score = { (l: Int, g: LayerGradients?, f: LayerGradients?) throws in
             x.progress("importance", 1, 2, "scoring layer \(l)")
-            scores.append(try self.trace.span("score", phase: "importance") {
+            scores.append(try x.trace.span("score", phase: "importance") {
                 try Importance.scores(layer: l, weights: held.weights.layers[l], gradient: g, fisher: f, config: config,
                                       criterion: criterion, reduction: reduction, attentionUnit: s.attentionUnit,
                                       seed: s.seed)
@@ -269,10 +215,10 @@ extension ClusterPruneJob {
         if criterion.needsGradient || criterion.needsFisher {
             x.stallIfAsked("pipeline")
             let pipeline = try Pipeline(comm: comm, config: config)
-            let (result, p) = try charge("importance") {
+            let (result, p) = try x.charge("importance") {
                 try pipeline.gradients(makePass: makePass, tokens: calib.batchTokens, batch: calib.samples.count,
                                        seqLen: calib.provenance.sampleLength, fisher: criterion.needsFisher,
-                                       microBatches: micro, trace: trace, consume: { l, g, f in try score(l, g, f) })
+                                       microBatches: micro, trace: x.trace, consume: { l, g, f in try score(l, g, f) })
             }
             peak = p
             if comm.rank == comm.size - 1 { loss = result.loss }
@@ -292,41 +238,42 @@ extension ClusterPruneJob {
     // MARK: plan and commit (rank 0)
 
     /// The plan from the scores checkpoint (or the plan checkpoint when the plan phase is done); its JSON.
-    private func makePlan(held: HeldModel, epoch: Int, startPhase: JobPhase) throws -> Data {
+    private func makePlan(held: HeldModel, epoch: Int, startPhase: PrunePhase) throws -> Data {
         if startPhase > .plan { return try Data(contentsOf: dir.planFile) }
-        let ck = try dir.loadScores()
+        let ck = try dir.read(ScoresCheckpoint.self, from: dir.scoresFile)
         let config = held.weights.config
         let identity = try ModelIdentity(path: held.loaded.path, format: held.loaded.format, config: config)
         let plan = try PrunePlan.make(settings: options.settings, config: config, model: identity,
                                       calibration: ck.calibration, scores: ck.scores)
         try plan.write(to: dir.planFile)
-        try dir.update { $0.completed[JobPhase.plan.rawValue] = epoch }
+        try dir.complete(PrunePhase.plan.rawValue, epoch: epoch)
         return try plan.encoded()
     }
 
-    private func commit(plan: PrunePlan, held: HeldModel, ranks: [RankSummary], boot: Bootstrap, epoch: Int,
+    private func commit(plan: PrunePlan, held: HeldModel, ranks: [RankSummary], session x: ClusterSession,
                         wall: [String: Double], start: Date) throws -> ClusterPruneReport {
-        let staging = URL(fileURLWithPath: boot.staging)
+        let staging = URL(fileURLWithPath: x.attempt.extra["staging"] ?? "")
+        let epoch = x.epoch, startPhase = PrunePhase(rawValue: x.attempt.startPhase) ?? .importance
         let config = try plan.prunedConfig(held.weights.config)
         try HFExport.writeIndex(shards: ranks.map(\.shard), into: staging)
         try HFExport.writeModelFiles(config: config, tokenizerSource: .of(held.loaded), into: staging,
                                      extraFiles: ["prune_plan.json": try plan.encoded()])
         try HFExport.commit(staging: staging, to: options.out, force: true)
-        let ck = try? dir.loadScores()
+        let ck = try? dir.read(ScoresCheckpoint.self, from: dir.scoresFile)
         // The timeline: every rank's spans, one process per rank.
         let names = Dictionary(uniqueKeysWithValues: ranks.map { ($0.rank, "rank \($0.rank) (\($0.host) pid \($0.pid))") })
         try AtomicFile.write(try ChromeTrace.encode(events: ranks.flatMap(\.events), rankNames: names), to: dir.traceFile)
         var phases: [String: ClusterPruneReport.Phase] = [:]
-        for p in JobPhase.allCases.map(\.rawValue) {
+        for p in PrunePhase.allCases.map(\.rawValue) {
             phases[p] = .init(seconds: wall[p] ?? 0,
                               mpiBytes: ranks.reduce(0) { $0 + ($1.traffic[p]?.total ?? 0) },
                               controlBytes: ranks.reduce(0) { $0 + ($1.controlBytes[p] ?? 0) },
-                              fromCheckpoint: p == "importance" && boot.startPhase > .importance
-                                  || p == "plan" && boot.startPhase > .plan)
+                              fromCheckpoint: p == "importance" && startPhase > .importance
+                                  || p == "plan" && startPhase > .plan)
         }
         let report = ClusterPruneReport(
             out: options.out.path, jobDir: dir.url.path, plan: dir.planFile.path, trace: dir.traceFile.path,
-            shard: options.shard, ranks: comm.size, epoch: epoch, startPhase: boot.startPhase,
+            shard: options.shard, ranks: comm.size, epoch: epoch, startPhase: startPhase,
             parametersBefore: plan.parametersBefore, parametersAfter: plan.parametersAfter, loss: ck?.loss,
             layers: config.layers, phases: phases,
             perRank: ranks.map { .init(rank: $0.rank, host: $0.host, pid: $0.pid, layers: $0.layers,
@@ -335,14 +282,8 @@ extension ClusterPruneJob {
                                        traffic: $0.traffic.values.reduce(Communicator.Traffic(), +)) },
             totalSeconds: Date().timeIntervalSince(start))
         try dir.write(report, to: dir.reportFile)
-        try dir.update { s in
-            s.completed[JobPhase.write.rawValue] = epoch
-            if let i = s.attempts.lastIndex(where: { $0.epoch == epoch }) {
-                s.attempts[i].outcome = "complete"
-                s.attempts[i].ended = Date().timeIntervalSince1970
-                s.attempts[i].staging = nil
-            }
-        }
+        try dir.complete(PrunePhase.write.rawValue, epoch: epoch)
+        try dir.end(epoch: epoch, outcome: "complete")
         return report
     }
 

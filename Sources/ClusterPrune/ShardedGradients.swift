@@ -4,6 +4,7 @@
 // process (peers.md §0.5), and each layer's sums exist on one rank only.
 // Weighting: the batch loss is the mean of per-sample means, so g = Σᵣ (nᵣ/N)·gᵣ, and likewise
 // F = (1/N)·Σⱼ gⱼ² = Σᵣ (nᵣ/N)·Fᵣ with Fᵣ the shard's own Fisher.
+import Cluster
 import Foundation
 import LlamaModel
 

@@ -6,6 +6,7 @@
 // and sends only the per-unit score vectors to rank 0, which builds the plan.
 // Message order is fixed and acyclic (each rank receives from r−1, then sends to r+1; later receives from
 // r+1, then sends to r−1), so blocking MPI_Send/MPI_Recv cannot deadlock.
+import Cluster
 import Foundation
 import LlamaModel
 import Pruning

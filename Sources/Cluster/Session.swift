@@ -1,0 +1,275 @@
+// One attempt of a cluster job as every rank sees it: rank 0 prepares the job directory and binds the coordinator,
+// publishes the endpoint, a fresh job token and the attempt's parameters with MPI_Bcast (the only collective not
+// gated by a `go`: the control plane does not exist yet), and every other rank joins as a worker. Then the job's
+// phases use the helpers here: per-rank progress, rendezvous before collectives, per-unit results, accounting of
+// bytes moved, and the fault-injection hook. Jobs: ClusterPrune (prune) and tune.
+import Foundation
+
+/// Test hooks, from the environment variable LLMPRUNE_FAULT (comma-separated):
+///   stall@R:STEP   rank R stops at STEP (a name the job defines) and sleeps until killed, after writing
+///                  attempt-E/rank-R.stalled in the job directory (heartbeats go on);
+///   token@R        rank R presents a wrong job token.
+/// Only the first attempt (epoch 0) is affected, so a resumed job runs clean.
+public struct FaultInjection: Sendable, Equatable {
+    public var stall: [Int: String] = [:]
+    public var wrongToken: Set<Int> = []
+
+    public init() {}
+
+    public static func fromEnvironment() -> FaultInjection {
+        var f = FaultInjection()
+        for item in (ProcessInfo.processInfo.environment["LLMPRUNE_FAULT"] ?? "").split(separator: ",") {
+            let parts = item.split(separator: "@")
+            guard parts.count == 2 else { continue }
+            let target = parts[1].split(separator: ":")
+            guard let rank = Int(target[0]) else { continue }
+            if parts[0] == "stall", target.count == 2 { f.stall[rank] = String(target[1]) }
+            if parts[0] == "token" { f.wrongToken.insert(rank) }
+        }
+        return f
+    }
+}
+
+/// How the control plane of a job is set up (flags --bind, --heartbeat-*, --curve, --quiet).
+public struct SessionOptions: Sendable {
+    public var bind = "tcp://127.0.0.1:0"
+    public var heartbeatInterval = 1.0
+    public var heartbeatTimeout = 5.0
+    public var curve = false
+    public var quiet = false
+    public var fault = FaultInjection()
+    /// What workers announce in `hello` (e.g. ["prune", "layers"]).
+    public var capabilities: [String] = []
+    /// The command that continues the job after a failure (printed when rank 0 aborts it).
+    public var resumeHint = ""
+
+    public init() {}
+}
+
+/// What rank 0 decided for this attempt, published to every rank.
+public struct AttemptInfo: Codable, Sendable {
+    public var epoch: Int
+    /// The first phase this attempt runs (earlier ones come from checkpoints).
+    public var startPhase: String
+    /// Job-specific values (e.g. the output's staging directory).
+    public var extra: [String: String]
+
+    public init(epoch: Int, startPhase: String, extra: [String: String] = [:]) {
+        self.epoch = epoch
+        self.startPhase = startPhase
+        self.extra = extra
+    }
+}
+
+/// Published by rank 0 to every rank through MPI_Bcast before the control plane exists.
+struct Bootstrap: Codable {
+    var endpoint: String
+    var token: String
+    var curvePublicKey: String?
+    /// Wall-clock time zero of the job's trace.
+    var origin: Double
+    var attempt: AttemptInfo
+}
+
+public final class ClusterSession {
+    public let comm: Communicator
+    public let dir: JobDirectory
+    public let attempt: AttemptInfo
+    public let trace: TraceRecorder
+    public let display: RankProgressDisplay
+    public let fault: FaultInjection
+    let control: CoordinatorSide?     // rank 0
+    let workerSide: WorkerSide?       // other ranks
+    private var phaseTraffic: [String: Communicator.Traffic] = [:]
+    private var phaseControl: [String: Int] = [:]
+
+    public var epoch: Int { attempt.epoch }
+    public var rank: Int { comm.rank }
+    public var size: Int { comm.size }
+    public var isCoordinator: Bool { control != nil }
+
+    /// Starts this rank's side of an attempt. On rank 0, `prepare` sets up the job directory and returns the
+    /// attempt (it runs before anything is published; a throw there ends the job on every rank).
+    public init(comm: Communicator, dir: JobDirectory, options: SessionOptions, prepare: () throws -> AttemptInfo) throws {
+        self.comm = comm
+        self.dir = dir
+        var coordinator: Coordinator? = nil
+        var boot = Bootstrap(endpoint: "", token: "", curvePublicKey: nil, origin: Date().timeIntervalSince1970,
+                             attempt: AttemptInfo(epoch: 0, startPhase: ""))
+        if comm.rank == 0 {
+            boot.attempt = try prepare()
+            boot.token = Self.randomToken()
+            var cc = CoordinatorConfig(token: boot.token)
+            cc.bind = options.bind
+            cc.worldSize = comm.size
+            cc.heartbeatInterval = options.heartbeatInterval
+            cc.heartbeatTimeout = options.heartbeatTimeout
+            if options.quiet { cc.log = { _ in } }
+            if options.curve {
+                guard CurveKeyPair.isAvailable else {
+                    throw CoordinatorError.invalidConfig("--curve: the installed libzmq has no CURVE support")
+                }
+                let keys = try CurveKeyPair.generate()
+                cc.curve = keys
+                boot.curvePublicKey = keys.publicKey
+            }
+            let c = try Coordinator(cc)
+            coordinator = c
+            boot.endpoint = Self.advertised(c.endpoint)
+        }
+        let bytes = comm.broadcast(comm.rank == 0 ? Array(try JSONEncoder().encode(boot)) : [], root: 0)
+        boot = try JSONDecoder().decode(Bootstrap.self, from: Data(bytes))
+        attempt = boot.attempt
+        trace = TraceRecorder(rank: comm.rank, origin: boot.origin)
+        fault = boot.attempt.epoch == 0 ? options.fault : FaultInjection()
+        let watchdog = try dir.registerRank(epoch: boot.attempt.epoch, rank: comm.rank)
+        display = RankProgressDisplay(ranks: comm.size, quiet: options.quiet)
+        let joinTimeout = max(60, 4 * options.heartbeatTimeout)
+        if let coordinator {
+            let side = CoordinatorSide(coordinator: coordinator, comm: comm, dir: dir, epoch: boot.attempt.epoch,
+                                       watchdog: watchdog, display: display)
+            side.resumeHint = options.resumeHint
+            control = side
+            workerSide = nil
+            if comm.size > 1 {
+                let joined = try? trace.span("wait", phase: "start") {
+                    try coordinator.waitForWorkers(comm.size - 1, timeout: joinTimeout)
+                }
+                if joined == nil {
+                    side.fatal("only ranks \(coordinator.liveRanks) of 1..<\(comm.size) joined the coordinator at \(boot.endpoint)")
+                }
+            }
+        } else {
+            var wc = WorkerConfig(token: fault.wrongToken.contains(comm.rank) ? "not-" + boot.token : boot.token,
+                                  rank: comm.rank)
+            wc.heartbeatInterval = options.heartbeatInterval
+            wc.heartbeatTimeout = options.heartbeatTimeout
+            wc.capabilities = options.capabilities
+            wc.log = ControlPlane.stderrLog("rank \(comm.rank)")
+            if options.quiet { wc.log = { _ in } }
+            if let key = boot.curvePublicKey { wc.curve = try CurveClientKeys(serverPublicKey: key) }
+            let w = try Worker(endpoint: boot.endpoint, config: wc)
+            control = nil
+            workerSide = WorkerSide(worker: w, comm: comm, watchdog: watchdog)
+            _ = try w.waitForWelcome(timeout: joinTimeout)
+        }
+    }
+
+    /// Runs the job's phases; on success ends the attempt normally (shutdown), on error records why and ends
+    /// every rank's part of it.
+    public func run<T>(_ body: (ClusterSession) throws -> T) throws -> T {
+        do {
+            let result = try body(self)
+            watchdog.say("finished")
+            if let control {
+                control.stop()
+                control.coordinator.shutdown()
+            }
+            if let workerSide {
+                _ = try? workerSide.worker.waitForShutdown(timeout: 10)
+                workerSide.stop()
+                workerSide.worker.close()
+            }
+            return result
+        } catch {
+            if let control { control.fatal("rank 0 failed: \(error)") }
+            watchdog.say("failed: \(error)")
+            throw error
+        }
+    }
+
+    var watchdog: RankWatchdog { control?.watchdog ?? workerSide!.watchdog }
+
+    func unit(_ phase: String) -> WorkUnit { WorkUnit(phase: phase, shard: rank, epoch: epoch) }
+
+    // MARK: phase helpers
+
+    /// Shown on rank 0's terminal for this rank.
+    public func progress(_ phase: String, _ done: Int, _ total: Int, _ message: String) {
+        if control != nil { display.update(rank: 0, "\(phase) \(done)/\(total) \(message)") }
+        try? workerSide?.worker.progress(unit(phase), done: done, total: total, message: message)
+    }
+
+    /// Names the phase rank 0 is in (for the message when a rank is lost).
+    public func enter(_ phase: String) { control?.phase = phase }
+
+    /// Rendezvous before the collectives of `phase`: workers report ready and wait for `go`; rank 0 waits for
+    /// every ready and sends `go`.
+    public func sync(_ phase: String) throws {
+        enter(phase)
+        trace.span("wait", phase: phase) { _ = control?.awaitDone(phase: phase + ".ready", ranks: 1..<size) }
+        if let control {
+            try control.coordinator.broadcastGo(phase: phase, epoch: epoch)
+        } else if let worker = workerSide?.worker {
+            try worker.done(unit(phase + ".ready"))
+            try trace.span("wait", phase: phase) { try worker.waitForGo(phase: phase, epoch: epoch, timeout: 7 * 86400) }
+        }
+    }
+
+    /// A worker's result for `phase` (rank 0 keeps its own).
+    public func finish(_ phase: String, payload: Data) throws {
+        guard let worker = workerSide?.worker else { return }
+        let before = worker.sentBytes
+        try worker.done(unit(phase), summary: "\(payload.count) bytes", payload: payload)
+        phaseControl[phase, default: 0] += worker.sentBytes - before
+    }
+
+    /// Rank 0: every worker's result (`done` payload) for `phase`, by rank.
+    public func collect(_ phase: String) -> [Int: Data?] {
+        trace.span("wait", phase: phase) {
+            control!.awaitDone(phase: phase, ranks: 1..<size).mapValues(\.payload)
+        }
+    }
+
+    /// The fault-injection hook: stop here (heartbeats go on) until killed.
+    public func stallIfAsked(_ step: String) {
+        guard fault.stall[rank] == step else { return }
+        try? Data().write(to: dir.stallMarker(epoch, rank))
+        FileHandle.standardError.write(Data("llmprune: [rank \(rank)] fault injection: stalled at \(step)\n".utf8))
+        while true { Thread.sleep(forTimeInterval: 1) }
+    }
+
+    /// Rank 0: records why the attempt stops and ends every rank (MPI_Abort). Never returns.
+    public func abortJob(_ reason: String) -> Never {
+        if let control { control.fatal(reason) }
+        watchdog.say("aborting: \(reason)")
+        comm.abort(code: 4)
+    }
+
+    // MARK: accounting
+
+    /// Runs `body` as (part of) `phase`, charging the MPI bytes it moves to that phase.
+    public func charge<T>(_ phase: String, _ body: () throws -> T) rethrows -> T {
+        let before = comm.traffic
+        defer { phaseTraffic[phase, default: .init()] = phaseTraffic[phase, default: .init()] + (comm.traffic - before) }
+        return try body()
+    }
+
+    public var trafficByPhase: [String: Communicator.Traffic] { phaseTraffic }
+    public var controlByPhase: [String: Int] { phaseControl }
+
+    // MARK: bootstrap helpers
+
+    static func randomToken() -> String {
+        var g = SystemRandomNumberGenerator()
+        return (0..<4).map { _ in String(format: "%016llx", g.next() as UInt64) }.joined()
+    }
+
+    /// A wildcard bind (`tcp://*:p`, `tcp://0.0.0.0:p`) is advertised under this host's name.
+    static func advertised(_ endpoint: String) -> String {
+        for wild in ["tcp://*:", "tcp://0.0.0.0:"] where endpoint.hasPrefix(wild) {
+            return "tcp://\(ProcessInfo.processInfo.hostName):" + endpoint.dropFirst(wild.count)
+        }
+        return endpoint
+    }
+}
+
+/// Peak resident set size of this process (VmHWM), bytes.
+public func peakRSSBytes() -> Int {
+    guard let s = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8) else { return 0 }
+    for line in s.split(separator: "\n") where line.hasPrefix("VmHWM:") {
+        let kb = line.split(separator: " ").compactMap { Int($0) }.first ?? 0
+        return kb * 1024
+    }
+    return 0
+}
