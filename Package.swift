@@ -49,11 +49,13 @@ let package = Package(
                 swiftSettings: swiftSettings),
         .target(name: "ClusterPrune", dependencies: ["Cluster", "Support", "LlamaModel", "Pruning"],
                 swiftSettings: swiftSettings),
+        .target(name: "ClusterTune", dependencies: ["Cluster", "Support", "Formats", "LlamaModel", "LoRA", "Pruning"],
+                swiftSettings: swiftSettings),
 
         // MARK: the thin CLI
         .executableTarget(name: "llmprune",
                           dependencies: ["Support", "Formats", "Tokenizer", "TensorCore", "LlamaModel", "Eval",
-                                         "Pruning", "Cluster", "ClusterPrune", "LoRA"],
+                                         "Pruning", "Cluster", "ClusterPrune", "ClusterTune", "LoRA"],
                           swiftSettings: swiftSettings),
 
         // MARK: tests mirror Sources

@@ -19,6 +19,14 @@ public struct AdamW: Sendable {
         v = [Float](repeating: 0, count: parameterCount)
     }
 
+    /// The state after `step` steps with moments `m`, `v` (a checkpoint being resumed).
+    public mutating func restore(step: Int, m: [Float], v: [Float]) {
+        precondition(m.count == self.m.count && v.count == self.v.count)
+        self.step = step
+        self.m = m
+        self.v = v
+    }
+
     /// One step with learning rate `lr` (torch runs it also when lr is 0: moments and the step count advance).
     public mutating func update(_ params: inout [Float], gradients g: UnsafeBufferPointer<Float>, lr: Double) {
         precondition(params.count == m.count && g.count == m.count)

@@ -63,13 +63,18 @@ public final class LoRATrainer {
     }
 
     /// Adds the gradient of (Σ NLL over `examples`) / lossDivisor to the flat gradients; the divisor defaults to
-    /// the examples' own scored predictions. Returns the NLL sum and the tokens run.
-    public func accumulate(_ examples: [TokenizedExample], lossDivisor: Double? = nil) throws -> (loss: LossSum, tokens: Int) {
+    /// the examples' own scored predictions. Returns the NLL sum and the tokens run. `firstMicroBatch` is the
+    /// step-wide index of the first micro-batch: a data-parallel rank that runs micro-batches k… of a step draws
+    /// the dropout masks one process would draw for them (a mask depends on seed, step and micro-batch only).
+    public func accumulate(_ examples: [TokenizedExample], lossDivisor: Double? = nil, firstMicroBatch: Int = 0) throws
+        -> (loss: LossSum, tokens: Int)
+    {
         let batches = try microBatches(examples)
         let divisor = lossDivisor ?? Double(examples.reduce(0) { $0 + $1.predictionCount })
         var total = LossSum(nll: 0, predictions: 0), tokens = 0
         guard divisor > 0 else { return (total, 0) }     // nothing scored: no gradient (as a 0/0-free no-op)
-        for (i, b) in batches.enumerated() {
+        for (j, b) in batches.enumerated() {
+            let i = firstMicroBatch + j
             let seed = DropoutMask.mix(DropoutMask.mix(options.seed, UInt64(step)), UInt64(i))
             total = total + (try pass.accumulateGradients(b, lossDivisor: divisor, dropoutSeed: seed))
             tokens += b.batch * b.seqLen
@@ -89,6 +94,15 @@ public final class LoRATrainer {
         pass.zeroGradients()
         step += 1
         return (norm, lr)
+    }
+
+    /// Continues from a checkpoint: `step` optimizer steps taken, with these adapter values and AdamW moments.
+    public func restore(step: Int, parameters: [Float], optimizerStep: Int, m: [Float], v: [Float]) {
+        precondition(parameters.count == pass.adapters.parameters.count)
+        self.step = step
+        pass.adapters.parameters = parameters
+        optimizer.restore(step: optimizerStep, m: m, v: v)
+        pass.zeroGradients()
     }
 
     /// accumulate + applyUpdate over the examples of one optimizer step.

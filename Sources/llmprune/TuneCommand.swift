@@ -1,5 +1,8 @@
 // `llmprune tune`: LoRA recovery on Alpaca-format data in one process, writing a peft adapter directory and
 // a per-step loss CSV; `llmprune merge`: fold an adapter into a model and write a plain HF directory.
+import Cluster
+import ClusterTune
+import Eval
 import Foundation
 import LlamaModel
 import LoRA
@@ -12,9 +15,10 @@ enum TuneCommand {
       --rank 8 --alpha 16 --dropout 0.05 --targets q,k,v,o,gate,up,down   adapter (LLM-Pruner's recipe)
       --lr 1e-4 --epochs 2 | --steps N --batch 64 --micro-batch 4 --warmup 100 --weight-decay 0 --max-grad-norm 1
       --cutoff 256 --val-size N (default min(2000, records/10)) --eval-every N --train-on-inputs --seed 42
-      --threads T --quiet --json --force
+      --checkpoint-every 10 --job-dir DIR (default OUT.job) --resume DIR --eval wikitext2,ptb --eval-windows N
+      --threads T --quiet --json --force; under `mpiexec -n N`: data parallel (also --bind, --heartbeat-timeout, --curve)
     FILE: Alpaca JSON array or JSON Lines of {instruction, input, output}. DIR gets adapter_config.json,
-    adapter_model.safetensors (peft) and loss.csv.
+    adapter_model.safetensors (peft), loss.csv and loss.svg; the job directory keeps checkpoints for --resume.
            llmprune merge --model PATH --adapter DIR --out DIR [--force]   W += (alpha/r)·B·A, HF directory out
     """
 
@@ -23,118 +27,81 @@ enum TuneCommand {
         if command == "merge" { try merge(argv) } else { try tune(argv) }
     }
 
-    struct Report: Encodable {
-        var model: String, data: String, out: String
-        var trainExamples: Int, validationExamples: Int, steps: Int, epochs: Int
-        var adapterParameters: Int
-        var firstLoss: Double?, lastLoss: Double?, validationLossBefore: Double?, validationLoss: Double?
-        var tokens: Int, seconds: Double, tokensPerSecond: Double
-        var peakRSSMB: Double
-    }
+    static let booleans: Set<String> = ["json", "quiet", "force", "train-on-inputs", "curve"]
 
-    static func tune(_ argv: [String]) throws {
-        var a = try Arguments(argv, booleans: ["json", "quiet", "force", "train-on-inputs"])
-        let modelPath = try a.required("model"), dataPath = try a.required("data"), outPath = try a.required("out")
+    static func tune(_ given: [String]) throws {
+        let start = Date()
+        var argv = given
+        var resumeDir: URL? = nil
+        var peek = try Arguments(given, booleans: booleans)
+        if let r = peek.string("resume") {
+            let dir = JobDirectory(URL(fileURLWithPath: r))
+            argv = try dir.spec().arguments + given     // later flags win: the runtime flags of this launch
+            resumeDir = dir.url
+        }
+        var a = try Arguments(argv, booleans: booleans)
+        let modelPath = try a.required("model"), dataPath = try a.required("data")
+        let out = URL(fileURLWithPath: try a.required("out")).standardizedFileURL
+        let jobDir = resumeDir ?? URL(fileURLWithPath: a.string("job-dir") ?? out.path + ".job").standardizedFileURL
+        _ = a.string("resume")
         func double(_ name: String, _ d: Double) throws -> Double {
             guard let s = a.string(name) else { return d }
             guard let v = Double(s) else { throw UsageError("--\(name): \"\(s)\" is not a number") }
             return v
         }
-        var lora = LoRAConfig()
-        lora.rank = try a.int("rank", default: 8, min: 1)!
-        lora.alpha = try double("alpha", 16)
-        lora.dropout = try double("dropout", 0.05)
-        if let t = a.string("targets") { lora.targets = try LoRAConfig.parseTargets(t) }
-        var o = TrainingOptions()
-        o.learningRate = try double("lr", 1e-4)
-        o.batchSize = try a.int("batch", default: 64, min: 1)!
-        o.microBatchSize = try a.int("micro-batch", default: 4, min: 1)!
-        o.warmupSteps = try a.int("warmup", default: 100, min: 0)!
-        o.weightDecay = try double("weight-decay", 0)
-        o.maxGradNorm = try double("max-grad-norm", 1)
-        let seed = try a.int("seed", default: 42, min: 0)!
-        o.seed = UInt64(seed)
-        lora.seed = UInt64(seed)
-        let epochs = try a.int("epochs", default: 2, min: 1)!
-        let maxSteps = try a.int("steps", min: 1)
-        let cutoff = try a.int("cutoff", default: 256, min: 2)!
-        let valSize = try a.int("val-size", min: 0)
-        let evalEvery = try a.int("eval-every", min: 1)
-        let json = a.flag("json"), quiet = a.flag("quiet") || json, force = a.flag("force")
-        let trainOnInputs = a.flag("train-on-inputs")
+        var o = TuneOptions(modelPath: modelPath, dataPath: dataPath, out: out, jobDir: jobDir,
+                            spec: JobSpec(command: "tune", arguments: ClusterCommand.withoutRuntimeFlags(given)))
+        o.lora.rank = try a.int("rank", default: 8, min: 1)!
+        o.lora.alpha = try double("alpha", 16)
+        o.lora.dropout = try double("dropout", 0.05)
+        if let t = a.string("targets") { o.lora.targets = try LoRAConfig.parseTargets(t) }
+        o.training.learningRate = try double("lr", 1e-4)
+        o.training.batchSize = try a.int("batch", default: 64, min: 1)!
+        o.training.microBatchSize = try a.int("micro-batch", default: 4, min: 1)!
+        o.training.warmupSteps = try a.int("warmup", default: 100, min: 0)!
+        o.training.weightDecay = try double("weight-decay", 0)
+        o.training.maxGradNorm = try double("max-grad-norm", 1)
+        let seed = UInt64(try a.int("seed", default: 42, min: 0)!)
+        o.training.seed = seed
+        o.lora.seed = seed
+        o.epochs = try a.int("epochs", default: 2, min: 1)!
+        o.maxSteps = try a.int("steps", min: 1)
+        o.cutoff = try a.int("cutoff", default: 256, min: 2)!
+        o.validationSize = try a.int("val-size", min: 0)
+        o.evalEvery = try a.int("eval-every", min: 1)
+        o.checkpointEvery = try a.int("checkpoint-every", default: 10, min: 1)!
+        o.trainOnInputs = a.flag("train-on-inputs")
+        let json = a.flag("json"), quiet = a.flag("quiet") || json
+        o.force = a.flag("force")
+        o.resume = resumeDir != nil
+        o.session = try ClusterCommand.sessionOptions(&a, quiet: quiet)
+        let evalSets = (a.string("eval") ?? "").split(separator: ",").map(String.init)
+        let evalWindows = try a.int("eval-windows", min: 1)
+        for ds in evalSets { _ = try EvalDataset.resolve(ds) }
         try CLI.applyThreads(&a)
         try a.finish()
-        try lora.validate()
-        try o.validate()
-        let out = URL(fileURLWithPath: outPath)
-        if !force, FileManager.default.fileExists(atPath: out.appendingPathComponent(PEFTFormat.weightsFile).path) {
-            throw UsageError("\(outPath) already holds an adapter (use --force to replace it)")
-        }
-        func log(_ s: String) { if !quiet { FileHandle.standardError.write((s + "\n").data(using: .utf8)!) } }
-
+        try o.lora.validate()
+        try o.training.validate()
+        // A malformed file or split fails here, before any rank starts work.
         let records = try AlpacaData.load(path: dataPath)
-        let m = try CLI.loadModel(modelPath, tokenizer: true)
-        guard let tokenizer = m.tokenizer else { throw UsageError("\(modelPath) has no tokenizer") }
-        let vSize = valSize ?? min(2000, records.count / 10)
-        let (trainIdx, valIdx) = try AlpacaData.split(count: records.count, validationSize: vSize)
-        let tok = AlpacaTokenization(tokenizer: tokenizer, cutoff: cutoff, trainOnInputs: trainOnInputs)
-        let train = trainIdx.map { tok.example(records[$0]) }, validation = valIdx.map { tok.example(records[$0]) }
-        let unscored = train.filter { $0.predictionCount == 0 }.count
-        if unscored > 0 {
-            log("tune: warning: \(unscored) of \(train.count) training examples have no trained tokens "
-                + "(the prompt reaches --cutoff \(cutoff)); they add no gradient")
+        _ = try AlpacaData.split(count: records.count, validationSize: o.validationSize ?? min(2000, records.count / 10))
+        let probe: PerplexityProbe? = evalSets.isEmpty ? nil : { weights in
+            let m = try CLI.loadModel(modelPath, tokenizer: true)
+            return try PruneCommand.evaluate(weights, tokenizer: m.tokenizer!, datasets: evalSets, windows: evalWindows,
+                                             quiet: quiet)
         }
-        let plan = TrainingPlan.run(examples: train.count, epochs: epochs, maxSteps: maxSteps, options: o)
-        let stepExamples = plan.map { step in step.indices.map { train[$0] } }
-        let totalTokens = stepExamples.reduce(0) { $0 + TrainingPlan.tokens($1, microBatchSize: o.microBatchSize) }
-
-        let adapters = try LoRAAdapters.initialized(config: lora, model: m.config)
-        let trainer = try LoRATrainer(pass: try LoRAPass(base: m.weights, adapters: adapters), options: o,
-                                      totalSteps: plan.count)
-        trainer.padId = Int32(tokenizer.padId ?? 0)
-        log("tune: \(train.count) train / \(validation.count) validation examples, \(plan.count) steps of \(o.batchSize) "
-            + "(micro-batch \(o.microBatchSize)), \(adapters.parameterCount) adapter parameters (r \(lora.rank), "
-            + "targets \(lora.orderedTargets.map(\.rawValue).joined(separator: ",")))")
-        try FileManager.default.createDirectory(at: out, withIntermediateDirectories: true)
-        let csvURL = out.appendingPathComponent("loss.csv")
-        var csv = "step,epoch,loss,predictions,tokens,grad_norm,lr,seconds,val_loss\n"
-        func evaluate() throws -> Double? {
-            validation.isEmpty ? nil : try trainer.evaluate(validation).mean
+        guard let r = try TuneJob(options: o, perplexity: probe).run() else { return }
+        if json { try CLI.printJSON(r); return }
+        print(String(format: "tuned %d steps on %d rank(s): loss %.4f → %.4f%@, %.1f tok/s", r.steps, r.ranks,
+                     r.firstLoss ?? .nan, r.lastLoss ?? .nan,
+                     r.validationLoss.map { String(format: ", validation %.4f → %.4f", r.validationLossBefore ?? .nan, $0) } ?? "",
+                     r.tokensPerSecond))
+        for ds in r.perplexityBefore.keys.sorted() {
+            print(String(format: "perplexity   %-10@ %10.3f → %10.3f", ds, r.perplexityBefore[ds]!, r.perplexityAfter[ds] ?? .nan))
         }
-
-        let valBefore = try evaluate()
-        if let v = valBefore { log(String(format: "tune: validation loss before training %.4f", v)) }
-        let bar = ProgressBar(total: totalTokens, label: "tune", unit: "tok", quiet: quiet)
-        var first: Double?, last: Double?, valLoss: Double?
-        let t0 = Date()
-        for (k, examples) in stepExamples.enumerated() {
-            let r = try trainer.trainStep(examples)
-            first = first ?? r.loss.mean
-            last = r.loss.mean
-            var val = ""
-            if let e = evalEvery, (k + 1) % e == 0, let v = try evaluate() {
-                valLoss = v
-                val = String(format: "%.6f", v)
-            }
-            csv += String(format: "%d,%d,%.6f,%d,%d,%.6f,%.8g,%.3f,", r.step, plan[k].epoch, r.loss.mean, r.loss.predictions,
-                          r.tokens, r.gradNorm, r.learningRate, r.seconds) + val + "\n"
-            try AtomicFile.write(Data(csv.utf8), to: csvURL)
-            bar.detail = String(format: "step %d/%d loss %.4f", r.step, plan.count, r.loss.mean)
-            bar.advance(by: r.tokens)
-        }
-        bar.finish()
-        let seconds = Date().timeIntervalSince(t0)
-        if evalEvery == nil || plan.count % evalEvery! != 0 { valLoss = try evaluate() ?? valLoss }
-        try PEFTFormat.write(adapters, to: out, baseModel: modelPath)
-        let report = Report(model: modelPath, data: dataPath, out: outPath, trainExamples: train.count,
-                            validationExamples: validation.count, steps: plan.count, epochs: (plan.last?.epoch ?? -1) + 1,
-                            adapterParameters: adapters.parameterCount, firstLoss: first, lastLoss: last,
-                            validationLossBefore: valBefore, validationLoss: valLoss, tokens: totalTokens, seconds: seconds,
-                            tokensPerSecond: seconds > 0 ? Double(totalTokens) / seconds : 0, peakRSSMB: CLI.peakRSSMB())
-        if json { try CLI.printJSON(report); return }
-        print(String(format: "tuned %d steps: loss %.4f → %.4f%@, %.1f tok/s, adapter in %@", plan.count, first ?? .nan,
-                     last ?? .nan, valLoss.map { String(format: ", validation %.4f → %.4f", valBefore ?? .nan, $0) } ?? "",
-                     report.tokensPerSecond, outPath))
+        print("adapter      \(r.out) (adapter_config.json, adapter_model.safetensors, loss.csv, loss.svg)")
+        print("job          \(r.jobDir)" + (r.resumedAtStep > 0 ? " (resumed at step \(r.resumedAtStep))" : ""))
+        print(String(format: "total        %.1f s", Date().timeIntervalSince(start)))
     }
 
     static func merge(_ argv: [String]) throws {

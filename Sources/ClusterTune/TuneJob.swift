@@ -1,0 +1,275 @@
+// `llmprune tune`: LoRA recovery as a job, in one process or data-parallel under `mpiexec -n N`. Every rank loads
+// the model and the data and derives the same steps (the data order depends on seed and epoch, a dropout mask on
+// seed, step and micro-batch, so nothing random is ever sent). Each step's micro-batches are split across the
+// ranks (contiguous, sizes differ by at most one); each rank accumulates the gradient of its micro-batches with
+// the step's global loss divisor, the flat adapter gradients are summed with one MPI_Allreduce, and every rank
+// applies the same clipped AdamW update — so N ranks compute the update of one rank with the same global batch.
+// Rank 0 checkpoints every K steps (adapter, AdamW moments, step), and `--resume` continues bit-exactly with the
+// same number of ranks. Phases: train (checkpointed every K steps) → export.
+import Cluster
+import Foundation
+import LlamaModel
+import LoRA
+import Pruning
+import Support
+
+public struct TuneOptions: Sendable {
+    public var modelPath: String
+    public var dataPath: String
+    public var out: URL
+    public var jobDir: URL
+    public var lora = LoRAConfig()
+    public var training = TrainingOptions()
+    public var epochs = 2
+    public var maxSteps: Int? = nil
+    public var cutoff = 256
+    public var validationSize: Int? = nil
+    public var evalEvery: Int? = nil
+    public var trainOnInputs = false
+    /// Checkpoint every this many steps (and at the end of training).
+    public var checkpointEvery = 10
+    public var spec: JobSpec
+    public var resume = false
+    public var force = false
+    public var session = SessionOptions()
+
+    public init(modelPath: String, dataPath: String, out: URL, jobDir: URL, spec: JobSpec) {
+        self.modelPath = modelPath
+        self.dataPath = dataPath
+        self.out = out
+        self.jobDir = jobDir
+        self.spec = spec
+    }
+}
+
+/// Perplexity of a model on the caller's datasets (rank 0 only), before and after tuning.
+public typealias PerplexityProbe = (LlamaWeights) throws -> [String: Double]
+
+public struct TuneReport: Codable, Sendable {
+    public var model: String, data: String, out: String, jobDir: String
+    public var ranks: Int, epoch: Int, resumedAtStep: Int
+    public var trainExamples: Int, validationExamples: Int, steps: Int, epochs: Int
+    public var adapterParameters: Int
+    public var firstLoss: Double?, lastLoss: Double?, validationLossBefore: Double?, validationLoss: Double?
+    public var perplexityBefore: [String: Double], perplexityAfter: [String: Double]
+    public var tokens: Int, seconds: Double, tokensPerSecond: Double
+    /// Bytes of adapter gradients each rank handed to MPI_Allreduce over the run.
+    public var allreduceBytes: Int
+    public var peakRSSBytes: Int
+}
+
+/// checkpoint.json: where the latest checkpoint is and what the run had measured up to it.
+struct TuneCheckpoint: Codable {
+    var step: Int
+    var optimizerStep: Int
+    var directory: String
+    var csv: String
+    var firstLoss: Double?
+    var lastLoss: Double?
+    var validationLoss: Double?
+    var validationLossBefore: Double?
+    var perplexityBefore: [String: Double]
+    var tokens: Int
+    var seconds: Double
+}
+
+public final class TuneJob {
+    let options: TuneOptions
+    let comm: Communicator
+    let dir: JobDirectory
+    let probe: PerplexityProbe?
+
+    public init(options: TuneOptions, comm: Communicator = .world, perplexity: PerplexityProbe? = nil) {
+        self.options = options
+        self.comm = comm
+        self.dir = JobDirectory(options.jobDir)
+        self.probe = perplexity
+    }
+
+    var checkpointFile: URL { dir.file("checkpoint.json") }
+
+    /// Runs this rank's part; the report on rank 0, nil elsewhere.
+    public func run() throws -> TuneReport? {
+        var so = options.session
+        so.capabilities = ["tune"]
+        so.resumeHint = "llmprune tune --resume \(dir.url.path)"
+        let session = try ClusterSession(comm: comm, dir: dir, options: so) {
+            let fm = FileManager.default
+            if !options.resume, !options.force, fm.fileExists(atPath: options.out.path) {
+                throw PruneError.outputExists(path: options.out.path)
+            }
+            let a = try dir.beginAttempt(spec: options.spec, resume: options.resume, force: options.force,
+                                         ranks: comm.size, mode: "data-parallel", phases: ["train", "export"],
+                                         quiet: options.session.quiet) { epoch in
+                HFExport.stagingDirectory(for: options.out, tag: "e\(epoch)").path
+            }
+            return AttemptInfo(epoch: a.epoch, startPhase: a.startPhase, extra: ["staging": a.staging ?? ""])
+        }
+        return try session.run { try train($0) }
+    }
+
+    private func train(_ x: ClusterSession) throws -> TuneReport? {
+        let o = options
+        let quiet = o.session.quiet
+        func log(_ s: String) { if !quiet && x.isCoordinator { FileHandle.standardError.write(Data("tune: \(s)\n".utf8)) } }
+
+        // Every rank: model, data, split, tokenization and the plan of steps — identical everywhere.
+        x.enter("load")
+        let (m, records) = try x.trace.span("load", phase: "load") {
+            (try ModelLoader.load(path: o.modelPath, tokenizer: true), try AlpacaData.load(path: o.dataPath))
+        }
+        guard let tokenizer = m.tokenizer else { throw LoRAError.invalidConfig("\(o.modelPath) has no tokenizer") }
+        let (trainIdx, valIdx) = try AlpacaData.split(count: records.count,
+                                                      validationSize: o.validationSize ?? min(2000, records.count / 10))
+        let tok = AlpacaTokenization(tokenizer: tokenizer, cutoff: o.cutoff, trainOnInputs: o.trainOnInputs)
+        let train = trainIdx.map { tok.example(records[$0]) }, validation = valIdx.map { tok.example(records[$0]) }
+        let plan = TrainingPlan.run(examples: train.count, epochs: o.epochs, maxSteps: o.maxSteps, options: o.training)
+        let adapters = try LoRAAdapters.initialized(config: o.lora, model: m.config)
+        let trainer = try LoRATrainer(pass: try LoRAPass(base: m.weights, adapters: adapters), options: o.training,
+                                      totalSteps: plan.count)
+        trainer.padId = Int32(tokenizer.padId ?? 0)
+
+        // Resume: the latest checkpoint (all ranks read it from the shared job directory).
+        var ck = TuneCheckpoint(step: 0, optimizerStep: 0, directory: "", csv: "step,epoch,loss,predictions,tokens,grad_norm,lr,seconds,val_loss\n",
+                                firstLoss: nil, lastLoss: nil, validationLoss: nil, validationLossBefore: nil,
+                                perplexityBefore: [:], tokens: 0, seconds: 0)
+        if FileManager.default.fileExists(atPath: checkpointFile.path) {
+            ck = try dir.read(TuneCheckpoint.self, from: checkpointFile)
+            let t = try TuneCheckpointTensors.read(from: dir.file(ck.directory))
+            trainer.restore(step: ck.step, parameters: t.parameters, optimizerStep: ck.optimizerStep, m: t.m, v: t.v)
+            log("resuming at step \(ck.step) of \(plan.count) from \(ck.directory)")
+        }
+        let resumedAt = ck.step, secondsBefore = ck.seconds
+        log("\(train.count) train / \(validation.count) validation examples, \(plan.count) steps of \(o.training.batchSize) "
+            + "(micro-batch \(o.training.microBatchSize)) over \(comm.size) rank(s), \(adapters.parameterCount) adapter parameters")
+        if ck.step == 0 && x.isCoordinator {
+            if let probe { ck.perplexityBefore = try x.trace.span("eval", phase: "train") { try probe(m.weights) } }
+            if !validation.isEmpty { ck.validationLossBefore = Optional(try trainer.evaluate(validation).mean).flatMap { $0.isFinite ? $0 : nil } }
+        }
+
+        let micro = o.training.microBatchSize
+        let stepTokens = plan.map { TrainingPlan.tokens($0.indices.map { train[$0] }, microBatchSize: micro) }
+        let bar = ProgressBar(total: stepTokens.reduce(0, +), label: "tune", unit: "tok", quiet: quiet || !x.isCoordinator)
+        bar.advance(by: stepTokens.prefix(ck.step).reduce(0, +))
+        var allreduceBytes = 0
+        try x.sync("train")
+        let t0 = Date()
+        for k in ck.step..<plan.count {
+            x.stallIfAsked("step\(k)")
+            let st = Date()
+            let examples = plan[k].indices.map { train[$0] }
+            // This rank's micro-batches of the step, and the loss divisor of the whole step.
+            let nMicro = (examples.count + micro - 1) / micro
+            let mine = Self.shard(rank: comm.rank, size: comm.size, count: nMicro)
+            let local = Array(examples[min(examples.count, mine.lowerBound * micro)..<min(examples.count, mine.upperBound * micro)])
+            let divisor = Double(examples.reduce(0) { $0 + $1.predictionCount })
+            let (loss, tokens) = try x.trace.span("forward+backward", phase: "train") {
+                try trainer.accumulate(local, lossDivisor: divisor, firstMicroBatch: mine.lowerBound)
+            }
+            if comm.size > 1 {
+                try x.trace.span("allreduce", phase: "train") {
+                    x.charge("train") {
+                        trainer.pass.withFlatGradients { g in
+                            var buf = Array(g)
+                            comm.allReduceSum(&buf)
+                            _ = buf.withUnsafeBufferPointer { memcpy(g.baseAddress!, $0.baseAddress!, 4 * g.count) }
+                        }
+                    }
+                    allreduceBytes += 4 * adapters.parameterCount
+                }
+            }
+            var stats = [loss.nll, Double(loss.predictions), Double(tokens)]
+            comm.allReduceSum(&stats)
+            let (norm, lr) = trainer.applyUpdate()
+            let mean = stats[1] > 0 ? stats[0] / stats[1] : .nan
+            if mean.isFinite {          // a step with nothing scored has no loss
+                ck.firstLoss = ck.firstLoss ?? mean
+                ck.lastLoss = mean
+            }
+            ck.tokens += Int(stats[2])
+            var val = ""
+            if let e = o.evalEvery, (k + 1) % e == 0, !validation.isEmpty {
+                let v = try trainer.evaluate(validation).mean
+                ck.validationLoss = v.isFinite ? v : nil
+                val = String(format: "%.6f", v)
+            }
+            let secs = Date().timeIntervalSince(st)
+            ck.csv += String(format: "%d,%d,%.6f,%d,%d,%.6f,%.8g,%.3f,", k + 1, plan[k].epoch, mean, Int(stats[1]),
+                             Int(stats[2]), norm, lr, secs) + val + "\n"
+            bar.detail = String(format: "step %d/%d loss %.4f", k + 1, plan.count, mean)
+            bar.advance(by: stepTokens[k])
+            if !x.isCoordinator, (k + 1) % 5 == 0 || k + 1 == plan.count {
+                x.progress("train", k + 1, plan.count, String(format: "loss %.4f", mean))
+            }
+            if (k + 1) % o.checkpointEvery == 0 || k + 1 == plan.count {
+                ck.step = k + 1
+                ck.optimizerStep = trainer.optimizer.step
+                ck.seconds = secondsBefore + Date().timeIntervalSince(t0)
+                if x.isCoordinator { try x.trace.span("checkpoint", phase: "train") { try saveCheckpoint(&ck, adapters, trainer) } }
+            }
+        }
+        bar.finish()
+        let seconds = Date().timeIntervalSince(t0)
+        guard x.isCoordinator else {
+            try x.sync("export")
+            return nil
+        }
+        try dir.complete("train", epoch: x.epoch)
+        if o.evalEvery == nil || plan.count % o.evalEvery! != 0, !validation.isEmpty {
+            let v = try trainer.evaluate(validation).mean
+            ck.validationLoss = v.isFinite ? v : nil
+        }
+        var after: [String: Double] = [:]
+        if let probe {
+            after = try x.trace.span("eval", phase: "export") { try probe(try LoRAMerge.merged(base: m.weights, adapters: adapters)) }
+        }
+        // export: the peft adapter, the loss curve (CSV and SVG), into a staging directory renamed into place.
+        x.enter("export")
+        let staging = URL(fileURLWithPath: x.attempt.extra["staging"] ?? "")
+        try? FileManager.default.removeItem(at: staging)
+        try FileManager.default.createDirectory(at: staging, withIntermediateDirectories: true)
+        try PEFTFormat.write(adapters, to: staging, baseModel: o.modelPath)
+        try AtomicFile.write(Data(ck.csv.utf8), to: staging.appendingPathComponent("loss.csv"))
+        try AtomicFile.write(Data(LossChart.svg(csv: ck.csv).utf8), to: staging.appendingPathComponent("loss.svg"))
+        try HFExport.commit(staging: staging, to: o.out, force: true)
+        try x.sync("export")
+        let report = TuneReport(
+            model: o.modelPath, data: o.dataPath, out: o.out.path, jobDir: dir.url.path, ranks: comm.size, epoch: x.epoch,
+            resumedAtStep: resumedAt, trainExamples: train.count, validationExamples: validation.count,
+            steps: plan.count, epochs: (plan.last?.epoch ?? -1) + 1, adapterParameters: adapters.parameterCount,
+            firstLoss: ck.firstLoss, lastLoss: ck.lastLoss, validationLossBefore: ck.validationLossBefore,
+            validationLoss: ck.validationLoss, perplexityBefore: ck.perplexityBefore, perplexityAfter: after,
+            tokens: ck.tokens, seconds: seconds,
+            tokensPerSecond: seconds > 0 ? Double(stepTokens[resumedAt...].reduce(0, +)) / seconds : 0,
+            allreduceBytes: allreduceBytes, peakRSSBytes: peakRSSBytes())
+        try dir.write(report, to: dir.file("report.json"))
+        try AtomicFile.write(try ChromeTrace.encode(events: x.trace.recorded, rankNames: [0: "rank 0"]), to: dir.file("trace.json"))
+        try dir.complete("export", epoch: x.epoch)
+        try dir.end(epoch: x.epoch, outcome: "complete")
+        return report
+    }
+
+    /// Writes checkpoint-<step>/ (adapter, AdamW moments) through a staging name, then points checkpoint.json at
+    /// it, then removes the previous one: a crash at any instant leaves a complete checkpoint named.
+    private func saveCheckpoint(_ ck: inout TuneCheckpoint, _ adapters: LoRAAdapters, _ trainer: LoRATrainer) throws {
+        let name = "checkpoint-\(ck.step)"
+        let tmp = dir.file(".\(name).tmp"), final = dir.file(name)
+        let fm = FileManager.default
+        try? fm.removeItem(at: tmp)
+        try fm.createDirectory(at: tmp, withIntermediateDirectories: false)
+        try TuneCheckpointTensors(parameters: adapters.parameters, m: trainer.optimizer.m, v: trainer.optimizer.v).write(to: tmp)
+        try? fm.removeItem(at: final)
+        guard rename(tmp.path, final.path) == 0 else {
+            throw JobError.corrupt(path: final.path, reason: "cannot rename the checkpoint into place")
+        }
+        let previous = ck.directory
+        ck.directory = name
+        try dir.write(ck, to: checkpointFile)
+        if !previous.isEmpty, previous != name { try? fm.removeItem(at: dir.file(previous)) }
+    }
+
+    /// The contiguous range of `rank` among `size` for `count` items (sizes differ by at most one).
+    static func shard(rank: Int, size: Int, count n: Int) -> Range<Int> {
+        (rank * n / size)..<((rank + 1) * n / size)
+    }
+}
