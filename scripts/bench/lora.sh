@@ -2,7 +2,9 @@
 # LoRA training throughput, llmprune tune vs torch + peft (fp32), same model, Alpaca examples, order,
 # micro-batches, padding and thread count, in one run. Both time only the optimizer steps (forward, backward
 # to the adapters, clipping, AdamW), not model loading. Prints tokens/s of both (padded tokens run forward),
-# the ratio, both first-step losses (they should agree up to dropout noise) and llmprune's peak RSS.
+# the ratio, both first-step losses (they should agree up to dropout noise) and llmprune's peak RSS. Then the
+# data-parallel scaling of `mpiexec -n 2 llmprune tune`: 1 rank × 1 thread against 2 ranks × 1 thread each on the
+# same global batches (efficiency = tok/s(2 ranks) / (2 × tok/s(1 rank))).
 #   scripts/bench/lora.sh [--model PATH] [--threads 2] [--steps 3] [--batch 8] [--micro-batch 4] [--cutoff 256]
 # Build directory: $SWIFT_SCRATCH (default .build).
 set -euo pipefail
@@ -34,6 +36,12 @@ echo "== torch + peft ($threads threads)" >&2
 scripts/reference/run.sh lora_bench.py --model "$model" --data "$data" --steps "$steps" --batch "$batch" \
     --micro-batch "$micro" --cutoff "$cutoff" --threads "$threads" 2>/dev/null | tail -n 1 > "$out/torch.json"
 head -n 2 "$out/adapter/loss.csv" | tail -n 1 | cut -d, -f3 > "$out/first_loss"
+echo "== scaling: 1 rank x 1 thread, then mpiexec -n 2 x 1 thread" >&2
+for n in 1 2; do
+    mpiexec -n "$n" "$build/release/llmprune" tune --model "$model" --data "$data" --out "$out/dp$n" --steps "$steps" \
+        --batch "$batch" --micro-batch "$micro" --cutoff "$cutoff" --val-size 0 --warmup 0 --threads 1 --json \
+        > "$out/dp$n.json"
+done
 
 python3 - "$out/ours.json" "$out/torch.json" "$out/first_loss" <<'PY'
 import json, sys
@@ -45,4 +53,10 @@ print(f"llmprune         {ours['tokensPerSecond']:8.1f} tok/s  ({ours['seconds']
 print(f"torch + peft     {torch['tokens_per_s']:8.1f} tok/s  ({torch['seconds']:.1f} s)")
 print(f"ratio            {ours['tokensPerSecond'] / torch['tokens_per_s']:8.2f}x  (llmprune / torch)")
 print(f"step-1 loss      {first:.4f} (llmprune)  {torch['losses'][0]:.4f} (torch)  [dropout masks differ]")
+d = sys.argv[1].rsplit("/", 1)[0]
+one, two = json.load(open(f"{d}/dp1.json")), json.load(open(f"{d}/dp2.json"))
+print(f"1 rank x 1 thread   {one['tokensPerSecond']:8.1f} tok/s")
+print(f"2 ranks x 1 thread  {two['tokensPerSecond']:8.1f} tok/s  (allreduce {two['allreduceBytes'] / 1e6:.1f} MB per rank)")
+print(f"scaling efficiency  {two['tokensPerSecond'] / (2 * one['tokensPerSecond']):8.2f}  (same adapter: "
+      f"final loss {one['lastLoss']:.6f} vs {two['lastLoss']:.6f})")
 PY
