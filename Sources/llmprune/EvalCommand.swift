@@ -1,6 +1,7 @@
 import Eval
 import Foundation
 import LlamaModel
+import LoRA
 import Support
 
 enum EvalCommand {
@@ -13,6 +14,7 @@ enum EvalCommand {
     static func run(_ argv: [String]) throws {
         var a = try Arguments(argv, booleans: ["json", "quiet"])
         let path = try a.required("model"), dataset = try a.required("dataset")
+        let adapter = a.string("adapter")
         var o = PerplexityOptions()
         o.seqLen = try a.int("seq-len", default: 128)!
         o.batch = try a.int("batch", default: 8)!
@@ -24,8 +26,13 @@ enum EvalCommand {
         try o.validate()
         let file = try EvalDataset.resolve(dataset)
         let m = try CLI.loadModel(path, tokenizer: true)
+        var weights = m.weights
+        if let adapter {     // a peft LoRA adapter, folded in: W + (alpha/r)·B·A
+            let adapters = try PEFTFormat.load(from: URL(fileURLWithPath: adapter), model: m.config)
+            weights = try LoRAMerge.merged(base: m.weights, adapters: adapters)
+        }
         let ids = m.tokenizer!.encode(try EvalDataset.text(of: file))
-        let r = try Perplexity.evaluate(runner: LlamaRunner(weights: m.weights), ids: ids, options: o, source: file.path)
+        let r = try Perplexity.evaluate(runner: LlamaRunner(weights: weights), ids: ids, options: o, source: file.path)
         if json {
             try CLI.printJSON(Report(model: m.path, dataset: dataset, file: file.path, result: r,
                                      idsSHA256: SHA256.hex(ids: ids)))

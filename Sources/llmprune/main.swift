@@ -8,7 +8,7 @@ usage: llmprune <command> [flags]
 
 commands:
   info      --model PATH [--json]                      architecture, per-layer widths, parameter count
-  eval      --model PATH --dataset wikitext2|ptb|ptb-valid|FILE [--seq-len 128] [--max-windows N]
+  eval      --model PATH --dataset wikitext2|ptb|ptb-valid|FILE [--seq-len 128] [--max-windows N] [--adapter DIR]
             [--batch 8] [--threads T] [--json] [--quiet]   perplexity (LLM-Pruner protocol)
   tokenize  --model PATH --dataset NAME|FILE [--out ids.bin] [--json]   token count and SHA-256 of the ids
   plan      --model PATH --plan FILE [pruning flags]        importance pass → prune plan (nothing is cut)
@@ -22,6 +22,10 @@ commands:
             [--resume DIR] [--bind tcp://HOST:PORT] [--heartbeat-interval 1] [--heartbeat-timeout 5] [--curve]
             [--json] [--quiet] [--force]      under `mpiexec -n N`: the prune job across N ranks (docs/cluster.md)
   cluster status JOB_DIR                      phases done, attempts, how the last one ended
+  tune      --model PATH --data ALPACA.json --out DIR [--epochs 2 | --steps N] [--batch 64] [--lr 1e-4]
+            [--rank 8 --alpha 16 --dropout 0.05] [--checkpoint-every 10] [--resume JOB] [--eval wikitext2,ptb]
+            LoRA recovery (peft adapter); under `mpiexec -n N` data parallel   (llmprune tune --help)
+  merge     --model PATH --adapter DIR --out DIR      fold a LoRA adapter into the weights (HF directory)
   bench     --model PATH [--batch 8] [--seq-len 128] [--iters 5] [--threads T] [--json]   forward speed
 
 PATH is a .gguf file or a Hugging Face model directory (config.json, safetensors, tokenizer.json).

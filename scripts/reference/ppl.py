@@ -23,6 +23,7 @@ def main():
     ap.add_argument("--batch", type=int, default=8)
     ap.add_argument("--json", action="store_true", help="print a single JSON object on stdout")
     ap.add_argument("--out", help="also write the JSON result to this file")
+    ap.add_argument("--adapter", help="a peft LoRA adapter directory, applied with PeftModel.from_pretrained (not merged)")
     ap.add_argument("--progress", type=int, default=20, help="log progress every N batches (0 = never)")
     common.add_threads_arg(ap)
     args = ap.parse_args()
@@ -40,11 +41,16 @@ def main():
     common.log(f"tokenized {len(ids)} ids in {tok_s:.1f}s; first ids {ids[:8]}; bos_token_id={bos} first_is_bos={first_is_bos}")
 
     model = common.load_model(args.model)
+    if args.adapter:
+        from peft import PeftModel
+        model = PeftModel.from_pretrained(model, args.adapter)
+        model.eval()
     r = common.perplexity(model, ids, seq_len=args.seq_len, max_windows=args.max_windows, batch=args.batch,
                           progress=args.progress)
     L, nwin, scored, nll_mean = args.seq_len, r["windows"], r["scored"], r["nll_mean"]
     res = {
         "model": str(args.model),
+        "adapter": args.adapter,
         "dataset": args.dataset,
         "dataset_path": str(common.dataset_path(args.dataset)),
         "seq_len": L,
