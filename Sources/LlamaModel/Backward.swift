@@ -218,7 +218,7 @@ public final class GradientPass {
                                cache: LayerActivations? = nil, grads: inout LayerGradients?, fisher: inout LayerGradients?, needInputGradient: Bool) {
         let c = runner.config, lw = weights.layers[l]
         let d = c.hiddenSize, hd = c.headDim, n = batch * seqLen, eps = c.rmsNormEps
-        let nq = lw.shape.numHeads, nkv = lw.shape.numKVHeads, rep = nq / nkv, inter = lw.shape.intermediateSize
+        let nq = lw.shape.numHeads, nkv = lw.shape.numKVHeads, inter = lw.shape.intermediateSize
         let width = (nq + 2 * nkv) * hd, qWidth = nq * hd
 
         // The layer's internals: kept from the forward sweep, or recomputed from its input.
@@ -282,8 +282,8 @@ public final class GradientPass {
         lw.wo.withUnsafeBufferPointer { w in
             BLAS.gemm(m: n, n: qWidth, k: d, a: dx.p, b: w.baseAddress!, bTransposed: false, c: dA.p)
         }
-        attentionBackward(qkv: ws.qkv.p, probs: probs.p, dA: dA.p, dqkv: dqkv.p, batch: batch, seqLen: seqLen,
-                          nq: nq, nkv: nkv, rep: rep, hd: hd)
+        AttentionCore.backward(qkv: ws.qkv.p, probs: probs.p, dAttn: dA.p, dqkv: dqkv.p, batch: batch, seqLen: seqLen,
+                               nq: nq, nkv: nkv, hd: hd)
         // Undo RoPE on dq and dk: the transpose of a rotation is the rotation by −θ.
         let negSin = runner.ropeSin.map { -$0 }
         runner.ropeCos.withUnsafeBufferPointer { cs in
@@ -310,44 +310,5 @@ public final class GradientPass {
             Kernels.rmsNormBackward(x: input.p, weight: w.baseAddress!, dy: dh.p, dx: dx.p, rows: n, dim: d, eps: eps,
                                     accumulate: true)
         }
-    }
-
-    /// Per (sequence, KV group), the group's query heads one after another (they share dK, dV):
-    /// dP = dO·Vᵀ, dV += Pᵀ·dO, dS = softmax'(dP)/√hd, dQ = dS·K, dK += dSᵀ·Q.
-    private func attentionBackward(qkv: UnsafePointer<Float>, probs: UnsafePointer<Float>, dA: UnsafePointer<Float>,
-                                   dqkv: UnsafeMutablePointer<Float>, batch: Int, seqLen: Int, nq: Int, nkv: Int,
-                                   rep: Int, hd: Int) {
-        let width = (nq + 2 * nkv) * hd, qWidth = nq * hd, T = seqLen
-        let scale = 1 / Float(hd).squareRoot()
-        let units = batch * nkv
-        let workers = min(ProcessInfo.processInfo.activeProcessorCount, units)
-        let savedThreads = BLAS.threads
-        BLAS.threads = 1
-        DispatchQueue.concurrentPerform(iterations: workers) { wk in
-            let dp = UnsafeMutablePointer<Float>.allocate(capacity: T * T)
-            defer { dp.deallocate() }
-            var u = wk
-            while u < units {
-                let b = u / nkv, g = u % nkv
-                let rows = qkv + b * T * width, drows = dqkv + b * T * width
-                let k = rows + (nq + g) * hd, v = rows + (nq + nkv + g) * hd
-                let dk = drows + (nq + g) * hd, dv = drows + (nq + nkv + g) * hd
-                for j in 0..<rep {
-                    let h = g * rep + j
-                    let p = probs + (b * nq + h) * T * T
-                    let dO = dA + b * T * qWidth + h * hd
-                    BLAS.gemm(m: T, n: T, k: hd, a: dO, lda: qWidth, b: v, ldb: width, bTransposed: true, c: dp)
-                    BLAS.gemm(m: T, n: hd, k: T, a: p, lda: T, b: dO, ldb: qWidth, bTransposed: false, c: dv, ldc: width,
-                              beta: j == 0 ? 0 : 1, aTransposed: true)
-                    Kernels.softmaxBackward(p: p, dp: dp, rows: T, cols: T, scale: scale)
-                    BLAS.gemm(m: T, n: hd, k: T, a: dp, b: k, ldb: width, bTransposed: false, c: drows + h * hd,
-                              ldc: width)
-                    BLAS.gemm(m: T, n: hd, k: T, a: dp, lda: T, b: rows + h * hd, ldb: width, bTransposed: false, c: dk,
-                              ldc: width, beta: j == 0 ? 0 : 1, aTransposed: true)
-                }
-                u += workers
-            }
-        }
-        BLAS.threads = savedThreads
     }
 }

@@ -142,19 +142,24 @@ public final class LlamaRunner {
 
     func ensureRope(_ positions: Int) {
         guard positions > ropePositions else { return }
+        (ropeCos, ropeSin) = Self.ropeTables(config: config, positions: positions)
+        ropePositions = positions
+    }
+
+    /// cos and sin [positions × headDim/2] of the rotary angles. inv_freq as transformers computes it:
+    /// theta^(-2j/hd) in double, angles in fp32 like its matmul.
+    public static func ropeTables(config: LlamaConfig, positions: Int) -> (cos: [Float], sin: [Float]) {
         let half = config.headDim / 2
-        ropeCos = .init(repeating: 0, count: positions * half)
-        ropeSin = .init(repeating: 0, count: positions * half)
-        // inv_freq as transformers computes it: theta^(-2j/hd), angles in fp32 like its matmul.
+        var cs = [Float](repeating: 0, count: positions * half), sn = cs
         let inv = (0..<half).map { j in Float(1.0 / Foundation.pow(config.ropeTheta, Double(2 * j) / Double(config.headDim))) }
         for p in 0..<positions {
             for j in 0..<half {
                 let a = Float(p) * inv[j]
-                ropeCos[p * half + j] = Foundation.cos(a)
-                ropeSin[p * half + j] = Foundation.sin(a)
+                cs[p * half + j] = Foundation.cos(a)
+                sn[p * half + j] = Foundation.sin(a)
             }
         }
-        ropePositions = positions
+        return (cs, sn)
     }
 
     /// Sizes the workspace and rotary tables for [batch × seqLen] and writes the token embeddings into ws.x.

@@ -247,18 +247,7 @@ public final class LoRAPass {
 
     func ensureRope(_ positions: Int) {
         guard positions > ropePositions else { return }
-        let half = config.headDim / 2
-        ropeCos = .init(repeating: 0, count: positions * half)
-        ropeSin = .init(repeating: 0, count: positions * half)
-        // as LlamaRunner: inv_freq = theta^(-2j/hd) in double, angles in fp32
-        let inv = (0..<half).map { j in Float(1.0 / Foundation.pow(config.ropeTheta, Double(2 * j) / Double(config.headDim))) }
-        for p in 0..<positions {
-            for j in 0..<half {
-                let a = Float(p) * inv[j]
-                ropeCos[p * half + j] = Foundation.cos(a)
-                ropeSin[p * half + j] = Foundation.sin(a)
-            }
-        }
+        (ropeCos, ropeSin) = LlamaRunner.ropeTables(config: config, positions: positions)
         ropePositions = positions
     }
 

@@ -24,20 +24,10 @@ enum ClusterCommand {
 
     static func prune(_ given: [String]) throws {
         let start = Date()
-        var argv = given
-        var resumeDir: URL? = nil
-        var peek = try Arguments(given, booleans: booleans)
-        if let r = peek.string("resume") {
-            let dir = JobDirectory(URL(fileURLWithPath: r))
-            let spec = try dir.spec()
-            argv = spec.arguments + given      // later flags win: the runtime flags of this launch
-            resumeDir = dir.url
-        }
-        var a = try Arguments(argv, booleans: booleans)
+        var (a, resumeDir) = try jobArguments(given, booleans: booleans)
         let modelPath = try a.required("model")
         let out = URL(fileURLWithPath: try a.required("out")).standardizedFileURL
         let jobDir = resumeDir ?? URL(fileURLWithPath: a.string("job-dir") ?? out.path + ".job").standardizedFileURL
-        _ = a.string("resume")
         let force = a.flag("force"), json = a.flag("json"), quiet = a.flag("quiet") || json
         try CLI.applyThreads(&a)
         let shardText = a.string("shard") ?? "samples"
@@ -95,6 +85,17 @@ enum ClusterCommand {
         if state.attempts.last?.outcome != "complete" {
             print("resume with  mpiexec -n N llmprune \(spec.command) --resume \(dir.url.path)")
         }
+    }
+
+    /// The arguments of a job command. With `--resume DIR` they are the job's recorded arguments followed by this
+    /// launch's (later flags win, so runtime flags such as --threads or --bind can change); returns the job directory.
+    static func jobArguments(_ given: [String], booleans: Set<String>) throws -> (Arguments, URL?) {
+        var peek = try Arguments(given, booleans: booleans)
+        guard let r = peek.string("resume") else { return (try Arguments(given, booleans: booleans), nil) }
+        let dir = JobDirectory(URL(fileURLWithPath: r))
+        var a = try Arguments(try dir.spec().arguments + given, booleans: booleans)
+        _ = a.string("resume")
+        return (a, dir.url)
     }
 
     /// Flags whose value is a path, made absolute in job.json so a resume works from any directory.

@@ -31,19 +31,10 @@ enum TuneCommand {
 
     static func tune(_ given: [String]) throws {
         let start = Date()
-        var argv = given
-        var resumeDir: URL? = nil
-        var peek = try Arguments(given, booleans: booleans)
-        if let r = peek.string("resume") {
-            let dir = JobDirectory(URL(fileURLWithPath: r))
-            argv = try dir.spec().arguments + given     // later flags win: the runtime flags of this launch
-            resumeDir = dir.url
-        }
-        var a = try Arguments(argv, booleans: booleans)
+        var (a, resumeDir) = try ClusterCommand.jobArguments(given, booleans: booleans)
         let modelPath = try a.required("model"), dataPath = try a.required("data")
         let out = URL(fileURLWithPath: try a.required("out")).standardizedFileURL
         let jobDir = resumeDir ?? URL(fileURLWithPath: a.string("job-dir") ?? out.path + ".job").standardizedFileURL
-        _ = a.string("resume")
         func double(_ name: String, _ d: Double) throws -> Double {
             guard let s = a.string(name) else { return d }
             guard let v = Double(s) else { throw UsageError("--\(name): \"\(s)\" is not a number") }

@@ -1,13 +1,12 @@
 // Causal GQA attention over a fused [N × (nq + 2·nkv)·hd] q|k|v buffer, forward and backward, per (sequence,
-// head) with single-threaded BLAS on each core. The same arithmetic as LlamaRunner.attentionBlock and
-// GradientPass.attentionBackward (LlamaModel keeps those internal to its own passes); here the softmax is
-// always kept, because the LoRA backward always needs it.
+// head) with single-threaded BLAS on each core. The backward serves GradientPass and the LoRA pass; the forward
+// keeps the softmax (the LoRA backward always needs it; LlamaRunner's own forward keeps it only when asked).
 import Foundation
 import TensorCore
 
-enum AttentionCore {
+public enum AttentionCore {
     /// attn[N × nq·hd] = softmax(Q Kᵀ/√hd, causal) V per sequence and head; probs[(b·nq + h)·T²] keeps the softmax.
-    static func forward(qkv: UnsafePointer<Float>, probs: UnsafeMutablePointer<Float>, attn: UnsafeMutablePointer<Float>,
+    public static func forward(qkv: UnsafePointer<Float>, probs: UnsafeMutablePointer<Float>, attn: UnsafeMutablePointer<Float>,
                         batch: Int, seqLen T: Int, nq: Int, nkv: Int, hd: Int) {
         let width = (nq + 2 * nkv) * hd, qWidth = nq * hd, rep = nq / nkv
         let scale = 1 / Float(hd).squareRoot()
@@ -34,7 +33,7 @@ enum AttentionCore {
 
     /// Per (sequence, KV group), the group's query heads one after another (they share dK, dV):
     /// dP = dO·Vᵀ, dV += Pᵀ·dO, dS = softmax'(dP)/√hd, dQ = dS·K, dK += dSᵀ·Q. Writes every column of dqkv.
-    static func backward(qkv: UnsafePointer<Float>, probs: UnsafePointer<Float>, dAttn: UnsafePointer<Float>,
+    public static func backward(qkv: UnsafePointer<Float>, probs: UnsafePointer<Float>, dAttn: UnsafePointer<Float>,
                          dqkv: UnsafeMutablePointer<Float>, batch: Int, seqLen T: Int, nq: Int, nkv: Int, hd: Int) {
         let width = (nq + 2 * nkv) * hd, qWidth = nq * hd, rep = nq / nkv
         let scale = 1 / Float(hd).squareRoot()
