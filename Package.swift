@@ -51,11 +51,13 @@ let package = Package(
                 swiftSettings: swiftSettings),
         .target(name: "ClusterTune", dependencies: ["Cluster", "Support", "Formats", "LlamaModel", "LoRA", "Pruning"],
                 swiftSettings: swiftSettings),
+        .target(name: "RunReport", dependencies: ["Cluster", "ClusterPrune", "ClusterTune", "Support", "LlamaModel", "Pruning"],
+                swiftSettings: swiftSettings),
 
         // MARK: the thin CLI
         .executableTarget(name: "llmprune",
                           dependencies: ["Support", "Formats", "Tokenizer", "TensorCore", "LlamaModel", "Eval",
-                                         "Pruning", "Cluster", "ClusterPrune", "ClusterTune", "LoRA"],
+                                         "Pruning", "Cluster", "ClusterPrune", "ClusterTune", "LoRA", "RunReport"],
                           swiftSettings: swiftSettings),
 
         // MARK: tests mirror Sources

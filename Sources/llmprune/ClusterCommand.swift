@@ -51,6 +51,7 @@ enum ClusterCommand {
         }
         let job = ClusterPruneJob(options: options) { model in try calib.draw(model: model, seed: settings.seed) }
         guard let report = try job.run() else { return }
+        let html = ReportCommand.afterJob(report.jobDir)
         if json { try CLI.printJSON(report); return }
         print(String(format: "parameters   %d → %d (%.2f%% kept)", report.parametersBefore, report.parametersAfter,
                      100 * Double(report.parametersAfter) / Double(report.parametersBefore)))
@@ -68,6 +69,7 @@ enum ClusterCommand {
             print(String(format: "%4d  %3d..<%-3d %11.1f %15.1f %12.1f", r.rank, r.layers.first ?? 0, (r.layers.last ?? -1) + 1,
                          Double(r.weightBytes) / 1e6, Double(r.peakActivationBytes) / 1e6, Double(r.peakRSSBytes) / 1e6))
         }
+        if let html { print("report       \(html)") }
         print(String(format: "total        %.2f s", Date().timeIntervalSince(start)))
     }
 

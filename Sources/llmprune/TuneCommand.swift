@@ -82,6 +82,7 @@ enum TuneCommand {
                                              quiet: quiet)
         }
         guard let r = try TuneJob(options: o, perplexity: probe).run() else { return }
+        let html = ReportCommand.afterJob(r.jobDir)
         if json { try CLI.printJSON(r); return }
         print(String(format: "tuned %d steps on %d rank(s): loss %.4f → %.4f%@, %.1f tok/s", r.steps, r.ranks,
                      r.firstLoss ?? .nan, r.lastLoss ?? .nan,
@@ -92,6 +93,7 @@ enum TuneCommand {
         }
         print("adapter      \(r.out) (adapter_config.json, adapter_model.safetensors, loss.csv, loss.svg)")
         print("job          \(r.jobDir)" + (r.resumedAtStep > 0 ? " (resumed at step \(r.resumedAtStep))" : ""))
+        if let html { print("report       \(html)") }
         print(String(format: "total        %.1f s", Date().timeIntervalSince(start)))
     }
 

@@ -26,6 +26,7 @@ commands:
             [--rank 8 --alpha 16 --dropout 0.05] [--checkpoint-every 10] [--resume JOB] [--eval wikitext2,ptb]
             LoRA recovery (peft adapter); under `mpiexec -n N` data parallel   (llmprune tune --help)
   merge     --model PATH --adapter DIR --out DIR      fold a LoRA adapter into the weights (HF directory)
+  report    RUN_DIR                                   report.html (SVG charts) + report.json of a run or job directory
   bench     --model PATH [--batch 8] [--seq-len 128] [--iters 5] [--threads T] [--json]   forward speed
 
 PATH is a .gguf file or a Hugging Face model directory (config.json, safetensors, tokenizer.json).
@@ -54,6 +55,7 @@ do {
     case "apply": try PruneCommand.apply(argv)
     case "prune": try PruneCommand.prune(argv)
     case "cluster": try ClusterCommand.run(argv)
+    case "report": try ReportCommand.run(argv)
     case "tune", "merge": try TuneCommand.run(command, argv)
     case "help", "--help", "-h": print(usage)
     default: throw UsageError("unknown command \"\(command)\" (try: llmprune help)")
