@@ -6,7 +6,7 @@
 #      ratio 0.25, local allocation, sample-sharded across the ranks, each rank writing its shard of the output;
 #   4. `mpiexec -n RANKS llmprune tune`: a short data-parallel LoRA recovery on the Alpaca sample, with perplexity
 #      before and after;
-#   5. `llmprune report`: one HTML page with the charts, and report.json.
+#   5. `llmprune report`: one HTML page with the charts, and summary.json.
 # Your own model and data (environment variables):
 #   MODEL=path/to/model.gguf|hf-dir  DATA=alpaca.json  RATIO=0.25  RANKS=2  STEPS=12  WINDOWS=50  RUN=out/demo
 set -euo pipefail
@@ -50,7 +50,7 @@ echo "== 4/4 report"
 python3 - "$run" "$(( $(date +%s) - start ))" <<'PY'
 import json, sys
 run, secs = sys.argv[1], int(sys.argv[2])
-r = json.load(open(f"{run}/report.json"))
+r = json.load(open(f"{run}/summary.json"))
 print()
 print(f"parameters  {r['parametersBefore']:,} → {r['parametersAfter']:,} "
       f"({100 * r['parametersAfter'] / r['parametersBefore']:.2f}% kept)")
@@ -62,7 +62,7 @@ if loss:
     print(f"LoRA loss   {loss[0][1]:.4f} → {loss[-1][1]:.4f} over {len(loss)} steps")
 print()
 print(f"written to {run}:")
-for what, path in [("report", "report.html (open in a browser) and report.json"),
+for what, path in [("report", "report.html (open in a browser) and summary.json"),
                    ("pruned model", "pruned/ (Hugging Face, one safetensors shard per rank)"),
                    ("prune plan", "prune.job/plan.json (job: prune.job/, trace: prune.job/trace.json)"),
                    ("LoRA adapter", "adapter/ (peft: adapter_config.json, adapter_model.safetensors, loss.csv, loss.svg)"),

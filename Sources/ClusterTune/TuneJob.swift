@@ -211,8 +211,13 @@ public final class TuneJob {
         bar.finish()
         let seconds = Date().timeIntervalSince(t0)
         guard x.isCoordinator else {
+            try x.finish("train", payload: try JSONEncoder().encode(x.trace.recorded))    // for the timeline
             try x.sync("export")
             return nil
+        }
+        var events = x.trace.recorded
+        for (_, payload) in x.collect("train") {
+            if let payload, let e = try? JSONDecoder().decode([TraceEvent].self, from: payload) { events += e }
         }
         try dir.complete("train", epoch: x.epoch)
         if o.evalEvery == nil || plan.count % o.evalEvery! != 0, !validation.isEmpty {
@@ -243,7 +248,8 @@ public final class TuneJob {
             tokensPerSecond: seconds > 0 ? Double(stepTokens[resumedAt...].reduce(0, +)) / seconds : 0,
             allreduceBytes: allreduceBytes, peakRSSBytes: peakRSSBytes())
         try dir.write(report, to: dir.file("report.json"))
-        try AtomicFile.write(try ChromeTrace.encode(events: x.trace.recorded, rankNames: [0: "rank 0"]), to: dir.file("trace.json"))
+        let names = Dictionary(uniqueKeysWithValues: (0..<comm.size).map { ($0, "rank \($0)") })
+        try AtomicFile.write(try ChromeTrace.encode(events: events, rankNames: names), to: dir.file("trace.json"))
         try dir.complete("export", epoch: x.epoch)
         try dir.end(epoch: x.epoch, outcome: "complete")
         return report

@@ -1,5 +1,5 @@
-// `llmprune report RUN_DIR`: one self-contained HTML page (inline SVG, no scripts) and the same numbers as JSON for a
-// run of the pipeline. A run directory holds any of: a prune job (a directory with plan.json and report.json, as
+// `llmprune report RUN_DIR`: one self-contained HTML page (inline SVG, no scripts) and the same numbers as JSON
+// (summary.json) for a run of the pipeline. A run directory holds any of: a prune job (a directory with plan.json and report.json, as
 // `cluster prune` writes), a tune job (checkpoint.json and report.json, as `tune` writes) and baseline.json
 // ({"perplexity": {dataset: ppl}} of the model before pruning). A job directory itself is also a run directory.
 import Cluster
@@ -84,13 +84,13 @@ public enum RunReport {
         return s
     }
 
-    /// Writes report.html and report.json into the run directory; returns the HTML's URL.
+    /// Writes report.html and summary.json (the same numbers) into the run directory; returns the HTML's URL.
     @discardableResult
     public static func write(runDir: URL) throws -> URL {
         let s = try summarize(runDir: runDir)
         let enc = JSONEncoder()
         enc.outputFormatting = [.prettyPrinted, .sortedKeys]
-        try AtomicFile.write(try enc.encode(s), to: runDir.appendingPathComponent("report.json"))
+        try AtomicFile.write(try enc.encode(s), to: runDir.appendingPathComponent("summary.json"))
         let html = runDir.appendingPathComponent("report.html")
         try AtomicFile.write(Data(render(s).utf8), to: html)
         return html

@@ -1,12 +1,12 @@
 import Foundation
 import RunReport
 
-/// `llmprune report RUN_DIR`: report.html (inline SVG charts) and report.json for a run (Sources/RunReport).
+/// `llmprune report RUN_DIR`: report.html (inline SVG charts) and summary.json for a run (Sources/RunReport).
 enum ReportCommand {
     static func run(_ argv: [String]) throws {
         guard argv.count == 1, !argv[0].hasPrefix("--") else { throw UsageError("usage: llmprune report RUN_DIR") }
         let html = try RunReport.write(runDir: URL(fileURLWithPath: argv[0]).standardizedFileURL)
-        print("report       \(html.path) (and report.json beside it)")
+        print("report       \(html.path) (and summary.json beside it)")
     }
 
     /// The report of a job directory just finished (prune or tune); a failure here only warns.

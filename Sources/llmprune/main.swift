@@ -26,7 +26,7 @@ commands:
             [--rank 8 --alpha 16 --dropout 0.05] [--checkpoint-every 10] [--resume JOB] [--eval wikitext2,ptb]
             LoRA recovery (peft adapter); under `mpiexec -n N` data parallel   (llmprune tune --help)
   merge     --model PATH --adapter DIR --out DIR      fold a LoRA adapter into the weights (HF directory)
-  report    RUN_DIR                                   report.html (SVG charts) + report.json of a run or job directory
+  report    RUN_DIR                                   report.html (SVG charts) + summary.json of a run or job dir
   bench     --model PATH [--batch 8] [--seq-len 128] [--iters 5] [--threads T] [--json]   forward speed
 
 PATH is a .gguf file or a Hugging Face model directory (config.json, safetensors, tokenizer.json).
