@@ -10,20 +10,8 @@ import Pruning
 import Support
 
 enum TuneCommand {
-    static let usage = """
-    usage: llmprune tune --model PATH --data FILE --out DIR [flags]
-      --rank 8 --alpha 16 --dropout 0.05 --targets q,k,v,o,gate,up,down   adapter (LLM-Pruner's recipe)
-      --lr 1e-4 --epochs 2 | --steps N --batch 64 --micro-batch 4 --warmup 100 --weight-decay 0 --max-grad-norm 1
-      --cutoff 256 --val-size N (default min(2000, records/10)) --eval-every N --train-on-inputs --seed 42
-      --checkpoint-every 10 --job-dir DIR (default OUT.job) --resume DIR --eval wikitext2,ptb --eval-windows N
-      --threads T --quiet --json --force; under `mpiexec -n N`: data parallel (also --bind, --heartbeat-timeout, --curve)
-    FILE: Alpaca JSON array or JSON Lines of {instruction, input, output}. DIR gets adapter_config.json,
-    adapter_model.safetensors (peft), loss.csv and loss.svg; the job directory keeps checkpoints for --resume.
-           llmprune merge --model PATH --adapter DIR --out DIR [--force]   W += (alpha/r)·B·A, HF directory out
-    """
 
     static func run(_ command: String, _ argv: [String]) throws {
-        if argv.contains("--help") || argv.contains("-h") { print(usage); return }
         if command == "merge" { try merge(argv) } else { try tune(argv) }
     }
 
