@@ -98,7 +98,9 @@ public struct LlamaConfig: Equatable, Sendable {
             throw fail("num_hidden_layers \(layers.count) is more than \(Self.maxLayers)")
         }
         guard headDim % 2 == 0 else { throw fail("head_dim \(headDim) must be even for rotary embedding") }
-        guard rmsNormEps > 0, ropeTheta > 0 else { throw fail("rms_norm_eps and rope_theta must be positive") }
+        guard rmsNormEps > 0, ropeTheta > 0, rmsNormEps.isFinite, ropeTheta.isFinite else {
+            throw fail("rms_norm_eps \(rmsNormEps) and rope_theta \(ropeTheta) must be positive and finite (in Float / Double)")
+        }
         for (i, l) in layers.enumerated() {
             guard l.numKVHeads > 0, l.numHeads > 0, l.numHeads % l.numKVHeads == 0, l.intermediateSize > 0 else {
                 throw fail("layer \(i): \(l.numHeads) query heads, \(l.numKVHeads) KV heads, "

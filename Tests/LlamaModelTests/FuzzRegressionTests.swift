@@ -60,4 +60,11 @@ struct FuzzRegressionTests {
         let m = Self.expectRefused("config_layer_widths_number.json", Self.configJSON)
         #expect(m.contains("\"layer_widths\" must list 2 layer shapes"))
     }
+
+    /// rms_norm_eps 1e205 (found by the fuzzer) is +inf as a Float: it passed validation and then configJSON()
+    /// threw an anonymous NSError ("Invalid number value (inf) in JSON write") when the config was written back.
+    @Test func configEpsilonOverflowsFloat() {
+        let m = Self.expectRefused("config_rms_eps_overflows_float.json", Self.configJSON)
+        #expect(m.contains("must be positive and finite"))
+    }
 }
