@@ -1,6 +1,7 @@
 // Errors for every file format in this module. Each description is one line that starts with the file it is
 // about, so a user who points the tool at the wrong file sees at once which file and what is wrong with it.
 import Foundation
+import Support
 
 public enum FormatError: Error, CustomStringConvertible, Equatable, Sendable {
     /// The file does not exist.
@@ -41,7 +42,10 @@ public enum FormatError: Error, CustomStringConvertible, Equatable, Sendable {
         }
     }
 
-    public var description: String {
+    /// One line (control characters from untrusted names escaped, length capped), starting with the file.
+    public var description: String { oneLineMessage(rawDescription) }
+
+    private var rawDescription: String {
         switch self {
         case .missingFile(let p):
             return "\(p): no such file"

@@ -15,7 +15,8 @@ public final class MappedFile: @unchecked Sendable {
 
     public init(path: String) throws {
         self.path = path
-        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        // O_NONBLOCK: a FIFO named by a file (e.g. a shard in a safetensors index) must not block the open.
+        let fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK)
         if fd < 0 {
             let e = errno
             if e == ENOENT { throw FormatError.missingFile(path: path) }
@@ -28,6 +29,9 @@ public final class MappedFile: @unchecked Sendable {
         }
         if (st.st_mode & S_IFMT) == S_IFDIR {
             throw FormatError.io(path: path, reason: "is a directory, not a file")
+        }
+        if (st.st_mode & S_IFMT) != S_IFREG {
+            throw FormatError.io(path: path, reason: "is not a regular file (a device, FIFO or socket)")
         }
         size = Int(st.st_size)
         if size == 0 {

@@ -216,7 +216,12 @@ public final class ShardedSafetensors: TensorSource, @unchecked Sendable {
         var shardIndex = [String: Int]()
         for (i, f) in ordered.enumerated() {
             let p = f.hasPrefix("/") ? f : dir.appendingPathComponent(f).path
-            shards.append(try SafetensorsFile(path: p))
+            do {
+                shards.append(try SafetensorsFile(path: p))
+            } catch FormatError.missingFile(let missing) {
+                // Say where the name came from: the user pointed at the index, not at this file.
+                throw FormatError.io(path: missing, reason: "no such file (a shard listed in \(indexPath))")
+            }
             shardIndex[f] = i
         }
         var shardOf = [String: Int]()

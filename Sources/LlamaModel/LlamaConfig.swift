@@ -68,19 +68,48 @@ public struct LlamaConfig: Equatable, Sendable {
             + 3 * d * l.intermediateSize                              // gate, up, down
     }
 
+    /// Most layers a config may declare (far above any real model; bounds what a corrupt file can allocate).
+    public static let maxLayers = 100_000
+
+    /// `parameterCount`, or nil if it (or any tensor size inside it) overflows Int.
+    var checkedParameterCount: Int? {
+        func mul(_ a: Int, _ b: Int) -> Int? { let (v, o) = a.multipliedReportingOverflow(by: b); return o ? nil : v }
+        func add(_ a: Int, _ b: Int) -> Int? { let (v, o) = a.addingReportingOverflow(b); return o ? nil : v }
+        let d = hiddenSize, hd = headDim
+        guard let embed = mul(vocabSize, d), var n = add(tieWordEmbeddings ? embed : mul(embed, 2) ?? -1, d), n >= 0
+        else { return nil }
+        for l in layers {
+            guard let q = mul(l.numHeads, hd), let kv = mul(l.numKVHeads, hd), let qkv = add(q, mul(kv, 2) ?? -1),
+                  let attn = mul(add(qkv, q) ?? -1, d), let mlp = mul(mul(l.intermediateSize, d) ?? -1, 3),
+                  let layer = add(add(attn, mlp) ?? -1, mul(d, 2) ?? -1), attn >= 0, mlp >= 0, layer >= 0,
+                  let total = add(n, layer) else { return nil }
+            n = total
+        }
+        return n
+    }
+
     /// Checks the invariants the forward pass relies on.
     public func validate(source: String) throws {
         func fail(_ m: String) -> ModelError { .invalidConfig(source: source, reason: m) }
         guard vocabSize > 0, hiddenSize > 0, headDim > 0, !layers.isEmpty else {
             throw fail("vocab_size, hidden_size, head_dim and num_hidden_layers must be positive")
         }
+        guard layers.count <= Self.maxLayers else {
+            throw fail("num_hidden_layers \(layers.count) is more than \(Self.maxLayers)")
+        }
         guard headDim % 2 == 0 else { throw fail("head_dim \(headDim) must be even for rotary embedding") }
-        guard rmsNormEps > 0, ropeTheta > 0 else { throw fail("rms_norm_eps and rope_theta must be positive") }
+        guard rmsNormEps > 0, ropeTheta > 0, rmsNormEps.isFinite, ropeTheta.isFinite else {
+            throw fail("rms_norm_eps \(rmsNormEps) and rope_theta \(ropeTheta) must be positive and finite (in Float / Double)")
+        }
         for (i, l) in layers.enumerated() {
             guard l.numKVHeads > 0, l.numHeads > 0, l.numHeads % l.numKVHeads == 0, l.intermediateSize > 0 else {
                 throw fail("layer \(i): \(l.numHeads) query heads, \(l.numKVHeads) KV heads, "
                            + "\(l.intermediateSize) MLP channels (heads must be a positive multiple of KV heads)")
             }
+        }
+        guard checkedParameterCount != nil else {
+            throw fail("sizes too large: vocab_size \(vocabSize), hidden_size \(hiddenSize), head_dim \(headDim) and the "
+                       + "layer widths give a parameter count that overflows")
         }
     }
 }
@@ -116,11 +145,16 @@ extension LlamaConfig {
         let kv = (obj["num_key_value_heads"] as? NSNumber)?.intValue ?? heads
         let headDim = (obj["head_dim"] as? NSNumber)?.intValue ?? (heads > 0 ? hidden / heads : 0)
         let n = try int("num_hidden_layers")
+        guard n <= Self.maxLayers else {
+            throw ModelError.invalidConfig(source: source, reason: "num_hidden_layers \(n) is more than \(Self.maxLayers)")
+        }
         let inter = try int("intermediate_size")
         var layers = Array(repeating: LayerShape(numHeads: heads, numKVHeads: kv, intermediateSize: inter), count: max(n, 0))
         if let per = obj[Self.layerWidthsKey] {
-            let raw = try JSONSerialization.data(withJSONObject: per)
-            guard let decoded = try? JSONDecoder().decode([LayerShape].self, from: raw), decoded.count == n else {
+            // Only an array can be re-serialised: JSONSerialization.data traps (fatalError) on a bare number/string.
+            guard per is [Any], JSONSerialization.isValidJSONObject(per),
+                  let raw = try? JSONSerialization.data(withJSONObject: per),
+                  let decoded = try? JSONDecoder().decode([LayerShape].self, from: raw), decoded.count == n else {
                 throw ModelError.invalidConfig(source: source,
                                                reason: "\"\(Self.layerWidthsKey)\" must list \(n) layer shapes")
             }

@@ -1,4 +1,6 @@
 // Errors of model loading and running: one line each, naming the file or setting at fault.
+import Support
+
 public enum ModelError: Error, CustomStringConvertible {
     case invalidConfig(source: String, reason: String)
     case missingFile(path: String, what: String)
@@ -6,7 +8,10 @@ public enum ModelError: Error, CustomStringConvertible {
     case shapeMismatch(source: String, name: String, expected: [Int], got: [Int])
     case invalidInput(String)
 
-    public var description: String {
+    /// One line (control characters from untrusted names escaped, length capped), starting with the file.
+    public var description: String { oneLineMessage(rawDescription) }
+
+    private var rawDescription: String {
         switch self {
         case .invalidConfig(let s, let r): return "\(s): invalid model config: \(r)"
         case .missingFile(let p, let w): return "\(p): missing \(w)"

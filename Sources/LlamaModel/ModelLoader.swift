@@ -41,6 +41,10 @@ public enum ModelLoader {
             return Array(repeating: try int(k), count: n)
         }
         let n = try int("block_count"), d = try int("embedding_length")
+        // Before any per-layer array is built: a corrupt count must not trap (negative) or allocate gigabytes.
+        guard n > 0, n <= LlamaConfig.maxLayers else {
+            throw fail("llama.block_count \(n) is not in 1...\(LlamaConfig.maxLayers)")
+        }
         let heads = try perLayer("attention.head_count", n)
         let kv = m["llama.attention.head_count_kv"] == nil ? heads : try perLayer("attention.head_count_kv", n)
         let ff = try perLayer("feed_forward_length", n)

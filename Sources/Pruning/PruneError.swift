@@ -1,6 +1,7 @@
 // Errors of planning, applying and exporting a pruning: one line each, naming the flag or file at fault.
 // Only the CLI prints and exits; the library throws these.
 import Foundation
+import Support
 
 public enum PruneError: Error, CustomStringConvertible, Equatable {
     /// `--ratio` outside [0, 1).
@@ -28,7 +29,10 @@ public enum PruneError: Error, CustomStringConvertible, Equatable {
     /// Shards of a sharded export that do not fit together (a tensor in two shards, a bad shard number).
     case invalidShards(String)
 
-    public var description: String {
+    /// One line (control characters from untrusted names escaped, length capped), starting with the file.
+    public var description: String { oneLineMessage(rawDescription) }
+
+    private var rawDescription: String {
         switch self {
         case .ratioOutOfRange(let r):
             return "--ratio \(r) is outside [0, 1): it is the fraction of heads and MLP channels removed per pruned layer"
