@@ -85,6 +85,39 @@ func singleProcessPrune(_ s: Scratch, criterion: String) throws -> (plan: [Strin
         }
     }
 
+    /// An untied Hugging Face directory (safetensors in, lm_head on the last rank): both shardings on 2 ranks write
+    /// exactly the single-process model.
+    @Test func untiedHuggingFaceModelShardsLikeOneProcess() throws {
+        let s = Scratch()
+        let fm = FileManager.default
+        let model = s.url.appendingPathComponent("untied")
+        try fm.copyItem(at: fixtures.appendingPathComponent("tiny_untied"), to: model)
+        // The tiny GGUF's byte-level tokenizer, as `prune` exports it, fits the untied model's 256-token vocabulary.
+        let withTokenizer = s.url.appendingPathComponent("tok").path
+        #expect(try llmprune(["prune"] + (try clusterJobArgs(s)) + ["--out", withTokenizer, "--quiet"]).status == 0)
+        for f in ["tokenizer.json", "tokenizer_config.json"] {
+            try fm.copyItem(atPath: withTokenizer + "/" + f, toPath: model.appendingPathComponent(f).path)
+        }
+        var args = try clusterJobArgs(s, criterion: "element2")
+        args[1] = model.path
+        args[3] = "0:2"                                     // the untied fixture has 2 layers
+        let single = s.url.appendingPathComponent("single").path
+        #expect(try llmprune(["prune"] + args + ["--out", single, "--quiet"]).status == 0)
+        let reference = try SafetensorsFile(path: single + "/model.safetensors")
+        #expect(reference.tensorNames.contains("lm_head.weight"))
+        for shard in ["samples", "layers"] {
+            let out = s.url.appendingPathComponent("c-\(shard)").path
+            let r = try clusterRun(2, ["prune"] + args + ["--out", out, "--shard", shard, "--quiet"])
+            #expect(r.status == 0, "\(shard): \(r.stderr)")
+            guard r.status == 0 else { continue }
+            expectSamePlan(try readJSON(single + ".plan.json"), try readJSON(out + ".job/plan.json"))
+            let sharded = try ShardedSafetensors(indexPath: out + "/model.safetensors.index.json")
+            for name in reference.tensorNames {
+                #expect(try sharded.floats(name) == reference.floats(name), "\(name) differs (\(shard))")
+            }
+        }
+    }
+
     @Test func badFlagsAndFinishedJobsAreOneLineErrors() throws {
         let s = Scratch()
         let out = s.url.appendingPathComponent("m").path
