@@ -285,6 +285,51 @@ public enum SafetensorsWriter {
         }
     }
 
+    /// A tensor to stream: its name, shape and dtype ("F32", "F16" or "BF16").
+    public struct Spec: Sendable {
+        public var name: String
+        public var shape: [Int]
+        public var dtype: String
+        public init(name: String, shape: [Int], dtype: String) {
+            self.name = name
+            self.shape = shape
+            self.dtype = dtype
+        }
+        public var byteCount: Int { shape.reduce(1, *) * (dtype == "F32" ? 4 : 2) }
+    }
+
+    /// Writes a file whose tensors are produced one at a time (`produce(i)` returns spec i's little-endian bytes),
+    /// so a model larger than memory can be written: header first, then each tensor in name order.
+    public static func stream(_ specs: [Spec], metadata: [String: String] = [:], to url: URL,
+                              produce: (Int) throws -> Data) throws {
+        let header = try layoutHeader(specs.map { ($0.name, $0.shape, $0.dtype, $0.byteCount) }, metadata: metadata,
+                                      path: url.path)
+        let tmp = url.deletingLastPathComponent().appendingPathComponent(".\(url.lastPathComponent).tmp-\(getpid())")
+        guard FileManager.default.createFile(atPath: tmp.path, contents: nil),
+              let fh = FileHandle(forWritingAtPath: tmp.path) else {
+            throw FormatError.io(path: tmp.path, reason: "cannot create")
+        }
+        do {
+            try fh.write(contentsOf: header.0)
+            for i in header.1 {
+                let d = try produce(i)
+                guard d.count == specs[i].byteCount else {
+                    throw FormatError.shapeMismatch(path: url.path, tensor: specs[i].name,
+                                                    reason: "\(d.count) bytes produced, \(specs[i].byteCount) expected")
+                }
+                try fh.write(contentsOf: d)
+            }
+            try fh.close()
+            guard rename(tmp.path, url.path) == 0 else {
+                throw FormatError.io(path: url.path, reason: String(cString: strerror(errno)))
+            }
+        } catch {
+            try? fh.close()
+            try? FileManager.default.removeItem(at: tmp)
+            throw error
+        }
+    }
+
     /// The whole file in memory (tests, small files).
     public static func serialize(_ tensors: [Tensor], metadata: [String: String] = [:], path: String = "<memory>") throws -> Data {
         let (header, order) = try layout(tensors, metadata: metadata, path: path)
@@ -296,14 +341,26 @@ public enum SafetensorsWriter {
 
     /// Validates the tensors and returns the 8-byte length + padded JSON header, and the data order (by name).
     static func layout(_ tensors: [Tensor], metadata: [String: String], path: String) throws -> (Data, [Int]) {
+        for t in tensors {
+            guard t.shape.allSatisfy({ $0 >= 0 }), product(t.shape) == t.values.count else {
+                throw FormatError.shapeMismatch(path: path, tensor: t.name,
+                    reason: "shape \(t.shape) does not hold \(t.values.count) values")
+            }
+        }
+        return try layoutHeader(tensors.map { ($0.name, $0.shape, "F32", 4 * $0.values.count) }, metadata: metadata,
+                                path: path)
+    }
+
+    /// The 8-byte length + padded JSON header for (name, shape, dtype, bytes) entries, and the data order (by name).
+    static func layoutHeader(_ tensors: [(name: String, shape: [Int], dtype: String, bytes: Int)], metadata: [String: String],
+                             path: String) throws -> (Data, [Int]) {
         var seen = Set<String>()
         for t in tensors {
             guard !t.name.isEmpty, t.name != "__metadata__", seen.insert(t.name).inserted else {
                 throw FormatError.malformed(path: path, reason: "tensor name \"\(t.name)\" is empty, reserved or repeated")
             }
-            guard t.shape.allSatisfy({ $0 >= 0 }), product(t.shape) == t.values.count else {
-                throw FormatError.shapeMismatch(path: path, tensor: t.name,
-                    reason: "shape \(t.shape) does not hold \(t.values.count) values")
+            guard t.shape.allSatisfy({ $0 >= 0 }), product(t.shape) != nil else {
+                throw FormatError.shapeMismatch(path: path, tensor: t.name, reason: "shape \(t.shape) is invalid")
             }
         }
         let order = tensors.indices.sorted { Array(tensors[$0].name.utf8).lexicographicallyPrecedes(Array(tensors[$1].name.utf8)) }
@@ -319,10 +376,10 @@ public enum SafetensorsWriter {
         var offset = 0
         for i in order {
             let t = tensors[i]
-            let bytes = t.values.count * 4
+            let bytes = t.bytes
             if !first { header += "," }
             first = false
-            header += "\(jsonString(t.name)):{\"dtype\":\"F32\",\"shape\":[\(t.shape.map(String.init).joined(separator: ","))],"
+            header += "\(jsonString(t.name)):{\"dtype\":\"\(t.dtype)\",\"shape\":[\(t.shape.map(String.init).joined(separator: ","))],"
             header += "\"data_offsets\":[\(offset),\(offset + bytes)]}"
             offset += bytes
         }

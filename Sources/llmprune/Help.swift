@@ -16,6 +16,7 @@ enum Help {
       tune      LoRA recovery (one process, or data parallel under mpiexec), peft adapter out
       merge     fold a LoRA adapter into the weights → Hugging Face directory
       report    report.html (SVG charts) and summary.json of a run or job directory
+      synth     a random-weight Llama of a real shape (7B, 3B, 1.1B, 135M), streamed to a sharded directory
 
     PATH is a .gguf file or a Hugging Face model directory (config.json, safetensors, tokenizer.json).
     Named datasets (wikitext2, ptb, ptb-valid) are read from ../shared/data or $LLMPRUNE_DATA.
@@ -107,6 +108,16 @@ enum Help {
         "merge": """
         usage: llmprune merge --model PATH --adapter DIR --out DIR [--force]
           W += (alpha/r)·B·A for every adapted weight; writes a Hugging Face directory.
+        """,
+        "synth": """
+        usage: llmprune synth --shape llama-7b|llama-3b|tinyllama-1.1b|smollm2-135m|tiny --out DIR [flags]
+          --dtype bf16|f16|f32   weights on disk (default bf16)
+          --seed 42              a tensor's values depend on the seed and its name only
+          --vocab-size N         override the shape's vocabulary
+          --shard-size 2048      MB per safetensors shard (tensor granularity)
+          --tokenizer PATH|none  whose tokenizer files to copy (default: the default model, when fetched)
+          --force --quiet
+          Weights N(0, 0.02²), norms 1; generated and written one tensor at a time (never the whole model).
         """,
         "report": """
         usage: llmprune report RUN_DIR

@@ -32,6 +32,7 @@ do {
     case "prune": try PruneCommand.prune(argv)
     case "cluster": try ClusterCommand.run(argv)
     case "report": try ReportCommand.run(argv)
+    case "synth": try SynthCommand.run(argv)
     case "tune", "merge": try TuneCommand.run(command, argv)
     case "help", "--help", "-h": print(Help.overview)
     default: throw UsageError("unknown command \"\(command)\" (try: llmprune help)")

@@ -1,0 +1,105 @@
+// `llmprune synth`: random-weight Llama models of real shapes, written as a sharded Hugging Face directory without
+// ever holding the model: each tensor is generated (normal, std = initializer range 0.02; norms 1), converted to the
+// file dtype and written, one at a time. Deterministic: a tensor's values depend on the seed and its name only.
+import Foundation
+import Formats
+import LlamaModel
+
+public enum SyntheticShape: String, CaseIterable, Sendable {
+    case llama7b = "llama-7b", llama3b = "llama-3b", tinyllama = "tinyllama-1.1b", smollm2 = "smollm2-135m", tiny
+
+    /// The published shapes (LLaMA-7B; OpenLLaMA-3B; TinyLlama-1.1B; SmolLM2-135M). `tiny` is for tests.
+    public func config(vocabSize: Int? = nil) -> LlamaConfig {
+        func make(_ v: Int, _ d: Int, _ heads: Int, _ kv: Int, _ inter: Int, _ layers: Int, tied: Bool, theta: Double,
+                  eps: Float) -> LlamaConfig {
+            LlamaConfig(vocabSize: vocabSize ?? v, hiddenSize: d, headDim: d / heads,
+                        layers: Array(repeating: LayerShape(numHeads: heads, numKVHeads: kv, intermediateSize: inter), count: layers),
+                        rmsNormEps: eps, ropeTheta: theta, maxPositionEmbeddings: 2048, tieWordEmbeddings: tied,
+                        bosTokenId: 1, eosTokenId: 2)
+        }
+        switch self {
+        case .llama7b: return make(32000, 4096, 32, 32, 11008, 32, tied: false, theta: 10000, eps: 1e-6)
+        case .llama3b: return make(32000, 3200, 32, 32, 8640, 26, tied: false, theta: 10000, eps: 1e-6)
+        case .tinyllama: return make(32000, 2048, 32, 4, 5632, 22, tied: false, theta: 10000, eps: 1e-5)
+        case .smollm2: return make(49152, 576, 9, 3, 1536, 30, tied: true, theta: 100000, eps: 1e-5)
+        case .tiny: return make(256, 64, 4, 2, 96, 4, tied: false, theta: 10000, eps: 1e-5)
+        }
+    }
+}
+
+public enum Synthesize {
+    /// Writes the weights of `config` into `dir` as shards of at most `maxShardBytes` (tensor granularity) plus the
+    /// index; returns the shard files. dtype: "BF16", "F16" or "F32".
+    @discardableResult
+    public static func writeWeights(config c: LlamaConfig, dtype: String, seed: UInt64, into dir: URL,
+                                    maxShardBytes: Int = 2 << 30, progress: ((Int) -> Void)? = nil) throws -> [ShardFile] {
+        guard ["BF16", "F16", "F32"].contains(dtype) else {
+            throw PruneError.invalidSetting(flag: "--dtype", reason: "\(dtype) is not bf16, f16 or f32")
+        }
+        let specs = tensorSpecs(c, dtype: dtype)
+        var groups: [[Int]] = [[]], bytes = 0
+        for (i, s) in specs.enumerated() {
+            if bytes + s.byteCount > maxShardBytes, !groups[groups.count - 1].isEmpty { groups.append([]); bytes = 0 }
+            groups[groups.count - 1].append(i)
+            bytes += s.byteCount
+        }
+        var files: [ShardFile] = []
+        for (k, g) in groups.enumerated() {
+            let name = HFExport.shardFileName(index: k, count: groups.count)
+            try SafetensorsWriter.stream(g.map { specs[$0] }, metadata: ["format": "pt"], to: dir.appendingPathComponent(name)) { j in
+                let s = specs[g[j]]
+                defer { progress?(s.byteCount) }
+                return encode(values(for: s, seed: seed), dtype: dtype)
+            }
+            files.append(ShardFile(fileName: name, tensorNames: g.map { specs[$0].name },
+                                   dataBytes: g.reduce(0) { $0 + specs[$1].byteCount }))
+        }
+        try HFExport.writeIndex(shards: files, into: dir)
+        return files
+    }
+
+    /// Hugging Face names and shapes of every tensor, in model order.
+    public static func tensorSpecs(_ c: LlamaConfig, dtype: String) -> [SafetensorsWriter.Spec] {
+        let d = c.hiddenSize, hd = c.headDim
+        var out = [SafetensorsWriter.Spec(name: "model.embed_tokens.weight", shape: [c.vocabSize, d], dtype: dtype)]
+        for (i, l) in c.layers.enumerated() {
+            let p = "model.layers.\(i)."
+            out += [("input_layernorm.weight", [d]), ("self_attn.q_proj.weight", [l.numHeads * hd, d]),
+                    ("self_attn.k_proj.weight", [l.numKVHeads * hd, d]), ("self_attn.v_proj.weight", [l.numKVHeads * hd, d]),
+                    ("self_attn.o_proj.weight", [d, l.numHeads * hd]), ("post_attention_layernorm.weight", [d]),
+                    ("mlp.gate_proj.weight", [l.intermediateSize, d]), ("mlp.up_proj.weight", [l.intermediateSize, d]),
+                    ("mlp.down_proj.weight", [d, l.intermediateSize])]
+                .map { SafetensorsWriter.Spec(name: p + $0.0, shape: $0.1, dtype: dtype) }
+        }
+        out.append(.init(name: "model.norm.weight", shape: [d], dtype: dtype))
+        if !c.tieWordEmbeddings { out.append(.init(name: "lm_head.weight", shape: [c.vocabSize, d], dtype: dtype)) }
+        return out
+    }
+
+    /// Norm weights are 1; every other tensor is N(0, 0.02²) from a generator seeded by (seed, name).
+    static func values(for s: SafetensorsWriter.Spec, seed: UInt64) -> [Float] {
+        let n = s.shape.reduce(1, *)
+        if s.name.hasSuffix("norm.weight") { return [Float](repeating: 1, count: n) }
+        var h: UInt64 = 0xcbf2_9ce4_8422_2325          // FNV-1a of the name, mixed with the seed
+        for b in s.name.utf8 { h = (h ^ UInt64(b)) &* 0x100_0000_01b3 }
+        var rng = SplitMix64(seed: seed ^ h)
+        return (0..<n).map { _ in 0.02 * rng.nextGaussian() }
+    }
+
+    /// Little-endian bytes of `v` in `dtype` (round to nearest even for BF16 and F16).
+    static func encode(_ v: [Float], dtype: String) -> Data {
+        switch dtype {
+        case "F32":
+            return v.withUnsafeBytes { Data($0) }
+        case "BF16":
+            let h: [UInt16] = v.map { f in
+                let b = f.bitPattern
+                return UInt16(truncatingIfNeeded: (b &+ 0x7FFF &+ ((b >> 16) & 1)) >> 16)
+            }
+            return h.withUnsafeBytes { Data($0) }
+        default:
+            let h: [UInt16] = v.map { Float16($0).bitPattern }
+            return h.withUnsafeBytes { Data($0) }
+        }
+    }
+}

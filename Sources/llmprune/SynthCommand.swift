@@ -1,0 +1,61 @@
+import Foundation
+import LlamaModel
+import Pruning
+import Support
+
+/// `llmprune synth`: a random-weight Llama of a real shape as a sharded Hugging Face directory, streamed to disk.
+enum SynthCommand {
+    static func run(_ argv: [String]) throws {
+        var a = try Arguments(argv, booleans: ["force", "quiet", "json"])
+        let shapeText = try a.required("shape")
+        guard let shape = SyntheticShape(rawValue: shapeText) else {
+            throw UsageError("--shape: \"\(shapeText)\" is not one of " + SyntheticShape.allCases.map(\.rawValue).joined(separator: ", "))
+        }
+        let out = URL(fileURLWithPath: try a.required("out")).standardizedFileURL
+        let dtype = (a.string("dtype") ?? "bf16").uppercased()
+        let seed = UInt64(try a.int("seed", default: 42, min: 0)!)
+        let vocab = try a.int("vocab-size", min: 1)
+        let shardText = a.string("shard-size") ?? "2048"
+        guard let shardMB = Double(shardText), shardMB > 0 else {
+            throw UsageError("--shard-size: \"\(shardText)\" is not a positive number of MB")
+        }
+        let tokenizerPath = a.string("tokenizer")
+        let force = a.flag("force"), quiet = a.flag("quiet") || a.flag("json")
+        try a.finish()
+        let config = shape.config(vocabSize: vocab)
+        try config.validate(source: "--shape \(shapeText)")
+        // The tokenizer: a model's (default: the default model, if it was fetched), or none.
+        var source = TokenizerSource.none
+        let fallback = packageModel()
+        if let p = tokenizerPath ?? fallback, p != "none" {
+            source = .of(try CLI.loadModel(p, tokenizer: true))
+        }
+        let staging = try HFExport.createStaging(for: out, tag: "synth-\(getpid())", force: force)
+        do {
+            let total = Synthesize.tensorSpecs(config, dtype: dtype).reduce(0) { $0 + $1.byteCount }
+            let bar = ProgressBar(total: total, label: "synth", unit: "B", quiet: quiet)
+            let shards = try Synthesize.writeWeights(config: config, dtype: dtype, seed: seed, into: staging,
+                                                     maxShardBytes: Int(shardMB * 1_048_576)) { bar.advance(by: $0) }
+            bar.finish()
+            try HFExport.writeModelFiles(config: config, tokenizerSource: source, into: staging)
+            try HFExport.commit(staging: staging, to: out, force: force)
+            print(String(format: "%@: %d parameters, %@, %d shard(s), %.2f GB of weights → %@", shapeText,
+                         config.parameterCount, dtype.lowercased(), shards.count, Double(total) / 1e9, out.path))
+        } catch {
+            try? FileManager.default.removeItem(at: staging)
+            throw error
+        }
+    }
+
+    /// The default model beside the checkout, when the set-up script fetched it.
+    static func packageModel() -> String? {
+        let exe = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath()
+        var dir = exe.deletingLastPathComponent()
+        for _ in 0..<5 {
+            let m = dir.appendingPathComponent("models/smollm2/SmolLM2-135M-Instruct.Q4_1.gguf")
+            if FileManager.default.fileExists(atPath: m.path) { return m.path }
+            dir = dir.deletingLastPathComponent()
+        }
+        return nil
+    }
+}
