@@ -136,6 +136,19 @@ extension ModelLoader {
     }
 
     /// The config of the model at `path`, reading metadata only (no tensor is dequantized).
+    /// What a checkpoint is, without reading any weight: its config, resolved path and format (every tensor the config
+    /// implies is checked for presence and shape in the file's header).
+    public static func describe(path: String) throws -> (config: LlamaConfig, path: String, format: String) {
+        let m = try open(path: path, needTokenizer: false)
+        for (name, shape) in m.config.huggingFaceTensorShapes {     // headers only: every tensor there, right shape
+            guard let s = m.source.shape(of: name) else { throw ModelError.missingTensor(source: m.source.sourceDescription, name: name) }
+            guard s == shape else {
+                throw ModelError.shapeMismatch(source: m.source.sourceDescription, name: name, expected: shape, got: s)
+            }
+        }
+        return (m.config, m.path, m.format)
+    }
+
     public static func config(path: String) throws -> LlamaConfig {
         try open(path: path, needTokenizer: false).config
     }

@@ -60,20 +60,7 @@ public enum Synthesize {
 
     /// Hugging Face names and shapes of every tensor, in model order.
     public static func tensorSpecs(_ c: LlamaConfig, dtype: String) -> [SafetensorsWriter.Spec] {
-        let d = c.hiddenSize, hd = c.headDim
-        var out = [SafetensorsWriter.Spec(name: "model.embed_tokens.weight", shape: [c.vocabSize, d], dtype: dtype)]
-        for (i, l) in c.layers.enumerated() {
-            let p = "model.layers.\(i)."
-            out += [("input_layernorm.weight", [d]), ("self_attn.q_proj.weight", [l.numHeads * hd, d]),
-                    ("self_attn.k_proj.weight", [l.numKVHeads * hd, d]), ("self_attn.v_proj.weight", [l.numKVHeads * hd, d]),
-                    ("self_attn.o_proj.weight", [d, l.numHeads * hd]), ("post_attention_layernorm.weight", [d]),
-                    ("mlp.gate_proj.weight", [l.intermediateSize, d]), ("mlp.up_proj.weight", [l.intermediateSize, d]),
-                    ("mlp.down_proj.weight", [d, l.intermediateSize])]
-                .map { SafetensorsWriter.Spec(name: p + $0.0, shape: $0.1, dtype: dtype) }
-        }
-        out.append(.init(name: "model.norm.weight", shape: [d], dtype: dtype))
-        if !c.tieWordEmbeddings { out.append(.init(name: "lm_head.weight", shape: [c.vocabSize, d], dtype: dtype)) }
-        return out
+        c.huggingFaceTensorShapes.map { SafetensorsWriter.Spec(name: $0.name, shape: $0.shape, dtype: dtype) }
     }
 
     /// Norm weights are 1; every other tensor is N(0, 0.02²) from a generator seeded by (seed, name).

@@ -39,8 +39,8 @@ enum SynthCommand {
             bar.finish()
             try HFExport.writeModelFiles(config: config, tokenizerSource: source, into: staging)
             try HFExport.commit(staging: staging, to: out, force: force)
-            print(String(format: "%@: %d parameters, %@, %d shard(s), %.2f GB of weights → %@", shapeText,
-                         config.parameterCount, dtype.lowercased(), shards.count, Double(total) / 1e9, out.path))
+            print("\(shapeText): \(config.parameterCount) parameters, \(dtype.lowercased()), \(shards.count) shard(s), "
+                  + String(format: "%.2f GB of weights → ", Double(total) / 1e9) + out.path)
         } catch {
             try? FileManager.default.removeItem(at: staging)
             throw error
