@@ -36,19 +36,22 @@ public struct LlamaConfig: Equatable, Sendable {
 
     /// The Hugging Face tensor names and shapes ([out, in]) this config implies, in model order.
     public var huggingFaceTensorShapes: [(name: String, shape: [Int])] {
-        let d = hiddenSize, hd = headDim
+        let d = hiddenSize
         var out: [(name: String, shape: [Int])] = [("model.embed_tokens.weight", [vocabSize, d])]
-        for (i, l) in layers.enumerated() {
-            let p = "model.layers.\(i)."
-            out += [(p + "input_layernorm.weight", [d]), (p + "self_attn.q_proj.weight", [l.numHeads * hd, d]),
-                    (p + "self_attn.k_proj.weight", [l.numKVHeads * hd, d]), (p + "self_attn.v_proj.weight", [l.numKVHeads * hd, d]),
-                    (p + "self_attn.o_proj.weight", [d, l.numHeads * hd]), (p + "post_attention_layernorm.weight", [d]),
-                    (p + "mlp.gate_proj.weight", [l.intermediateSize, d]), (p + "mlp.up_proj.weight", [l.intermediateSize, d]),
-                    (p + "mlp.down_proj.weight", [d, l.intermediateSize])]
-        }
+        for i in layers.indices { out += huggingFaceLayerTensorShapes(i) }
         out.append(("model.norm.weight", [d]))
         if !tieWordEmbeddings { out.append(("lm_head.weight", [vocabSize, d])) }
         return out
+    }
+
+    /// Layer `i`'s nine tensors, in the order `LlamaWeights.huggingFaceTensors(layer:)` gives their values.
+    public func huggingFaceLayerTensorShapes(_ i: Int) -> [(name: String, shape: [Int])] {
+        let l = layers[i], d = hiddenSize, hd = headDim, p = "model.layers.\(i)."
+        return [(p + "input_layernorm.weight", [d]), (p + "self_attn.q_proj.weight", [l.numHeads * hd, d]),
+                (p + "self_attn.k_proj.weight", [l.numKVHeads * hd, d]), (p + "self_attn.v_proj.weight", [l.numKVHeads * hd, d]),
+                (p + "self_attn.o_proj.weight", [d, l.numHeads * hd]), (p + "post_attention_layernorm.weight", [d]),
+                (p + "mlp.gate_proj.weight", [l.intermediateSize, d]), (p + "mlp.up_proj.weight", [l.intermediateSize, d]),
+                (p + "mlp.down_proj.weight", [d, l.intermediateSize])]
     }
 
     /// True when every layer has the same widths, i.e. a plain `LlamaConfig` describes the model.

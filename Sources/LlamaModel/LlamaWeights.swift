@@ -70,19 +70,11 @@ public final class LlamaWeights: @unchecked Sendable {
     /// Layer `i`'s tensors: the fused q/k/v and gate/up matrices split back into the HF projections.
     func huggingFaceTensors(layer i: Int) -> [(name: String, shape: [Int], values: [Float])] {
         let l = layers[i], d = config.hiddenSize, hd = config.headDim
-        let p = "model.layers.\(i)."
         let nq = l.shape.numHeads * hd, nkv = l.shape.numKVHeads * hd, inter = l.shape.intermediateSize
-        return [
-            (p + "input_layernorm.weight", [d], l.inputNorm),
-            (p + "self_attn.q_proj.weight", [nq, d], Array(l.wqkv[0..<nq * d])),
-            (p + "self_attn.k_proj.weight", [nkv, d], Array(l.wqkv[nq * d..<(nq + nkv) * d])),
-            (p + "self_attn.v_proj.weight", [nkv, d], Array(l.wqkv[(nq + nkv) * d..<(nq + 2 * nkv) * d])),
-            (p + "self_attn.o_proj.weight", [d, nq], l.wo),
-            (p + "post_attention_layernorm.weight", [d], l.postNorm),
-            (p + "mlp.gate_proj.weight", [inter, d], Array(l.wGateUp[0..<inter * d])),
-            (p + "mlp.up_proj.weight", [inter, d], Array(l.wGateUp[inter * d..<2 * inter * d])),
-            (p + "mlp.down_proj.weight", [d, inter], l.wDown),
-        ]
+        let values = [l.inputNorm, Array(l.wqkv[0..<nq * d]), Array(l.wqkv[nq * d..<(nq + nkv) * d]),
+                      Array(l.wqkv[(nq + nkv) * d..<(nq + 2 * nkv) * d]), l.wo, l.postNorm,
+                      Array(l.wGateUp[0..<inter * d]), Array(l.wGateUp[inter * d..<2 * inter * d]), l.wDown]
+        return zip(config.huggingFaceLayerTensorShapes(i), values).map { ($0.name, $0.shape, $1) }
     }
 
     /// A model with random weights (normal, std `scale`), for tests and benchmarks.
