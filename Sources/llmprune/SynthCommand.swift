@@ -2,6 +2,7 @@ import Foundation
 import LlamaModel
 import Pruning
 import Support
+import Tokenizer
 
 /// `llmprune synth`: a random-weight Llama of a real shape as a sharded Hugging Face directory, streamed to disk.
 enum SynthCommand {
@@ -28,7 +29,7 @@ enum SynthCommand {
         var source = TokenizerSource.none
         let fallback = packageModel()
         if let p = tokenizerPath ?? fallback, p != "none" {
-            source = .of(try CLI.loadModel(p, tokenizer: true))
+            source = try fittedTokenizer(try CLI.loadModel(p, tokenizer: true), vocabSize: config.vocabSize, quiet: quiet)
         }
         let staging = try HFExport.createStaging(for: out, tag: "synth-\(getpid())", force: force)
         do {
@@ -45,6 +46,32 @@ enum SynthCommand {
             try? FileManager.default.removeItem(at: staging)
             throw error
         }
+    }
+
+    /// The tokenizer files to write for `m`'s tokenizer on a model of `vocabSize` rows: as `TokenizerSource.of(m)`
+    /// when every id fits, else the tokenizer restricted to the first `vocabSize` ids (written as tokenizer.json +
+    /// tokenizer_config.json, also for a Hugging Face source, whose files would otherwise be copied verbatim), so
+    /// that the directory never tokenizes text to an id outside its embedding.
+    static func fittedTokenizer(_ m: LoadedModel, vocabSize: Int, quiet: Bool) throws -> TokenizerSource {
+        guard let tok = m.tokenizer, tok.vocabularySize > vocabSize else { return .of(m) }
+        let small: BPETokenizer
+        do { small = try tok.restricted(toVocabularySize: vocabSize) } catch {
+            throw UsageError("the tokenizer of \(m.path) does not fit vocab_size \(vocabSize) (pass --tokenizer PATH|none "
+                             + "or --vocab-size): \(error)")
+        }
+        var chatTemplate = m.chatTemplate
+        if m.format != "gguf" {   // a Hugging Face directory: its tokenizer_config.json's template, if any
+            let url = URL(fileURLWithPath: m.path).appendingPathComponent("tokenizer_config.json")
+            if let data = FileManager.default.contents(atPath: url.path),
+               let c = try? JSONSerialization.jsonObject(with: data) as? [String: Any] {
+                chatTemplate = c["chat_template"] as? String
+            }
+        }
+        if !quiet {
+            FileHandle.standardError.write(Data(("llmprune: note: tokenizer of \(m.path) cut from \(tok.vocabularySize) to "
+                + "\(small.vocabularySize) tokens to fit vocab_size \(vocabSize) (ids < \(vocabSize) only)\n").utf8))
+        }
+        return .gguf(path: m.path, tokenizer: small, chatTemplate: chatTemplate)
     }
 
     /// The default model beside the checkout, when the set-up script fetched it.
