@@ -61,6 +61,10 @@ public struct ClusterPruneOptions: Sendable {
     /// Micro-batches of the layer-sharded pipeline (nil: 1). More overlap the stages, but each stage then holds
     /// the gradient sums of all its scored layers until the last micro-batch is done (k·4 bytes per weight).
     public var microBatches: Int? = nil
+    /// Layers mode: keep the block's layers in the mapped checkpoint (file dtype) and widen one at a time.
+    public var lowMemory = false
+    /// The planner's prediction for this job (recorded in report.json beside the measured peaks).
+    public var memoryPlan: MemoryPlan? = nil
 
     public init(modelPath: String, out: URL, jobDir: URL, settings: PruneSettings, spec: JobSpec) {
         self.modelPath = modelPath
@@ -93,6 +97,8 @@ public struct ClusterPruneReport: Codable, Sendable {
         public var weightBytes: Int
         public var peakActivationBytes: Int
         public var peakRSSBytes: Int
+        /// VmHWM at the end of load, calibration, importance and write: which phase set the peak.
+        public var peakRSSByPhase: [String: Int]?
         public var traffic: Communicator.Traffic
     }
     public var out: String
@@ -110,6 +116,8 @@ public struct ClusterPruneReport: Codable, Sendable {
     public var phases: [String: Phase]
     public var perRank: [Rank]
     public var totalSeconds: Double
+    /// The planner's prediction per rank (nil when the job was not planned).
+    public var memoryPlan: MemoryPlan?
 }
 
 /// Per-rank results sent to rank 0 with the last unit.
@@ -121,6 +129,7 @@ struct RankSummary: Codable, Sendable {
     var weightBytes: Int
     var peakActivationBytes: Int
     var peakRSSBytes: Int
+    var peakRSSByPhase: [String: Int]
     var traffic: [String: Communicator.Traffic]
     var controlBytes: [String: Int]
     var shard: ShardFile

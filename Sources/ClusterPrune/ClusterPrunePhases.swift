@@ -23,6 +23,7 @@ extension ClusterPruneJob {
         let startPhase = PrunePhase(rawValue: x.attempt.startPhase) ?? .importance
         let staging = x.attempt.extra["staging"] ?? ""
         var wall: [String: Double] = [:]
+        var hwm: [String: Int] = [:]         // VmHWM at the end of each phase
         func timed<T>(_ phase: String, _ body: () throws -> T) rethrows -> T {
             let t = Date()
             defer { wall[phase, default: 0] += Date().timeIntervalSince(t) }
@@ -36,14 +37,17 @@ extension ClusterPruneJob {
         let held = try timed("load") { try trace.span("load", phase: "load") { try load() } }
         x.progress("load", 1, 1, String(format: "%.1f MB of weights, layers %d..<%d", Double(held.bytes) / 1e6,
                                         held.owned.lowerBound, held.owned.upperBound))
+        hwm["load"] = peakRSSBytes()
 
         // importance
         if startPhase <= .importance {
             let calib = try calibrate(held.loaded)
+            hwm["calibration"] = peakRSSBytes()
             let result = try timed("importance") { () -> ImportanceResult in
                 try x.sync("importance")
                 return options.shard == .samples ? try samplesImportance(x, held, calib) : try layersImportance(x, held, calib)
             }
+            hwm["importance"] = peakRSSBytes()
             if x.isCoordinator {
                 var all = [result]
                 for (rank, payload) in x.collect("importance").sorted(by: { $0.key < $1.key }) {
@@ -75,6 +79,13 @@ extension ClusterPruneJob {
         x.progress("write", 0, 2, "cutting layers \(held.owned.lowerBound)..<\(held.owned.upperBound)")
         x.stallIfAsked("write")
         let shard = try timed("write") { () -> ShardFile in
+            if let stage = held.stage, let streamed = stage.streamed {
+                return try trace.span("write", phase: "write") {
+                    try HFExport.writeStreamedShard(plan: plan, stage: stage, embedding: r == 0, head: r == n - 1,
+                                                    dtype: HFExport.streamedOutputDType(streamed), index: r, count: n,
+                                                    into: URL(fileURLWithPath: staging))
+                }
+            }
             let pruned = try trace.span("cut", phase: "write") { () -> LlamaWeights in
                 let mine = StageWeights.view(of: held.weights, layers: held.owned, embedding: r == 0, head: r == n - 1)
                 return try Pruner.apply(plan: plan, to: mine, layers: held.owned)
@@ -87,9 +98,10 @@ extension ClusterPruneJob {
             }
         }
         x.progress("write", 2, 2, String(format: "wrote %@ (%.1f MB)", shard.fileName, Double(shard.dataBytes) / 1e6))
+        hwm["write"] = peakRSSBytes()
         let me = RankSummary(rank: r, host: ProcessInfo.processInfo.hostName, pid: Int(getpid()),
                              layers: Array(held.owned), weightBytes: held.bytes,
-                             peakActivationBytes: peakActivation, peakRSSBytes: peakRSSBytes(),
+                             peakActivationBytes: peakActivation, peakRSSBytes: peakRSSBytes(), peakRSSByPhase: hwm,
                              traffic: x.trafficByPhase, controlBytes: x.controlByPhase, shard: shard,
                              events: trace.recorded)
         guard x.isCoordinator else {
@@ -117,7 +129,8 @@ extension ClusterPruneJob {
             return HeldModel(weights: m.weights, loaded: m, owned: owned, bytes: StageWeights.bytes(of: m.weights))
         case .layers:
             let stage = try ModelLoader.loadStage(path: options.modelPath, layers: owned, embedding: comm.rank == 0,
-                                                  head: comm.rank == comm.size - 1, tokenizer: true)
+                                                  head: comm.rank == comm.size - 1, tokenizer: true,
+                                                  lowMemory: options.lowMemory)
             return HeldModel(weights: stage.weights, loaded: stage.loadedModel, owned: owned, bytes: stage.bytes, stage: stage)
         }
     }
@@ -223,7 +236,7 @@ extension ClusterPruneJob {
             peak = p
             if comm.rank == comm.size - 1 { loss = result.loss }
         } else {
-            for l in probe.scoredHere { try score(l, nil, nil) }
+            for l in probe.scoredHere { try probe.withLayer(l) { try score(l, nil, nil) } }
         }
         setPeakActivation(peak)
         x.progress("importance", 2, 2, "scored \(scores.count) layer(s)")
@@ -278,9 +291,9 @@ extension ClusterPruneJob {
             layers: config.layers, phases: phases,
             perRank: ranks.map { .init(rank: $0.rank, host: $0.host, pid: $0.pid, layers: $0.layers,
                                        weightBytes: $0.weightBytes, peakActivationBytes: $0.peakActivationBytes,
-                                       peakRSSBytes: $0.peakRSSBytes,
+                                       peakRSSBytes: $0.peakRSSBytes, peakRSSByPhase: $0.peakRSSByPhase,
                                        traffic: $0.traffic.values.reduce(Communicator.Traffic(), +)) },
-            totalSeconds: Date().timeIntervalSince(start))
+            totalSeconds: Date().timeIntervalSince(start), memoryPlan: options.memoryPlan)
         try dir.write(report, to: dir.reportFile)
         try dir.complete(PrunePhase.write.rawValue, epoch: epoch)
         try dir.end(epoch: epoch, outcome: "complete")

@@ -133,8 +133,9 @@ public struct Pipeline {
                 let dOut = pass.receivesOutputGradient
                     ? step("wait") { comm.receiveFloats(count, from: r + 1, tag: Self.backwardTag) } : nil
                 let add = { (l: Int, g: LayerGradients, f: LayerGradients?) throws in
-                    grads[l] = grads[l].map { $0.adding(g, scaledBy: w) } ?? g.scaled(by: w)
-                    if let f { fishers[l] = fishers[l].map { $0.adding(f, scaledBy: w) } ?? f.scaled(by: w) }
+                    // One micro-batch (w = 1): take the arrays as they are, no scaled copy of a layer's gradient.
+                    grads[l] = grads[l].map { $0.adding(g, scaledBy: w) } ?? (w == 1 ? g : g.scaled(by: w))
+                    if let f { fishers[l] = fishers[l].map { $0.adding(f, scaledBy: w) } ?? (w == 1 ? f : f.scaled(by: w)) }
                     if k == 0, let consume {       // the layer's last micro-batch: hand it over
                         try consume(l, grads.removeValue(forKey: l)!, fishers.removeValue(forKey: l))
                     }

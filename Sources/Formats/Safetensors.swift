@@ -142,34 +142,61 @@ public final class SafetensorsFile: TensorSource, @unchecked Sendable {
         return try file.slice(offset: dataOffset + e.begin, count: e.end - e.begin, tensor: name)
     }
 
+    public func storageType(of name: String) -> String? { dtype(of: name) }
+
     public func floats(_ name: String) throws -> [Float] {
+        guard let e = entry(name) else { throw FormatError.tensorNotFound(path: path, tensor: name) }
+        let n = e.elementCount
+        return try [Float](unsafeUninitializedCapacity: n) { buffer, initialized in
+            initialized = 0
+            try readFloats(name, into: UnsafeMutableBufferPointer(rebasing: buffer[0..<n]))
+            initialized = n
+        }
+    }
+
+    public func readFloats(_ name: String, into out: UnsafeMutableBufferPointer<Float>) throws {
         guard let e = entry(name) else { throw FormatError.tensorNotFound(path: path, tensor: name) }
         guard e.dtype == "F32" || e.dtype == "F16" || e.dtype == "BF16" else {
             throw FormatError.unsupportedDType(path: path, tensor: name, dtype: e.dtype)
         }
-        let bytes = try rawBytes(name)
         let n = e.elementCount
-        guard n > 0, let src = bytes.baseAddress else { return [] }
-        let input = SendableRawPointer(src)
-        let dtype = e.dtype
-        return [Float](unsafeUninitializedCapacity: n) { buffer, initialized in
-            guard let dst = buffer.baseAddress else { initialized = 0; return }
-            let out = SendablePointer(dst)
-            parallelRanges(n) { lo, hi in
-                switch dtype {
-                case "F32":
-                    memcpy(out.p + lo, input.p + 4 * lo, 4 * (hi - lo))
-                case "F16":
-                    for i in lo..<hi {
-                        out.p[i] = halfToFloat(UInt16(littleEndian: input.p.loadUnaligned(fromByteOffset: 2 * i, as: UInt16.self)))
-                    }
-                default:
-                    for i in lo..<hi {
-                        out.p[i] = bfloat16ToFloat(UInt16(littleEndian: input.p.loadUnaligned(fromByteOffset: 2 * i, as: UInt16.self)))
-                    }
-                }
+        guard out.count == n else {
+            throw FormatError.shapeMismatch(path: path, tensor: name, reason: "\(n) values, \(out.count) expected")
+        }
+        let bytes = try rawBytes(name)
+        guard n > 0, let src = bytes.baseAddress, let dst = out.baseAddress else { return }
+        let input = SendableRawPointer(src), output = SendablePointer(dst), dtype = e.dtype
+        parallelRanges(n) { lo, hi in Self.widen(dtype, input.p, from: lo, to: hi, into: output.p + lo) }
+    }
+
+    public func readRows(_ name: String, rows: [Int], into out: UnsafeMutablePointer<Float>) throws {
+        guard let e = entry(name) else { throw FormatError.tensorNotFound(path: path, tensor: name) }
+        guard e.shape.count == 2, e.dtype == "F32" || e.dtype == "F16" || e.dtype == "BF16" else {
+            throw FormatError.unsupportedDType(path: path, tensor: name, dtype: "\(e.dtype) \(e.shape)")
+        }
+        let bytes = try rawBytes(name), cols = e.shape[1]
+        guard let src = bytes.baseAddress else { return }
+        for (i, r) in rows.enumerated() {
+            guard r >= 0, r < e.shape[0] else {
+                throw FormatError.shapeMismatch(path: path, tensor: name, reason: "row \(r) of \(e.shape[0])")
             }
-            initialized = n
+            Self.widen(e.dtype, src, from: r * cols, to: (r + 1) * cols, into: out + i * cols)
+        }
+    }
+
+    /// Elements lo..<hi of little-endian `dtype` data at `src`, as Float, into `dst[0..<hi−lo]`.
+    static func widen(_ dtype: String, _ src: UnsafeRawPointer, from lo: Int, to hi: Int, into dst: UnsafeMutablePointer<Float>) {
+        switch dtype {
+        case "F32":
+            memcpy(dst, src + 4 * lo, 4 * (hi - lo))
+        case "F16":
+            for i in lo..<hi {
+                dst[i - lo] = halfToFloat(UInt16(littleEndian: src.loadUnaligned(fromByteOffset: 2 * i, as: UInt16.self)))
+            }
+        default:
+            for i in lo..<hi {
+                dst[i - lo] = bfloat16ToFloat(UInt16(littleEndian: src.loadUnaligned(fromByteOffset: 2 * i, as: UInt16.self)))
+            }
         }
     }
 }
@@ -242,9 +269,20 @@ public final class ShardedSafetensors: TensorSource, @unchecked Sendable {
     }
     public func shape(of name: String) -> [Int]? { shardOf[name].flatMap { shards[$0].shape(of: name) } }
     public func dtype(of name: String) -> String? { shardOf[name].flatMap { shards[$0].dtype(of: name) } }
-    public func floats(_ name: String) throws -> [Float] {
+    public func storageType(of name: String) -> String? { dtype(of: name) }
+    public func floats(_ name: String) throws -> [Float] { try shard(of: name).floats(name) }
+    public func readFloats(_ name: String, into out: UnsafeMutableBufferPointer<Float>) throws {
+        try shard(of: name).readFloats(name, into: out)
+    }
+    public func readRows(_ name: String, rows: [Int], into out: UnsafeMutablePointer<Float>) throws {
+        try shard(of: name).readRows(name, rows: rows, into: out)
+    }
+    /// The raw bytes of a tensor in its shard (valid while `self` is alive).
+    public func rawBytes(_ name: String) throws -> UnsafeRawBufferPointer { try shard(of: name).rawBytes(name) }
+
+    private func shard(of name: String) throws -> SafetensorsFile {
         guard let i = shardOf[name] else { throw FormatError.tensorNotFound(path: indexPath, tensor: name) }
-        return try shards[i].floats(name)
+        return shards[i]
     }
 }
 

@@ -11,10 +11,52 @@ public protocol TensorSource: AnyObject {
     func floats(_ name: String) throws -> [Float]
     /// A one-line description for logs ("GGUF v3 model.gguf (272 tensors, Q4_1)").
     var sourceDescription: String { get }
+    /// Widens the tensor into `out` (exactly its element count), without an intermediate array where the format
+    /// allows (safetensors F32/F16/BF16).
+    func readFloats(_ name: String, into out: UnsafeMutableBufferPointer<Float>) throws
+    /// Widens rows `rows` of a 2-D tensor into `out` ([rows.count × columns]), touching only those rows' bytes
+    /// where the format allows (safetensors); the token-embedding lookup of a low-memory stage.
+    func readRows(_ name: String, rows: [Int], into out: UnsafeMutablePointer<Float>) throws
+    /// The storage dtype of a tensor as safetensors names it ("BF16", "F16", "F32"; "Q4_1" etc. for GGUF).
+    func storageType(of name: String) -> String?
 }
 
 extension TensorSource {
     public func contains(_ name: String) -> Bool { shape(of: name) != nil }
+
+    public func readFloats(_ name: String, into out: UnsafeMutableBufferPointer<Float>) throws {
+        let v = try floats(name)
+        guard v.count == out.count else {
+            throw FormatError.shapeMismatch(path: sourceDescription, tensor: name,
+                                            reason: "\(v.count) values, \(out.count) expected")
+        }
+        _ = out.update(fromContentsOf: v)
+    }
+
+    public func readRows(_ name: String, rows: [Int], into out: UnsafeMutablePointer<Float>) throws {
+        let v = try floats(name)
+        guard let shape = shape(of: name), shape.count == 2 else {
+            throw FormatError.shapeMismatch(path: sourceDescription, tensor: name, reason: "not a matrix")
+        }
+        let cols = shape[1]
+        for (i, r) in rows.enumerated() {
+            guard r >= 0, r < shape[0] else {
+                throw FormatError.shapeMismatch(path: sourceDescription, tensor: name, reason: "row \(r) of \(shape[0])")
+            }
+            v.withUnsafeBufferPointer { (out + i * cols).update(from: $0.baseAddress! + r * cols, count: cols) }
+        }
+    }
+
+    public func storageType(of name: String) -> String? { nil }
+
+    /// Bytes one element of `name` takes in the file (fractional for block-quantised GGUF types), or nil if unknown.
+    public func storageBytesPerElement(of name: String) -> Double? {
+        switch storageType(of: name) {
+        case "F32": return 4
+        case "F16", "BF16": return 2
+        default: return nil
+        }
+    }
 }
 
 /// Llama hyperparameters read from GGUF metadata (`<arch>.*` keys).
@@ -120,6 +162,7 @@ public final class GGUFLlamaSource: TensorSource, @unchecked Sendable {
     }
 
     public func shape(of name: String) -> [Int]? { byHF[name]?.hfShape }
+    public func storageType(of name: String) -> String? { byHF[name]?.type.name }
 
     /// The GGUF tensor behind a Hugging Face name.
     public func ggufInfo(of name: String) -> GGUFTensorInfo? { byHF[name] }

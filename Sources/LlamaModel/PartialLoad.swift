@@ -24,9 +24,12 @@ public struct StageWeights {
     public var chatTemplate: String?
     /// Hugging Face names of the tensors that were read.
     public var tensorNames: [String]
+    /// Low-memory stage: the block's layers left in the mapped checkpoint, widened one at a time (else nil).
+    public var streamed: StreamedLayers?
 
     public init(config: LlamaConfig, layers: Range<Int>, holdsEmbedding: Bool, holdsHead: Bool, weights: LlamaWeights,
-                tokenizer: BPETokenizer?, path: String, format: String, chatTemplate: String?, tensorNames: [String]) {
+                tokenizer: BPETokenizer?, path: String, format: String, chatTemplate: String?, tensorNames: [String],
+                streamed: StreamedLayers? = nil) {
         self.config = config
         self.layers = layers
         self.holdsEmbedding = holdsEmbedding
@@ -37,6 +40,7 @@ public struct StageWeights {
         self.format = format
         self.chatTemplate = chatTemplate
         self.tensorNames = tensorNames
+        self.streamed = streamed
     }
 
     /// fp32 bytes of weights held by this stage.
@@ -155,47 +159,100 @@ extension ModelLoader {
 
     /// Loads one pipeline stage: layers `layers`, the token embedding if `embedding`, the final norm and the LM
     /// head if `head` (for a tied model the head is the embedding, which is then loaded too).
+    /// With `lowMemory`, the block's layers are not converted: they stay in the mapped checkpoint in their file dtype
+    /// (`StageWeights.streamed`) and are widened to fp32 one layer at a time by the gradient pass; the first stage
+    /// looks token embeddings up in the mapped file (only the rows it needs). Every tensor's shape is still checked
+    /// here, from the headers.
     public static func loadStage(path: String, layers: Range<Int>, embedding: Bool, head: Bool,
-                                 tokenizer needTokenizer: Bool = true) throws -> StageWeights {
+                                 tokenizer needTokenizer: Bool = true, lowMemory: Bool = false) throws -> StageWeights {
         let m = try open(path: path, needTokenizer: needTokenizer)
         let c = m.config, src = m.source
         guard layers.lowerBound >= 0, layers.upperBound <= c.numLayers else {
             throw ModelError.invalidInput("stage layers \(layers) outside 0..<\(c.numLayers)")
         }
-        let d = c.hiddenSize, hd = c.headDim
+        let d = c.hiddenSize
         var names: [String] = []
         func load(_ name: String, _ shape: [Int]) throws -> [Float] {
-            guard let s = src.shape(of: name) else { throw ModelError.missingTensor(source: src.sourceDescription, name: name) }
-            guard s == shape else {
-                throw ModelError.shapeMismatch(source: src.sourceDescription, name: name, expected: shape, got: s)
-            }
+            try checkShape(src, name, shape)
             names.append(name)
             return try src.floats(name)
         }
         let needEmbed = embedding || (head && c.tieWordEmbeddings)
-        let embed = needEmbed ? try load("model.embed_tokens.weight", [c.vocabSize, d]) : []
+        // Low memory: the first stage of an untied (or multi-stage) model reads embedding rows from the file.
+        let embed = needEmbed && !(lowMemory && !(head && c.tieWordEmbeddings))
+            ? try load("model.embed_tokens.weight", [c.vocabSize, d]) : []
+        if needEmbed && embed.isEmpty { try checkShape(src, "model.embed_tokens.weight", [c.vocabSize, d]) }
         var stageLayers: [LayerWeights] = []
         for (i, s) in c.layers.enumerated() {
             guard layers.contains(i) else {
                 stageLayers.append(.placeholder(s))
                 continue
             }
-            let p = "model.layers.\(i)."
-            let nq = s.numHeads * hd, nkv = s.numKVHeads * hd, inter = s.intermediateSize
-            let qkv = try load(p + "self_attn.q_proj.weight", [nq, d]) + load(p + "self_attn.k_proj.weight", [nkv, d])
-                + load(p + "self_attn.v_proj.weight", [nkv, d])
-            stageLayers.append(LayerWeights(
-                shape: s, inputNorm: try load(p + "input_layernorm.weight", [d]), wqkv: qkv,
-                wo: try load(p + "self_attn.o_proj.weight", [d, nq]),
-                postNorm: try load(p + "post_attention_layernorm.weight", [d]),
-                wGateUp: try load(p + "mlp.gate_proj.weight", [inter, d]) + load(p + "mlp.up_proj.weight", [inter, d]),
-                wDown: try load(p + "mlp.down_proj.weight", [d, inter])))
+            if lowMemory {
+                for (name, shape) in c.huggingFaceLayerTensorShapes(i) { try checkShape(src, name, shape) }
+                stageLayers.append(.placeholder(s))
+            } else {
+                stageLayers.append(try readLayer(i, config: c, source: src))
+                names += c.huggingFaceLayerTensorShapes(i).map(\.name)
+            }
         }
         let norm = head ? try load("model.norm.weight", [d]) : []
         let lmHead = head && !c.tieWordEmbeddings ? try load("lm_head.weight", [c.vocabSize, d]) : nil
         let weights = LlamaWeights(config: c, embed: embed, layers: stageLayers, finalNorm: norm, lmHead: lmHead)
         return StageWeights(config: c, layers: layers, holdsEmbedding: needEmbed, holdsHead: head, weights: weights,
                             tokenizer: try m.tokenizer(), path: m.path, format: m.format, chatTemplate: m.chatTemplate,
-                            tensorNames: names)
+                            tensorNames: names,
+                            streamed: lowMemory ? StreamedLayers(config: c, layers: layers, source: src) : nil)
+    }
+
+    static func checkShape(_ src: TensorSource, _ name: String, _ shape: [Int]) throws {
+        guard let s = src.shape(of: name) else { throw ModelError.missingTensor(source: src.sourceDescription, name: name) }
+        guard s == shape else {
+            throw ModelError.shapeMismatch(source: src.sourceDescription, name: name, expected: shape, got: s)
+        }
+    }
+
+    /// Layer `i` in fp32, q|k|v and gate|up widened straight into their fused arrays (no concatenation copies).
+    static func readLayer(_ i: Int, config c: LlamaConfig, source src: TensorSource) throws -> LayerWeights {
+        let t = c.huggingFaceLayerTensorShapes(i)   // norm, q, k, v, o, post norm, gate, up, down
+        for (name, shape) in t { try checkShape(src, name, shape) }
+        func read(_ parts: ArraySlice<(name: String, shape: [Int])>) throws -> [Float] {
+            let total = parts.reduce(0) { $0 + $1.shape.reduce(1, *) }
+            return try [Float](unsafeUninitializedCapacity: total) { buf, initialized in
+                initialized = 0
+                var at = 0
+                for (name, shape) in parts {
+                    let n = shape.reduce(1, *)
+                    try src.readFloats(name, into: UnsafeMutableBufferPointer(rebasing: buf[at..<(at + n)]))
+                    at += n
+                }
+                initialized = total
+            }
+        }
+        return LayerWeights(shape: c.layers[i], inputNorm: try read(t[0...0]), wqkv: try read(t[1...3]),
+                            wo: try read(t[4...4]), postNorm: try read(t[5...5]), wGateUp: try read(t[6...7]),
+                            wDown: try read(t[8...8]))
+    }
+}
+
+extension ModelLoader {
+    /// Bytes per parameter of the checkpoint's layer tensors (layer 0), from the headers: 2 for bf16/f16, 4 for f32,
+    /// the block size ratio of a quantised GGUF type (e.g. 0.625 for Q4_1). The memory planner's file term.
+    public static func layerBytesPerParameter(path: String) throws -> Double {
+        let m = try open(path: path, needTokenizer: false)
+        let tensors = m.config.huggingFaceLayerTensorShapes(0)
+        var bytes = 0.0, count = 0.0
+        for (name, shape) in tensors {
+            let n = Double(shape.reduce(1, *))
+            if let b = m.source.storageBytesPerElement(of: name) {
+                bytes += b * n
+            } else if let g = m.source as? GGUFLlamaSource, let info = g.ggufInfo(of: name) {
+                bytes += Double(info.byteCount)
+            } else {
+                bytes += 4 * n
+            }
+            count += n
+        }
+        return count > 0 ? bytes / count : 4
     }
 }

@@ -79,7 +79,12 @@ public final class StageGradientPass {
             guard input == nil, stage.holdsEmbedding else {
                 throw ModelError.invalidInput("pipeline: the first stage embeds the tokens (no input, embedding loaded)")
             }
-            ws = pass.runner.prepare(tokens: tokens, batch: batch, seqLen: seqLen)
+            if stage.weights.embed.isEmpty, let streamed = stage.streamed {
+                ws = pass.runner.prepareWorkspace(batch: batch, seqLen: seqLen)
+                try streamed.embed(tokens: tokens, into: ws.x.p)
+            } else {
+                ws = pass.runner.prepare(tokens: tokens, batch: batch, seqLen: seqLen)
+            }
         } else {
             guard let input, input.count == n * d else {
                 throw ModelError.invalidInput("pipeline: stage input has \(input?.count ?? 0) values, expected \(n) × \(d)")
@@ -96,7 +101,7 @@ public final class StageGradientPass {
                 saved.p.update(from: ws.x.p, count: n * d)
                 inputs[l] = saved
             }
-            pass.forwardLayer(l, ws: ws, batch: batch, seqLen: seqLen)
+            try withLayer(l) { pass.forwardLayer(l, ws: ws, batch: batch, seqLen: seqLen) }
         }
         guard isLast else { return ws.x.array }
         let xf = pass.buffer(n * d)
@@ -152,21 +157,34 @@ public final class StageGradientPass {
         withFisher = fisher
         let lowest = max(stage.layers.lowerBound, scored.lowerBound)
         for l in stride(from: stage.layers.upperBound - 1, through: lowest, by: -1) {
-            let wantWeights = scored.contains(l)
-            var g = wantWeights ? LayerGradients(zerosLike: stage.weights.layers[l]) : nil
-            var f = wantWeights && fisher ? LayerGradients(zerosLike: stage.weights.layers[l]) : nil
-            pass.backwardLayer(l, input: inputs[l]!, ws: ws, batch: batch, seqLen: seqLen, dx: dx, grads: &g, fisher: &f,
-                               needInputGradient: l > scored.lowerBound)
-            pass.release(inputs[l]!)
-            inputs[l] = nil
-            if let consume, let g {
-                try consume(l, g, f)
-                continue
+            // A streamed layer stays widened until its gradient has been consumed (scores read the weights).
+            try withLayer(l) {
+                let wantWeights = scored.contains(l)
+                var g = wantWeights ? LayerGradients(zerosLike: stage.weights.layers[l]) : nil
+                var f = wantWeights && fisher ? LayerGradients(zerosLike: stage.weights.layers[l]) : nil
+                pass.backwardLayer(l, input: inputs[l]!, ws: ws, batch: batch, seqLen: seqLen, dx: dx, grads: &g, fisher: &f,
+                                   needInputGradient: l > scored.lowerBound)
+                pass.release(inputs[l]!)
+                inputs[l] = nil
+                if let consume, let g {
+                    try consume(l, g, f)
+                    return
+                }
+                if let g { grads[l] = g }
+                if let f { fishers[l] = f }
             }
-            if let g { grads[l] = g }
-            if let f { fishers[l] = f }
         }
         return sendsInputGradient ? dx.array : nil
+    }
+
+    /// Runs `body` with layer `l` in fp32: as loaded, or (low-memory stage) widened from the mapped file for the
+    /// duration of `body` and dropped after it.
+    public func withLayer<T>(_ l: Int, _ body: () throws -> T) throws -> T {
+        guard let streamed = stage.streamed, streamed.layers.contains(l) else { return try body() }
+        let w = stage.weights, shape = w.layers[l].shape
+        w.layers[l] = try streamed.widen(l)
+        defer { w.layers[l] = .placeholder(shape) }
+        return try body()
     }
 
     /// This stage's share of the result: gradients (and Fisher) of `scoredHere`; the loss on the last stage (0

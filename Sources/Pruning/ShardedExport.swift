@@ -87,3 +87,95 @@ extension HFExport {
         try AtomicFile.write(data, to: dir.appendingPathComponent(indexFileName))
     }
 }
+
+extension HFExport {
+    /// The output dtype of a streamed stage: the checkpoint's float dtype (cutting only selects rows and columns, so
+    /// narrowing the fp32 values back is exact), F32 for quantised sources.
+    public static func streamedOutputDType(_ streamed: StreamedLayers) -> String {
+        let t = streamed.storageType ?? "F32"
+        return ["BF16", "F16", "F32"].contains(t) ? t : "F32"
+    }
+
+    /// Shard `k` of `n` for a low-memory stage: each layer of `stage.layers` is widened from the mapped file, cut by
+    /// `plan`, narrowed to `dtype` and streamed to disk, one layer at a time (tensors are written in name order, and
+    /// one layer's tensors are contiguous in it). The embedding (iff `embedding`) comes from the file, the final norm
+    /// and untied head (iff `head`) from the stage. Nothing larger than one layer (or the embedding) is held.
+    @discardableResult
+    public static func writeStreamedShard(plan: PrunePlan, stage: StageWeights, embedding: Bool, head: Bool,
+                                          dtype: String, index k: Int, count n: Int, into dir: URL) throws -> ShardFile {
+        guard let streamed = stage.streamed else { throw PruneError.invalidShards("stage \(stage.layers) is not streamed") }
+        guard n >= 1, n <= 99_999, k >= 0, k < n else {
+            throw PruneError.invalidShards("shard index \(k) of \(n) (need 0 ≤ index < count ≤ 99999)")
+        }
+        let c = stage.config, pruned = try plan.prunedConfig(c), d = c.hiddenSize
+        var specs: [SafetensorsWriter.Spec] = []
+        var layerOf: [Int] = []                                   // spec → layer (−1: not a layer tensor)
+        if embedding {
+            specs.append(.init(name: "model.embed_tokens.weight", shape: [c.vocabSize, d], dtype: dtype)); layerOf.append(-1)
+        }
+        for l in stage.layers {
+            for (name, shape) in pruned.huggingFaceLayerTensorShapes(l) {
+                specs.append(.init(name: name, shape: shape, dtype: dtype)); layerOf.append(l)
+            }
+        }
+        if head {
+            specs.append(.init(name: "model.norm.weight", shape: [d], dtype: dtype)); layerOf.append(-1)
+            if !c.tieWordEmbeddings {
+                specs.append(.init(name: "lm_head.weight", shape: [c.vocabSize, d], dtype: dtype)); layerOf.append(-1)
+            }
+        }
+        // The current layer, cut. Its tensors are encoded straight from slices of the fused arrays (no split copies):
+        // the peak is the widened layer plus its cut, then the cut plus one encoded tensor.
+        var current = -1
+        var cutLayer = LayerWeights.placeholder(c.layers[0])
+        func load(_ l: Int) throws {
+            cutLayer = .placeholder(c.layers[l])
+            let view = LlamaWeights(config: c, embed: [], layers: stage.weights.layers.map { .placeholder($0.shape) },
+                                    finalNorm: [], lmHead: nil)
+            view.layers[l] = try streamed.widen(l)
+            cutLayer = try Pruner.apply(plan: plan, to: view, layers: l..<(l + 1)).layers[l]
+            current = l
+        }
+        let name = shardFileName(index: k, count: n)
+        try SafetensorsWriter.stream(specs, metadata: ["format": "pt"], to: dir.appendingPathComponent(name)) { i in
+            let s = specs[i], l = layerOf[i]
+            if l >= 0 {
+                if l != current { try load(l) }
+                let w = cutLayer, size = s.shape.reduce(1, *)
+                let q = w.shape.numHeads * c.headDim * d, kv = w.shape.numKVHeads * c.headDim * d
+                let inter = w.shape.intermediateSize * d
+                let part = s.name.dropFirst("model.layers.\(l).".count)
+                let (array, offset): ([Float], Int)
+                switch part {
+                case "input_layernorm.weight": (array, offset) = (w.inputNorm, 0)
+                case "self_attn.q_proj.weight": (array, offset) = (w.wqkv, 0)
+                case "self_attn.k_proj.weight": (array, offset) = (w.wqkv, q)
+                case "self_attn.v_proj.weight": (array, offset) = (w.wqkv, q + kv)
+                case "self_attn.o_proj.weight": (array, offset) = (w.wo, 0)
+                case "post_attention_layernorm.weight": (array, offset) = (w.postNorm, 0)
+                case "mlp.gate_proj.weight": (array, offset) = (w.wGateUp, 0)
+                case "mlp.up_proj.weight": (array, offset) = (w.wGateUp, inter)
+                case "mlp.down_proj.weight": (array, offset) = (w.wDown, 0)
+                default: throw PruneError.invalidShards("no tensor \(s.name) in a cut layer")
+                }
+                guard offset + size <= array.count else {
+                    throw PruneError.invalidShards("tensor \(s.name) of the cut layer \(l) is short")
+                }
+                return array.withUnsafeBufferPointer {
+                    Synthesize.encode(UnsafeBufferPointer(rebasing: $0[offset..<(offset + size)]), dtype: dtype)
+                }
+            }
+            switch s.name {
+            case "model.embed_tokens.weight":       // uncut: the stored bytes when the dtype is the same
+                if let stored = try streamed.storedBytes(s.name), stored.dtype == dtype { return stored.bytes }
+                return try streamed.floats(s.name).withUnsafeBufferPointer { Synthesize.encode($0, dtype: dtype) }
+            case "model.norm.weight":
+                return stage.weights.finalNorm.withUnsafeBufferPointer { Synthesize.encode($0, dtype: dtype) }
+            default:
+                guard let h = stage.weights.lmHead else { throw PruneError.invalidShards("the LM head is not loaded") }
+                return h.withUnsafeBufferPointer { Synthesize.encode($0, dtype: dtype) }
+            }
+        }
+        return ShardFile(fileName: name, tensorNames: specs.map(\.name), dataBytes: specs.reduce(0) { $0 + $1.byteCount })
+    }
+}

@@ -75,18 +75,24 @@ public enum Synthesize {
 
     /// Little-endian bytes of `v` in `dtype` (round to nearest even for BF16 and F16).
     static func encode(_ v: [Float], dtype: String) -> Data {
-        switch dtype {
-        case "F32":
-            return v.withUnsafeBytes { Data($0) }
-        case "BF16":
-            let h: [UInt16] = v.map { f in
-                let b = f.bitPattern
-                return UInt16(truncatingIfNeeded: (b &+ 0x7FFF &+ ((b >> 16) & 1)) >> 16)
+        v.withUnsafeBufferPointer { encode($0, dtype: dtype) }
+    }
+
+    /// Little-endian bytes of `v` in `dtype`, written straight into the result (no intermediate array).
+    static func encode(_ v: UnsafeBufferPointer<Float>, dtype: String) -> Data {
+        if dtype == "F32" { return Data(buffer: v) }
+        var out = Data(count: 2 * v.count)
+        out.withUnsafeMutableBytes { raw in
+            let h = raw.bindMemory(to: UInt16.self)
+            if dtype == "BF16" {
+                for i in 0..<v.count {
+                    let b = v[i].bitPattern
+                    h[i] = UInt16(truncatingIfNeeded: (b &+ 0x7FFF &+ ((b >> 16) & 1)) >> 16).littleEndian
+                }
+            } else {
+                for i in 0..<v.count { h[i] = Float16(v[i]).bitPattern.littleEndian }
             }
-            return h.withUnsafeBytes { Data($0) }
-        default:
-            let h: [UInt16] = v.map { Float16($0).bitPattern }
-            return h.withUnsafeBytes { Data($0) }
         }
+        return out
     }
 }

@@ -7,10 +7,10 @@ import Pruning
 /// `llmprune cluster prune | status`: the distributed prune job (Sources/Cluster/ClusterPrune.swift,
 /// docs/cluster.md), launched as `mpiexec -n N llmprune cluster prune …`.
 enum ClusterCommand {
-    static let booleans: Set<String> = ["json", "quiet", "force", "curve"]
+    static let booleans: Set<String> = ["json", "quiet", "force", "curve", "low-memory"]
     /// Flags that only steer this run; a resumed job takes everything else from its job.json.
     static let runtimeFlags: Set<String> = ["json", "quiet", "threads", "bind", "heartbeat-interval", "heartbeat-timeout",
-                                            "curve", "shard", "resume", "micro-batches"]
+                                            "curve", "shard", "resume", "micro-batches", "low-memory", "mem-per-rank"]
 
     static func run(_ argv: [String]) throws {
         guard let sub = argv.first else { throw UsageError("cluster: missing subcommand (prune or status)") }
@@ -45,10 +45,37 @@ enum ClusterCommand {
         options.force = force
         options.session = try sessionOptions(&a, quiet: quiet)
         options.microBatches = try a.int("micro-batches", min: 1)
+        let lowMemory = a.flag("low-memory")
+        var budget: Int? = nil
+        if let text = a.string("mem-per-rank") {
+            guard let b = MemoryPlanner.parseSize(text) else {
+                throw UsageError("--mem-per-rank: \"\(text)\" is not a size (e.g. 6G, 512M, 1.5G)")
+            }
+            budget = b
+        }
         try a.finish()
         if Communicator.world.size > config.numLayers {
             throw UsageError("cluster prune: \(Communicator.world.size) ranks for \(config.numLayers) layers (each rank needs a layer)")
         }
+        if lowMemory && shard != .layers {
+            throw UsageError("--low-memory: needs --shard layers (in samples mode every rank holds the whole model)")
+        }
+        // The memory plan, from headers only, before anything is loaded; with a budget, a job that cannot fit stops
+        // here, and layers mode switches to low-memory execution when only that fits.
+        let (criterion, _) = try Planner.parse(criterion: settings.criterion, reduction: settings.reduction)
+        var inputs = MemoryPlanInputs(
+            config: config, shard: shard, ranks: Communicator.world.size, lowMemory: lowMemory,
+            fileBytesPerParameter: try ModelLoader.layerBytesPerParameter(path: modelPath), samples: calib.samples,
+            sampleLength: calib.length, scored: settings.layerRange, needsGradient: criterion.needsGradient,
+            needsFisher: criterion.needsFisher, microBatches: options.microBatches ?? 1, ratio: settings.ratio)
+        if let budget, shard == .layers, !lowMemory, try MemoryPlanner.plan(inputs).largest > budget {
+            inputs.lowMemory = true
+            if !quiet && Communicator.world.rank == 0 {
+                FileHandle.standardError.write("llmprune: note: fp32 layers do not fit --mem-per-rank; using --low-memory\n".data(using: .utf8)!)
+            }
+        }
+        options.memoryPlan = try budget.map { try MemoryPlanner.check(inputs, budget: $0) } ?? MemoryPlanner.plan(inputs)
+        options.lowMemory = inputs.lowMemory
         let job = ClusterPruneJob(options: options) { model in try calib.draw(model: model, seed: settings.seed) }
         guard let report = try job.run() else { return }
         let html = ReportCommand.afterJob(report.jobDir)
@@ -64,10 +91,12 @@ enum ClusterCommand {
                   + String(format: "%9.2f %14d %15d", ph.seconds, ph.mpiBytes, ph.controlBytes)
                   + (ph.fromCheckpoint ? "  (checkpoint)" : ""))
         }
-        print("rank  layers     weights MB  activations MB  peak RSS MB")
+        print("rank  layers     weights MB  activations MB  peak RSS MB  predicted MB")
         for r in report.perRank {
-            print(String(format: "%4d  %3d..<%-3d %11.1f %15.1f %12.1f", r.rank, r.layers.first ?? 0, (r.layers.last ?? -1) + 1,
-                         Double(r.weightBytes) / 1e6, Double(r.peakActivationBytes) / 1e6, Double(r.peakRSSBytes) / 1e6))
+            let predicted = report.memoryPlan?.ranks.first { $0.rank == r.rank }.map { Double($0.peakBytes) / 1e6 } ?? 0
+            print(String(format: "%4d  %3d..<%-3d %11.1f %15.1f %12.1f %13.1f", r.rank, r.layers.first ?? 0, (r.layers.last ?? -1) + 1,
+                         Double(r.weightBytes) / 1e6, Double(r.peakActivationBytes) / 1e6, Double(r.peakRSSBytes) / 1e6,
+                         predicted))
         }
         if let html { print("report       \(html)") }
         print(String(format: "total        %.2f s", Date().timeIntervalSince(start)))

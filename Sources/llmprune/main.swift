@@ -1,6 +1,7 @@
 // llmprune: a thin command line over the library modules. Each subcommand parses flags, calls the library
 // and prints; errors become one line on stderr and a non-zero exit.
 import Cluster
+import ClusterPrune
 import Foundation
 
 
@@ -38,6 +39,11 @@ do {
     default: throw UsageError("unknown command \"\(command)\" (try: llmprune help)")
     }
     Communicator.world.finalize()
+} catch let e as MemoryBudgetError {
+    // Every rank reaches the same verdict from the same headers: one line from rank 0, a clean exit everywhere.
+    if Communicator.world.rank == 0 { FileHandle.standardError.write("llmprune: error: \(e.message)\n".data(using: .utf8)!) }
+    Communicator.world.finalize()
+    exit(2)
 } catch let e as UsageError {
     fail(e.description, code: 2)
 } catch {

@@ -1,0 +1,47 @@
+// Low-memory execution of a pipeline stage (docs/cluster.md §8). The stage's layers stay in the checkpoint,
+// memory-mapped in their file dtype (bf16 / f16: half of fp32), and are widened to fp32 one layer at a time, for
+// the forward sweep and again for the backward sweep, then dropped. What a stage holds in fp32 at any moment is
+// one layer (plus its gradient while it is scored); the mapped pages are clean page cache the kernel may reclaim.
+// Widening bf16 → fp32 is exact, so the products, and so the plan, are those of an fp32 load of the same file.
+import Foundation
+import Formats
+
+public final class StreamedLayers: @unchecked Sendable {
+    public let config: LlamaConfig
+    /// The block of layers this stage streams.
+    public let layers: Range<Int>
+    let source: TensorSource
+
+    init(config: LlamaConfig, layers: Range<Int>, source: TensorSource) {
+        self.config = config
+        self.layers = layers
+        self.source = source
+    }
+
+    /// Layer `l` in fp32 (fused q|k|v and gate|up), read from the mapped file.
+    public func widen(_ l: Int) throws -> LayerWeights {
+        guard layers.contains(l) else { throw ModelError.invalidInput("streamed stage: layer \(l) is outside \(layers)") }
+        return try ModelLoader.readLayer(l, config: config, source: source)
+    }
+
+    /// The token embeddings of `tokens` into `out` [tokens.count × d], reading only those rows of the file.
+    public func embed(tokens: [Int32], into out: UnsafeMutablePointer<Float>) throws {
+        try source.readRows("model.embed_tokens.weight", rows: tokens.map { Int($0) }, into: out)
+    }
+
+    /// The storage dtype of the block's weights ("BF16", "F16", "F32"; a GGUF type name otherwise).
+    public var storageType: String? {
+        source.storageType(of: "model.layers.\(layers.lowerBound).self_attn.q_proj.weight")
+    }
+
+    /// A tensor of the checkpoint in fp32 (the embedding or head when a streamed stage writes its shard).
+    public func floats(_ name: String) throws -> [Float] { try source.floats(name) }
+
+    /// A tensor's bytes as stored, when the checkpoint is safetensors (a copy: the mapping may go away).
+    public func storedBytes(_ name: String) throws -> (bytes: Data, dtype: String)? {
+        guard let dtype = source.storageType(of: name) else { return nil }
+        if let f = source as? SafetensorsFile { return (Data(try f.rawBytes(name)), dtype) }
+        if let f = source as? ShardedSafetensors { return (Data(try f.rawBytes(name)), dtype) }
+        return nil
+    }
+}
