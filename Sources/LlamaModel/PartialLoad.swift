@@ -256,3 +256,12 @@ extension ModelLoader {
         return count > 0 ? bytes / count : 4
     }
 }
+
+extension ModelLoader {
+    /// The tokenizer of the model at `path`, reading no weight (a 7B checkpoint need not fit in memory to tokenize).
+    public static func tokenizer(path: String) throws -> BPETokenizer {
+        let m = try open(path: path, needTokenizer: true)
+        guard let t = try m.tokenizer() else { throw ModelError.missingFile(path: path, what: "tokenizer") }
+        return t
+    }
+}

@@ -6,9 +6,11 @@ import Formats
 import LlamaModel
 
 public enum SyntheticShape: String, CaseIterable, Sendable {
-    case llama7b = "llama-7b", llama3b = "llama-3b", tinyllama = "tinyllama-1.1b", smollm2 = "smollm2-135m", tiny
+    case llama2_70b = "llama2-70b", llama13b = "llama-13b", llama7b = "llama-7b", llama3b = "llama-3b",
+         tinyllama = "tinyllama-1.1b", smollm2 = "smollm2-135m", tiny
 
-    /// The published shapes (LLaMA-7B; OpenLLaMA-3B; TinyLlama-1.1B; SmolLM2-135M). `tiny` is for tests.
+    /// The published shapes (Llama-2-70B; LLaMA-13B; LLaMA-7B; OpenLLaMA-3B; TinyLlama-1.1B; SmolLM2-135M). `tiny`
+    /// is for tests.
     public func config(vocabSize: Int? = nil) -> LlamaConfig {
         func make(_ v: Int, _ d: Int, _ heads: Int, _ kv: Int, _ inter: Int, _ layers: Int, tied: Bool, theta: Double,
                   eps: Float) -> LlamaConfig {
@@ -18,6 +20,8 @@ public enum SyntheticShape: String, CaseIterable, Sendable {
                         bosTokenId: 1, eosTokenId: 2)
         }
         switch self {
+        case .llama2_70b: return make(32000, 8192, 64, 8, 28672, 80, tied: false, theta: 10000, eps: 1e-5)
+        case .llama13b: return make(32000, 5120, 40, 40, 13824, 40, tied: false, theta: 10000, eps: 1e-6)
         case .llama7b: return make(32000, 4096, 32, 32, 11008, 32, tied: false, theta: 10000, eps: 1e-6)
         case .llama3b: return make(32000, 3200, 32, 32, 8640, 26, tied: false, theta: 10000, eps: 1e-6)
         case .tinyllama: return make(32000, 2048, 32, 4, 5632, 22, tied: false, theta: 10000, eps: 1e-5)

@@ -13,12 +13,13 @@ enum ClusterCommand {
                                             "curve", "shard", "resume", "micro-batches", "low-memory", "mem-per-rank"]
 
     static func run(_ argv: [String]) throws {
-        guard let sub = argv.first else { throw UsageError("cluster: missing subcommand (prune or status)") }
+        guard let sub = argv.first else { throw UsageError("cluster: missing subcommand (prune, status or memory)") }
         let rest = Array(argv.dropFirst())
         switch sub {
         case "prune": try prune(rest)
         case "status": try status(rest)
-        default: throw UsageError("cluster: unknown subcommand \"\(sub)\" (prune or status)")
+        case "memory": try MemoryCommand.run(rest)
+        default: throw UsageError("cluster: unknown subcommand \"\(sub)\" (prune, status or memory)")
         }
     }
 
@@ -62,25 +63,25 @@ enum ClusterCommand {
         }
         // The memory plan, from headers only, before anything is loaded; with a budget, a job that cannot fit stops
         // here, and layers mode switches to low-memory execution when only that fits.
-        let (criterion, _) = try Planner.parse(criterion: settings.criterion, reduction: settings.reduction)
-        var inputs = MemoryPlanInputs(
-            config: config, shard: shard, ranks: Communicator.world.size, lowMemory: lowMemory,
-            fileBytesPerParameter: try ModelLoader.layerBytesPerParameter(path: modelPath), samples: calib.samples,
-            sampleLength: calib.length, scored: settings.layerRange, needsGradient: criterion.needsGradient,
-            needsFisher: criterion.needsFisher, microBatches: options.microBatches ?? 1, ratio: settings.ratio)
+        var inputs = try memoryInputs(config: config, shard: shard, ranks: Communicator.world.size, lowMemory: lowMemory,
+                                      fileBytesPerParameter: try ModelLoader.layerBytesPerParameter(path: modelPath),
+                                      settings: settings, samples: calib.samples, length: calib.length,
+                                      microBatches: options.microBatches ?? 1)
         if let budget, shard == .layers, !lowMemory, try MemoryPlanner.plan(inputs).largest > budget {
             inputs.lowMemory = true
-            if !quiet && Communicator.world.rank == 0 {
-                FileHandle.standardError.write("llmprune: note: fp32 layers do not fit --mem-per-rank; using --low-memory\n".data(using: .utf8)!)
-            }
         }
         options.memoryPlan = try budget.map { try MemoryPlanner.check(inputs, budget: $0) } ?? MemoryPlanner.plan(inputs)
         options.lowMemory = inputs.lowMemory
+        if let budget, let plan = options.memoryPlan, !quiet, Communicator.world.rank == 0 {
+            let note = inputs.lowMemory && !lowMemory ? "; fp32 layers would not fit, so --low-memory" : ""
+            FileHandle.standardError.write(("llmprune: memory plan: largest rank \(MemoryPlanner.formatGiB(plan.largest)) of "
+                + "\(MemoryPlanner.formatGiB(budget)) per rank\(note)\n").data(using: .utf8)!)
+        }
         let job = ClusterPruneJob(options: options) { model in try calib.draw(model: model, seed: settings.seed) }
         guard let report = try job.run() else { return }
         let html = ReportCommand.afterJob(report.jobDir)
         if json { try CLI.printJSON(report); return }
-        print(String(format: "parameters   %d → %d (%.2f%% kept)", report.parametersBefore, report.parametersAfter,
+        print(String(format: "parameters   %ld → %ld (%.2f%% kept)", report.parametersBefore, report.parametersAfter,
                      100 * Double(report.parametersAfter) / Double(report.parametersBefore)))
         print("output       \(report.out) (\(report.ranks) shard(s))")
         print("job          \(report.jobDir)  plan \(report.plan)  trace \(report.trace)")
@@ -100,6 +101,17 @@ enum ClusterCommand {
         }
         if let html { print("report       \(html)") }
         print(String(format: "total        %.2f s", Date().timeIntervalSince(start)))
+    }
+
+    /// What the memory planner needs to know of a job.
+    static func memoryInputs(config: LlamaConfig, shard: ShardMode, ranks: Int, lowMemory: Bool,
+                             fileBytesPerParameter: Double, settings: PruneSettings, samples: Int, length: Int,
+                             microBatches: Int) throws -> MemoryPlanInputs {
+        let (criterion, _) = try Planner.parse(criterion: settings.criterion, reduction: settings.reduction)
+        return MemoryPlanInputs(config: config, shard: shard, ranks: ranks, lowMemory: lowMemory,
+                                fileBytesPerParameter: fileBytesPerParameter, samples: samples, sampleLength: length,
+                                scored: settings.layerRange, needsGradient: criterion.needsGradient,
+                                needsFisher: criterion.needsFisher, microBatches: microBatches, ratio: settings.ratio)
     }
 
     static func status(_ argv: [String]) throws {

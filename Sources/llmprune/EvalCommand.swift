@@ -52,10 +52,10 @@ enum TokenizeCommand {
         let out = a.string("out"), json = a.flag("json")
         try a.finish()
         let file = try EvalDataset.resolve(dataset)
-        let m = try CLI.loadModel(path, tokenizer: true)
+        let tokenizer = try ModelLoader.tokenizer(path: path)      // no weights: any size of model
         let text = try EvalDataset.text(of: file)
         let t0 = Date()
-        let ids = m.tokenizer!.encode(text)
+        let ids = tokenizer.encode(text)
         let secs = Date().timeIntervalSince(t0)
         if let out { try AtomicFile.write(ids.withUnsafeBytes { Data($0) }, to: URL(fileURLWithPath: out)) }
         let r = Report(dataset: dataset, file: file.path, tokens: ids.count, sha256: SHA256.hex(ids: ids), seconds: secs)

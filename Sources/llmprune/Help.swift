@@ -12,11 +12,11 @@ enum Help {
       plan      importance pass → JSON prune plan (nothing is cut)
       apply     cut a model by a plan → Hugging Face directory
       prune     plan + apply in one process, with perplexity before/after
-      cluster   the prune job across MPI ranks (`mpiexec -n N llmprune cluster prune`), and its status
+      cluster   the prune job across MPI ranks (`mpiexec -n N llmprune cluster prune`), its status, its memory plan
       tune      LoRA recovery (one process, or data parallel under mpiexec), peft adapter out
       merge     fold a LoRA adapter into the weights → Hugging Face directory
       report    report.html (SVG charts) and summary.json of a run or job directory
-      synth     a random-weight Llama of a real shape (7B, 3B, 1.1B, 135M), streamed to a sharded directory
+      synth     a random-weight Llama of a real shape (70B, 13B, 7B, 3B, 1.1B, 135M), streamed to a sharded directory
 
     PATH is a .gguf file or a Hugging Face model directory (config.json, safetensors, tokenizer.json).
     Named datasets (wikitext2, ptb, ptb-valid) are read from ../shared/data or $LLMPRUNE_DATA.
@@ -81,8 +81,14 @@ enum Help {
         "cluster": """
         usage: mpiexec -n N llmprune cluster prune --model PATH --out DIR [pruning flags] [flags]
                llmprune cluster status JOB_DIR
+               llmprune cluster memory --model PATH|--shape NAME [--dtype bf16] --ranks N [job flags] [--json]
           --shard samples|layers      samples: every rank holds the model and takes 1/N of the calibration samples;
                                       layers: every rank holds only its block of layers (models larger than a host)
+          --low-memory                with --shard layers: layers stay mapped in their file dtype (bf16/f16) and are
+                                      widened to fp32 one at a time; the shards are written in that dtype
+          --mem-per-rank SIZE         e.g. 6G: predict each rank's peak before loading anything and refuse a job that
+                                      cannot fit (saying what would); picks --low-memory when only that fits.
+                                      Enforce it with cluster/mem-budget.sh SIZE -- llmprune … (a cgroup per rank)
           --job-dir DIR               checkpoints, state, trace, report (default DIR.job)
           --resume JOB_DIR            continue a failed job from its last completed phase
           --bind tcp://HOST:PORT      coordinator address (default a free loopback port)
@@ -110,7 +116,7 @@ enum Help {
           W += (alpha/r)·B·A for every adapted weight; writes a Hugging Face directory.
         """,
         "synth": """
-        usage: llmprune synth --shape llama-7b|llama-3b|tinyllama-1.1b|smollm2-135m|tiny --out DIR [flags]
+        usage: llmprune synth --shape llama2-70b|llama-13b|llama-7b|llama-3b|tinyllama-1.1b|smollm2-135m|tiny --out DIR [flags]
           --dtype bf16|f16|f32   weights on disk (default bf16)
           --seed 42              a tensor's values depend on the seed and its name only
           --vocab-size N         override the shape's vocabulary

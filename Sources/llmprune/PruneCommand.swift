@@ -227,7 +227,7 @@ enum PruneCommand {
 
     static func emit(_ r: Report, json: Bool) throws {
         if json { try CLI.printJSON(r); return }
-        print(String(format: "parameters   %d → %d (%.2f%% kept)", r.parametersBefore, r.parametersAfter, 100 * r.keptFraction))
+        print(String(format: "parameters   %ld → %ld (%.2f%% kept)", r.parametersBefore, r.parametersAfter, 100 * r.keptFraction))
         print("settings     ratio \(r.ratio), \(r.criterion), \(r.allocation) allocation, \(r.attentionUnit) attention units")
         for ds in r.perplexityBefore.keys.sorted() {
             print(String(format: "perplexity   %-10@ %10.3f → %10.3f", ds, r.perplexityBefore[ds]!, r.perplexityAfter[ds] ?? .nan))

@@ -1,0 +1,82 @@
+// The memory planner's arithmetic and its verdicts (the measured side is in Tests/CLITests/LowMemoryTests.swift and
+// scripts/bench/memory_planner.sh): sizes, the LLaMA-7B decision (one process refused, four ranks fit 6 GiB), and
+// hints that really fit.
+import ClusterPrune
+import LlamaModel
+import Pruning
+import Testing
+
+struct MemoryPlannerTests {
+    func inputs(_ c: LlamaConfig, ranks: Int, low: Bool = true, samples: Int = 10, length: Int = 64,
+                shard: ShardMode = .layers) -> MemoryPlanInputs {
+        MemoryPlanInputs(config: c, shard: shard, ranks: ranks, lowMemory: low, fileBytesPerParameter: 2, samples: samples,
+                         sampleLength: length, scored: 4..<(c.numLayers - 2), needsGradient: true, needsFisher: false,
+                         ratio: 0.2)
+    }
+
+    @Test func sizes() {
+        #expect(MemoryPlanner.parseSize("6G") == 6 << 30)
+        #expect(MemoryPlanner.parseSize("6GiB") == 6 << 30)
+        #expect(MemoryPlanner.parseSize("512M") == 512 << 20)
+        #expect(MemoryPlanner.parseSize("1.5G") == 3 << 29)
+        #expect(MemoryPlanner.parseSize("4096") == 4096)
+        for bad in ["", "G", "-1G", "lots", "0", "1e30G"] { #expect(MemoryPlanner.parseSize(bad) == nil, "\(bad)") }
+    }
+
+    @Test func llama7bNeedsFourRanksOfSixGiB() throws {
+        let c = SyntheticShape.llama7b.config(), budget = 6 << 30
+        #expect(c.parameterCount == 6_738_415_616)
+        // One process, even streaming bf16 layers, holds 13.5 GB of mapped weights: refused, with the way out.
+        do {
+            _ = try MemoryPlanner.check(inputs(c, ranks: 1), budget: budget)
+            Issue.record("one process was not refused")
+        } catch let e as MemoryBudgetError {
+            #expect(e.message.contains("per rank with 1 rank"), "\(e.message)")
+            #expect(e.message.contains("use ≥ 4 ranks"), "\(e.message)")
+            #expect(e.plan.largest > 13_000_000_000)
+        }
+        let four = try MemoryPlanner.check(inputs(c, ranks: 4), budget: budget)
+        #expect(four.ranks.count == 4 && four.largest <= budget)
+        for r in four.ranks {     // the bf16 block is about a quarter of 13.5 GB
+            #expect(r.mappedBytes > 3_000_000_000 && r.mappedBytes < 3_800_000_000, "\(r)")
+        }
+        // fp32 layers on four ranks do not fit (6.5 GB of weights per rank): the low-memory mode is what fits.
+        #expect(try MemoryPlanner.plan(inputs(c, ranks: 4, low: false)).largest > budget)
+        // More ranks never need more per rank.
+        var last = Int.max
+        for n in [1, 2, 4, 8, 16] {
+            let p = try MemoryPlanner.plan(inputs(c, ranks: n))
+            #expect(p.largest <= last, "\(n) ranks")
+            last = p.largest
+        }
+    }
+
+    @Test func theCalibrationHintFits() throws {
+        let c = SyntheticShape.smollm2.config()
+        let big = inputs(c, ranks: 1, samples: 64, length: 512)
+        let need = try MemoryPlanner.plan(big).largest
+        let small = try MemoryPlanner.plan(inputs(c, ranks: 1, samples: 8, length: 512)).largest
+        let budget = (need + small) / 2
+        do {
+            _ = try MemoryPlanner.check(big, budget: budget)
+            Issue.record("not refused")
+        } catch let e as MemoryBudgetError {
+            let m = e.message
+            let hint = try #require(m.range(of: "--calib-samples ≤ "), "\(m)")
+            let k = Int(m[hint.upperBound...].prefix { $0.isNumber })!
+            #expect(k >= 8 && k < 64)
+            #expect(try MemoryPlanner.plan(inputs(c, ranks: 1, samples: k, length: 512)).largest <= budget)
+            #expect(try MemoryPlanner.plan(inputs(c, ranks: 1, samples: k + 1, length: 512)).largest > budget)
+        }
+    }
+
+    @Test func samplesModeIsToldToShardLayers() throws {
+        let c = SyntheticShape.tinyllama.config()
+        do {
+            _ = try MemoryPlanner.check(inputs(c, ranks: 2, low: false, shard: .samples), budget: 2 << 30)
+            Issue.record("not refused")
+        } catch let e as MemoryBudgetError {
+            #expect(e.message.contains("--shard layers"), "\(e.message)")
+        }
+    }
+}
