@@ -220,7 +220,11 @@ extension ClusterPruneJob {
                                       seed: s.seed)
             })
         }
-        let makePass = { StageGradientPass(stage: held.stage!, scored: s.layerRange) }
+        let makePass = { () -> StageGradientPass in
+            let pass = StageGradientPass(stage: held.stage!, scored: s.layerRange)
+            pass.onLayer = { sweep, l in x.progress("importance", 0, 2, "\(sweep) layer \(l)") }
+            return pass
+        }
         let probe = makePass()
         var loss: Double? = nil, peak = 0
         let micro = options.microBatches ?? 1

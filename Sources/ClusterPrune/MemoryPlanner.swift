@@ -79,13 +79,16 @@ public enum MemoryPlanner {
     /// (with its shared-memory segments), libzmq, the tokenizer tables and the calibration text. Measured on this
     /// machine (docs/cluster.md §8: VmHWM at the end of the load phase minus the weights read).
     public static let runtimeBytes = 56 << 20
-    /// Added once products run: OpenBLAS's per-thread buffers and the rope tables (measured likewise).
-    public static let computeRuntimeBytes = 32 << 20
+    /// Added once products run (rope tables, thread stacks of the BLAS and Dispatch pools); measured likewise: the
+    /// resident growth of a rank whose weights and activations are accounted for is a few MiB (OpenBLAS's buffers
+    /// are mapped at start-up and are already in `runtimeBytes`).
+    public static let computeRuntimeBytes = 4 << 20
 
     public static func plan(_ x: MemoryPlanInputs) throws -> MemoryPlan {
         let c = x.config, d = c.hiddenSize, V = c.vocabSize
         let N = x.shard == .layers ? x.ranks : 1
         let blocks = try PipelinePartition.balanced(config: c, stages: N)
+        let owned = try PipelinePartition.balanced(config: c, stages: x.ranks)    // what each rank cuts and writes
         let low = x.lowMemory && x.shard == .layers
         let f = x.fileBytesPerParameter
         let gradientPass = x.needsGradient || x.needsFisher
@@ -142,7 +145,7 @@ public enum MemoryPlanner {
                 if last && !c.tieWordEmbeddings { w = max(w, Int(f * Double(table))) }
                 moments.append(("write", base + kept + w))
             } else {
-                let cutParams = block.filter { x.scored.contains($0) }.reduce(0) { $0 + c.layerParameterCount(c.layers[$1]) }
+                let cutParams = owned[r].filter { x.scored.contains($0) }.reduce(0) { $0 + c.layerParameterCount(c.layers[$1]) }
                 moments.append(("write", base + held + Int(keptFraction * Double(4 * cutParams))))
             }
             let top = moments.max { $0.1 < $1.1 }!

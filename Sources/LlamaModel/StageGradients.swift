@@ -33,6 +33,8 @@ public final class StageGradientPass {
     private var grads: [Int: LayerGradients] = [:]
     private var fishers: [Int: LayerGradients] = [:]
     private var withFisher = false
+    /// Called after each layer's forward ("forward", l) and backward ("backward", l): progress of long stages.
+    public var onLayer: ((_ sweep: String, _ layer: Int) -> Void)?
     /// Batch-mean loss; set on the last stage by `lossBackward()`.
     public private(set) var loss: Double?
 
@@ -102,6 +104,7 @@ public final class StageGradientPass {
                 inputs[l] = saved
             }
             try withLayer(l) { pass.forwardLayer(l, ws: ws, batch: batch, seqLen: seqLen) }
+            onLayer?("forward", l)
         }
         guard isLast else { return ws.x.array }
         let xf = pass.buffer(n * d)
@@ -173,6 +176,7 @@ public final class StageGradientPass {
                 if let g { grads[l] = g }
                 if let f { fishers[l] = f }
             }
+            onLayer?("backward", l)
         }
         return sendsInputGradient ? dx.array : nil
     }
