@@ -67,10 +67,7 @@ enum ClusterCommand {
                                       fileBytesPerParameter: try ModelLoader.layerBytesPerParameter(path: modelPath),
                                       settings: settings, samples: calib.samples, length: calib.length,
                                       microBatches: options.microBatches ?? 1)
-        if let budget, shard == .layers, !lowMemory, try MemoryPlanner.plan(inputs).largest > budget {
-            inputs.lowMemory = true
-        }
-        options.memoryPlan = try budget.map { try MemoryPlanner.check(inputs, budget: $0) } ?? MemoryPlanner.plan(inputs)
+        options.memoryPlan = try planMemory(&inputs, budget: budget)
         options.lowMemory = inputs.lowMemory
         if let budget, let plan = options.memoryPlan, !quiet, Communicator.world.rank == 0 {
             let note = inputs.lowMemory && !lowMemory ? "; fp32 layers would not fit, so --low-memory" : ""
@@ -101,6 +98,16 @@ enum ClusterCommand {
         }
         if let html { print("report       \(html)") }
         print(String(format: "total        %.2f s", Date().timeIntervalSince(start)))
+    }
+
+    /// The job's memory plan. With a budget: layers mode switches to low memory when only that fits, and a job
+    /// that cannot fit throws the planner's refusal.
+    static func planMemory(_ inputs: inout MemoryPlanInputs, budget: Int?) throws -> MemoryPlan {
+        guard let budget else { return try MemoryPlanner.plan(inputs) }
+        if inputs.shard == .layers, !inputs.lowMemory, try MemoryPlanner.plan(inputs).largest > budget {
+            inputs.lowMemory = true
+        }
+        return try MemoryPlanner.check(inputs, budget: budget)
     }
 
     /// What the memory planner needs to know of a job.

@@ -38,9 +38,12 @@ enum MemoryCommand {
         }
         try a.finish()
         guard ranks <= config.numLayers else { throw UsageError("--ranks: \(ranks) ranks for \(config.numLayers) layers") }
-        let inputs = try ClusterCommand.memoryInputs(config: config, shard: shard, ranks: ranks, lowMemory: low,
+        var inputs = try ClusterCommand.memoryInputs(config: config, shard: shard, ranks: ranks, lowMemory: low,
                                                      fileBytesPerParameter: bytesPerParameter, settings: settings,
                                                      samples: samples, length: length, microBatches: micro)
+        // As `cluster prune` decides: low memory when only that fits the budget; a refusal is printed after the table.
+        var refusal: Error? = nil
+        do { _ = try ClusterCommand.planMemory(&inputs, budget: budget) } catch let e as MemoryBudgetError { refusal = e }
         let plan = try MemoryPlanner.plan(inputs)
         if json { try CLI.printJSON(plan) } else {
             print("\(what): \(config.parameterCount) parameters, \(ranks) rank(s), --shard \(shard.rawValue)"
@@ -53,9 +56,10 @@ enum MemoryCommand {
                              r.peakPhase))
             }
         }
-        if let budget {
-            _ = try MemoryPlanner.check(inputs, budget: budget)     // throws the refusal (exit 2)
-            if !json { print("fits --mem-per-rank \(MemoryPlanner.formatGiB(budget)): largest rank \(MemoryPlanner.formatGiB(plan.largest))") }
+        if let refusal { throw refusal }                            // exit 2, one line
+        if let budget, !json {
+            print("fits --mem-per-rank \(MemoryPlanner.formatGiB(budget)): largest rank \(MemoryPlanner.formatGiB(plan.largest))"
+                  + (plan.lowMemory && !low ? " (with --low-memory)" : ""))
         }
     }
 }

@@ -22,8 +22,8 @@ done
 source "$(dirname "$0")/common.sh"
 mkdir -p "$models"
 launch=("$root/$bin")
+: > "$out/ratios"
 [ -n "$budget" ] && launch=("$root/cluster/mem-budget.sh" -q "$budget" -- "$root/$bin")
-worst=0
 printf "%-16s %-5s %2s %4s %-9s %12s %12s %7s  %s\n" shape mode N rank layers "predicted MB" "measured MB" ratio "peak phase (predicted)"
 for shape in $shapes; do
     dir="$models/$shape"
@@ -34,23 +34,18 @@ for shape in $shapes; do
             [ "$mode" = low ] && flags+=(--low-memory)
             # shellcheck disable=SC2086
             mpiexec -n "$n" "${launch[@]}" cluster prune --model "$dir" --out "$out/o" "${flags[@]}" $extra >/dev/null
-            python3 - "$out/o.job/report.json" "$shape" "$mode" "$n" > "$out/rows" <<'PY'
+            # One row per rank: predicted and measured peak; the ratios go to a file for the verdict.
+            python3 - "$out/o.job/report.json" "$shape" "$mode" "$n" "$out/ratios" <<'PY'
 import json, sys
 r = json.load(open(sys.argv[1]))
 plan = {p["rank"]: p for p in r["memoryPlan"]["ranks"]}
-for k in r["perRank"]:
-    p = plan[k["rank"]]
-    ratio = p["peakBytes"] / k["peakRSSBytes"]
-    print("%-16s %-5s %2s %4d %3d..<%-3d %12.1f %12.1f %7.3f  %s" % (sys.argv[2], sys.argv[3], sys.argv[4], k["rank"],
-          p["layerStart"], p["layerEnd"], p["peakBytes"] / 1e6, k["peakRSSBytes"] / 1e6, ratio, p["peakPhase"]))
-    print("RATIO %f" % ratio, file=sys.stderr)
-PY
-            cat "$out/rows"
-            python3 - "$out/o.job/report.json" >> "$out/ratios" <<'PY'
-import json, sys
-r = json.load(open(sys.argv[1]))
-plan = {p["rank"]: p for p in r["memoryPlan"]["ranks"]}
-for k in r["perRank"]: print(plan[k["rank"]]["peakBytes"] / k["peakRSSBytes"])
+with open(sys.argv[5], "a") as ratios:
+    for k in r["perRank"]:
+        p = plan[k["rank"]]
+        ratio = p["peakBytes"] / k["peakRSSBytes"]
+        print("%-16s %-5s %2s %4d %3d..<%-3d %12.1f %12.1f %7.3f  %s" % (sys.argv[2], sys.argv[3], sys.argv[4], k["rank"],
+              p["layerStart"], p["layerEnd"], p["peakBytes"] / 1e6, k["peakRSSBytes"] / 1e6, ratio, p["peakPhase"]))
+        print(ratio, file=ratios)
 PY
             rm -rf "$out/o" "$out/o.job"
         done

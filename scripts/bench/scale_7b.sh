@@ -35,7 +35,7 @@ import glob, os, sys
 for f in glob.glob(os.path.join(sys.argv[1], "*.safetensors")):
     fd = os.open(f, os.O_RDONLY); os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED); os.close(fd)
 PY
-out="$dir/$shape-r${ratio#0.}"
+out="$dir/$shape-r$ratio"
 flags=(--model "$model" --shard layers --mem-per-rank "$budget" --ratio "$ratio" --force)
 
 echo "== one process under the same budget (the planner must refuse before loading)" >&2
