@@ -8,9 +8,10 @@ import Pruning
 /// docs/cluster.md), launched as `mpiexec -n N llmprune cluster prune …`.
 enum ClusterCommand {
     static let booleans: Set<String> = ["json", "quiet", "force", "curve", "low-memory"]
-    /// Flags that only steer this run; a resumed job takes everything else from its job.json.
+    /// Flags that only steer this run; a resumed job takes everything else from its job.json (where a flag given
+    /// again on the resume, e.g. --shard or --mem-per-rank, overrides the recorded one).
     static let runtimeFlags: Set<String> = ["json", "quiet", "threads", "bind", "heartbeat-interval", "heartbeat-timeout",
-                                            "curve", "shard", "resume", "micro-batches", "low-memory", "mem-per-rank"]
+                                            "curve", "resume", "micro-batches"]
 
     static func run(_ argv: [String]) throws {
         guard let sub = argv.first else { throw UsageError("cluster: missing subcommand (prune, status or memory)") }

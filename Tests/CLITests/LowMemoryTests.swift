@@ -76,6 +76,37 @@ struct LowMemory {
         expectSamePlan(try readJSON(one + ".job/plan.json"), try readJSON(two + ".job/plan.json"))
     }
 
+    /// A low-memory job killed while writing resumes as a low-memory layers job (the mode and the budget are part
+    /// of the job) and ends with the uninterrupted job's plan and bf16 weights.
+    @Test(.enabled(if: mpiexecPath() != nil, "mpiexec not installed"))
+    func killedWhileWritingResumesStreamed() throws {
+        let model = try synthetic135M.get(), s = Scratch()
+        let clean = s.url.appendingPathComponent("clean").path, out = s.url.appendingPathComponent("struck").path
+        let args = Array(lowMemoryArgs(model, out: out).dropFirst()) + ["--low-memory", "--mem-per-rank", "2G"]
+        let r = try run(mpiexecPath()!, ["-n", "2", llmpruneBinary().path, "cluster"]
+                        + lowMemoryArgs(model, out: clean) + ["--low-memory"])
+        #expect(r.status == 0, "\(r.stderr)")
+        let job = out + ".job", log = s.url.appendingPathComponent("struck.log")
+        let p = try startClusterJob(2, args, fault: "stall@1:write", log: log)
+        try #require(waitForFile("\(job)/attempt-0/rank-1.stalled", timeout: 60), "rank 1 never reached the write")
+        kill(try rankPID(job, epoch: 0, rank: 1), SIGKILL)
+        #expect(waitForExit(p, timeout: 20) != nil)
+        #expect(!FileManager.default.fileExists(atPath: out), "no half-written output")
+        let resumed = try run(mpiexecPath()!, ["-n", "2", llmpruneBinary().path, "cluster", "prune", "--resume", job, "--quiet"])
+        #expect(resumed.status == 0, "\(resumed.stderr)")
+        let report = try readJSON(job + "/report.json")
+        #expect(report["startPhase"] as? String == "write")
+        #expect(report["shard"] as? String == "layers")
+        #expect((report["memoryPlan"] as! [String: Any])["lowMemory"] as? Bool == true)
+        expectSamePlan(try readJSON(clean + ".job/plan.json"), try readJSON(job + "/plan.json"))
+        let a = try ShardedSafetensors(indexPath: clean + "/model.safetensors.index.json")
+        let b = try ShardedSafetensors(indexPath: out + "/model.safetensors.index.json")
+        for name in a.tensorNames {
+            #expect(b.dtype(of: name) == "BF16")
+            #expect(try a.floats(name) == b.floats(name), "\(name)")
+        }
+    }
+
     @Test func aJobThatCannotFitIsRefusedBeforeLoading() throws {
         let model = try synthetic135M.get(), s = Scratch()
         let out = s.url.appendingPathComponent("refused").path
