@@ -35,6 +35,11 @@ public struct RunSummary: Codable, Sendable {
     /// Seconds per phase per rank, by job ("prune", "tune").
     public var phaseSeconds: [String: [String: [String: Double]]]
     public var spans: [Span]
+    /// Peak resident memory per rank of the prune job: the planner's prediction and the measured VmHWM.
+    public struct RankMemory: Codable, Sendable {
+        public var rank: Int, predictedBytes: Int?, measuredBytes: Int, peakPhase: String?
+    }
+    public var memory: [RankMemory]?
 }
 
 public enum RunReport {
@@ -66,6 +71,12 @@ public enum RunReport {
                                  mlpScoreQuantiles: byLayer[i].map { quantiles($0.mlpScores) })
             }
             try addTrace(d.appendingPathComponent("trace.json"), job: "prune", to: &s)
+            if let data = try? Data(contentsOf: d.appendingPathComponent("report.json")),
+               let r = try? JSONDecoder().decode(ClusterPruneReport.self, from: data) {
+                let plan = Dictionary(uniqueKeysWithValues: (r.memoryPlan?.ranks ?? []).map { ($0.rank, $0) })
+                s.memory = r.perRank.map { .init(rank: $0.rank, predictedBytes: plan[$0.rank]?.peakBytes,
+                                                 measuredBytes: $0.peakRSSBytes, peakPhase: plan[$0.rank]?.peakPhase) }
+            }
         }
         if let d = tuneDir, let data = try? Data(contentsOf: d.appendingPathComponent("report.json")),
            let t = try? JSONDecoder().decode(TuneReport.self, from: data) {
@@ -137,7 +148,7 @@ public enum RunReport {
         var facts: [(String, String)] = []
         if let m = s.model { facts.append(("model", m)) }
         if let b = s.parametersBefore, let a = s.parametersAfter {
-            facts.append(("parameters", String(format: "%d → %d (%.2f%% kept)", b, a, 100 * Double(a) / Double(b))))
+            facts.append(("parameters", String(format: "%ld → %ld (%.2f%% kept)", b, a, 100 * Double(a) / Double(b))))
         }
         if let c = s.criterion, let r = s.ratio { facts.append(("settings", "criterion \(c), ratio \(r)")) }
         body += "<table>" + facts.map { "<tr><th>\($0.0)</th><td>\(SVGChart.escape($0.1))</td></tr>" }.joined() + "</table>\n"
@@ -181,6 +192,20 @@ public enum RunReport {
             if !val.isEmpty { series.append(.init(name: "validation loss", points: val, color: "#d62728")) }
             body += section("LoRA loss", SVGChart.lines(series, title: "LoRA recovery", xLabel: "optimizer step",
                                                          yLabel: "loss (nats / token)"))
+        }
+        if let memory = s.memory, !memory.isEmpty {
+            let mb = { (b: Int?) in b.map { Double($0) / 1_048_576 } ?? .nan }
+            body += section("Peak memory per rank (prune job)", SVGChart.bars(
+                labels: memory.map { "rank \($0.rank)" },
+                series: [("predicted before loading", memory.map { mb($0.predictedBytes) }, "#9ecae1"),
+                         ("measured (VmHWM)", memory.map { mb($0.measuredBytes) }, "#08519c")],
+                title: "peak resident memory per rank", yLabel: "MiB")
+                + "<table><tr><th>rank</th><th>predicted MiB</th><th>measured MiB</th><th>predicted / measured</th><th>peak phase</th></tr>"
+                + memory.map { m in
+                    String(format: "<tr><td>%d</td><td>%.1f</td><td>%.1f</td><td>%.3f</td><td>%@</td></tr>", m.rank,
+                           mb(m.predictedBytes), mb(m.measuredBytes), mb(m.predictedBytes) / mb(m.measuredBytes),
+                           SVGChart.escape(m.peakPhase ?? "–"))
+                }.joined() + "</table>")
         }
         for job in ["prune", "tune"] {
             let spans = s.spans.filter { $0.job == job }
