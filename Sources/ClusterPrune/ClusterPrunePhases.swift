@@ -164,6 +164,7 @@ extension ClusterPruneJob {
                                    weights: held.weights, tokenizer: nil, path: held.loaded.path,
                                    format: held.loaded.format, chatTemplate: nil, tensorNames: [])
             let pass = StageGradientPass(stage: all, scored: scored)
+            pass.cachedLayers = cachedLayers
             x.progress("importance", 0, 3, "forward on samples \(mine.lowerBound)..<\(mine.upperBound)")
             if !mine.isEmpty {
                 let toks = Array(calib.batchTokens[(mine.lowerBound * len)..<(mine.upperBound * len)])
@@ -222,6 +223,7 @@ extension ClusterPruneJob {
         }
         let makePass = { () -> StageGradientPass in
             let pass = StageGradientPass(stage: held.stage!, scored: s.layerRange)
+            pass.cachedLayers = self.cachedLayers
             pass.onLayer = { sweep, l in x.progress("importance", 0, 2, "\(sweep) layer \(l)") }
             return pass
         }
@@ -246,6 +248,9 @@ extension ClusterPruneJob {
         x.progress("importance", 2, 2, "scored \(scores.count) layer(s)")
         return ImportanceResult(scores: scores, loss: loss, stage: stageReport(held, peak: peak, seconds: Date().timeIntervalSince(t0)))
     }
+
+    /// Layers whose internals this rank keeps from the forward sweep, as its memory plan allows.
+    var cachedLayers: Int { options.memoryPlan?.ranks.first { $0.rank == comm.rank }?.cachedLayers ?? 0 }
 
     private func stageReport(_ held: HeldModel, peak: Int, seconds: Double) -> PipelineStageReport {
         PipelineStageReport(rank: comm.rank, layerStart: held.owned.lowerBound, layerEnd: held.owned.upperBound,

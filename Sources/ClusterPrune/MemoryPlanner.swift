@@ -30,6 +30,11 @@ public struct MemoryPlanInputs: Sendable {
     public var microBatches: Int
     /// The pruning ratio: the cut copy of a layer is ≈ (1 − ratio) of it.
     public var ratio: Double
+    /// The per-rank budget, if any: with an automatic activation cache, the cache takes only the room it leaves.
+    public var budget: Int? = nil
+    /// Bytes a rank may spend on keeping layer internals from the forward sweep (no recomputation in the backward);
+    /// nil: automatic (the budget's headroom, less 5 %; without a budget, 2 GiB as a single process allows).
+    public var activationCache: Int? = nil
 
     public init(config: LlamaConfig, shard: ShardMode, ranks: Int, lowMemory: Bool, fileBytesPerParameter: Double,
                 samples: Int, sampleLength: Int, scored: Range<Int>, needsGradient: Bool, needsFisher: Bool,
@@ -65,6 +70,9 @@ public struct MemoryPlan: Codable, Sendable, Equatable {
         public var gradientBytes: Int
         public var activationBytes: Int
         public var runtimeBytes: Int
+        /// Top layers of the block whose internals are kept from the forward sweep, and their bytes.
+        public var cachedLayers: Int
+        public var cacheBytes: Int
         /// The phase with the largest footprint.
         public var peakPhase: String
         public var peakBytes: Int
@@ -148,13 +156,36 @@ public enum MemoryPlanner {
                 let cutParams = owned[r].filter { x.scored.contains($0) }.reduce(0) { $0 + c.layerParameterCount(c.layers[$1]) }
                 moments.append(("write", base + held + Int(keptFraction * Double(4 * cutParams))))
             }
+            // The activation cache: as many of the block's top layers as the room allows keep their internals.
+            let candidates = gradientPass ? block.filter { $0 >= x.scored.lowerBound }.count : 0
+            let perLayer = internalsBytes(x, block: block)
+            let room: Int
+            if let explicit = x.activationCache { room = explicit }
+            else if let b = x.budget { room = max(0, Int(0.95 * Double(b)) - moments.map(\.1).max()!) }
+            else { room = 2 << 30 }
+            let cached = perLayer > 0 ? min(candidates, room / perLayer) : 0
+            for i in moments.indices where ["forward", "loss", "backward"].contains(moments[i].0) {
+                moments[i].1 += cached * perLayer
+            }
             let top = moments.max { $0.1 < $1.1 }!
             ranks.append(.init(rank: r, layerStart: block.lowerBound, layerEnd: block.upperBound, mappedBytes: resident,
                                weightBytes: held, layerBytes: layerBytes, gradientBytes: gradient,
                                activationBytes: max(a.forward, a.loss, a.backward), runtimeBytes: base,
-                               peakPhase: top.0, peakBytes: top.1))
+                               cachedLayers: cached, cacheBytes: cached * perLayer, peakPhase: top.0, peakBytes: top.1))
         }
         return MemoryPlan(lowMemory: low, ranks: ranks)
+    }
+
+    /// The internals one layer keeps for its backward when cached (`GradientPass.cacheBytes`): attention
+    /// probabilities, q|k|v, the attention output, the mid-layer residual, gate|up and the activation.
+    static func internalsBytes(_ x: MemoryPlanInputs, block: Range<Int>) -> Int {
+        let c = x.config, d = c.hiddenSize, hd = c.headDim
+        let B = x.shard == .samples ? (x.samples + x.ranks - 1) / x.ranks : x.samples
+        let T = x.sampleLength, n = B * T
+        return block.map { c.layers[$0] }.map { s in
+            4 * (B * s.numHeads * T * T + n * (s.numHeads + 2 * s.numKVHeads) * hd + n * s.numHeads * hd + n * d
+                 + 3 * n * s.intermediateSize)
+        }.max() ?? 0
     }
 
     /// Activation bytes of one rank's gradient pass at its three high-water moments (see StageGradients.swift and
@@ -181,6 +212,8 @@ public enum MemoryPlanner {
     /// Throws `MemoryBudgetError` when the largest rank's peak exceeds `budget`, saying what would fit: more ranks,
     /// fewer calibration samples, or low-memory execution.
     public static func check(_ x: MemoryPlanInputs, budget: Int) throws -> MemoryPlan {
+        var x = x
+        x.budget = budget
         let p = try plan(x)
         guard p.largest > budget else { return p }
         var hints: [String] = []

@@ -26,6 +26,10 @@ public final class StageGradientPass {
     let pass: GradientPass
     private var ws: Workspace?
     private var inputs: [Int: FloatBuffer] = [:]
+    private var caches: [Int: LayerActivations] = [:]
+    /// How many of the block's top layers (at or above the lowest scored layer) keep their internals from the
+    /// forward sweep, so their backward needs no recomputation: speed for memory, as the planner allows.
+    public var cachedLayers = 0
     private var xFinal: FloatBuffer?
     private var dx: FloatBuffer?
     private var tokens: [Int32] = []
@@ -75,7 +79,7 @@ public final class StageGradientPass {
         self.tokens = tokens
         self.batch = batch
         self.seqLen = seqLen
-        inputs = [:]; grads = [:]; fishers = [:]; xFinal = nil; dx = nil; loss = nil
+        inputs = [:]; caches = [:]; grads = [:]; fishers = [:]; xFinal = nil; dx = nil; loss = nil
         let ws: Workspace
         if isFirst {
             guard input == nil, stage.holdsEmbedding else {
@@ -103,7 +107,11 @@ public final class StageGradientPass {
                 saved.p.update(from: ws.x.p, count: n * d)
                 inputs[l] = saved
             }
-            try withLayer(l) { pass.forwardLayer(l, ws: ws, batch: batch, seqLen: seqLen) }
+            if l >= scored.lowerBound && l >= stage.layers.upperBound - cachedLayers {
+                caches[l] = try withLayer(l) { pass.forwardKeeping(l, ws: ws, batch: batch, seqLen: seqLen) }
+            } else {
+                try withLayer(l) { pass.forwardLayer(l, ws: ws, batch: batch, seqLen: seqLen) }
+            }
             onLayer?("forward", l)
         }
         guard isLast else { return ws.x.array }
@@ -165,8 +173,10 @@ public final class StageGradientPass {
                 let wantWeights = scored.contains(l)
                 var g = wantWeights ? LayerGradients(zerosLike: stage.weights.layers[l]) : nil
                 var f = wantWeights && fisher ? LayerGradients(zerosLike: stage.weights.layers[l]) : nil
-                pass.backwardLayer(l, input: inputs[l]!, ws: ws, batch: batch, seqLen: seqLen, dx: dx, grads: &g, fisher: &f,
-                                   needInputGradient: l > scored.lowerBound)
+                let cache = caches.removeValue(forKey: l)
+                if let cache { pass.bytes -= cache.bytes }
+                pass.backwardLayer(l, input: inputs[l]!, ws: ws, batch: batch, seqLen: seqLen, dx: dx, cache: cache,
+                                   grads: &g, fisher: &f, needInputGradient: l > scored.lowerBound)
                 pass.release(inputs[l]!)
                 inputs[l] = nil
                 if let consume, let g {
@@ -200,7 +210,7 @@ public final class StageGradientPass {
 
     /// Drops activations, gradients and the workspace.
     public func reset() {
-        inputs = [:]; grads = [:]; fishers = [:]; xFinal = nil; dx = nil; ws = nil
+        inputs = [:]; caches = [:]; grads = [:]; fishers = [:]; xFinal = nil; dx = nil; ws = nil
         pass.runner.ws = nil
     }
 }

@@ -48,6 +48,7 @@ enum ClusterCommand {
         options.session = try sessionOptions(&a, quiet: quiet)
         options.microBatches = try a.int("micro-batches", min: 1)
         let lowMemory = a.flag("low-memory")
+        let cache = try activationCache(&a)
         var budget: Int? = nil
         if let text = a.string("mem-per-rank") {
             guard let b = MemoryPlanner.parseSize(text) else {
@@ -67,7 +68,7 @@ enum ClusterCommand {
         var inputs = try memoryInputs(config: config, shard: shard, ranks: Communicator.world.size, lowMemory: lowMemory,
                                       fileBytesPerParameter: try ModelLoader.layerBytesPerParameter(path: modelPath),
                                       settings: settings, samples: calib.samples, length: calib.length,
-                                      microBatches: options.microBatches ?? 1)
+                                      microBatches: options.microBatches ?? 1, activationCache: cache)
         options.memoryPlan = try planMemory(&inputs, budget: budget)
         options.lowMemory = inputs.lowMemory
         if let budget, let plan = options.memoryPlan, !quiet, Communicator.world.rank == 0 {
@@ -105,6 +106,7 @@ enum ClusterCommand {
     /// that cannot fit throws the planner's refusal.
     static func planMemory(_ inputs: inout MemoryPlanInputs, budget: Int?) throws -> MemoryPlan {
         guard let budget else { return try MemoryPlanner.plan(inputs) }
+        inputs.budget = budget
         if inputs.shard == .layers, !inputs.lowMemory, try MemoryPlanner.plan(inputs).largest > budget {
             inputs.lowMemory = true
         }
@@ -114,12 +116,24 @@ enum ClusterCommand {
     /// What the memory planner needs to know of a job.
     static func memoryInputs(config: LlamaConfig, shard: ShardMode, ranks: Int, lowMemory: Bool,
                              fileBytesPerParameter: Double, settings: PruneSettings, samples: Int, length: Int,
-                             microBatches: Int) throws -> MemoryPlanInputs {
+                             microBatches: Int, activationCache: Int?) throws -> MemoryPlanInputs {
         let (criterion, _) = try Planner.parse(criterion: settings.criterion, reduction: settings.reduction)
-        return MemoryPlanInputs(config: config, shard: shard, ranks: ranks, lowMemory: lowMemory,
-                                fileBytesPerParameter: fileBytesPerParameter, samples: samples, sampleLength: length,
-                                scored: settings.layerRange, needsGradient: criterion.needsGradient,
-                                needsFisher: criterion.needsFisher, microBatches: microBatches, ratio: settings.ratio)
+        var x = MemoryPlanInputs(config: config, shard: shard, ranks: ranks, lowMemory: lowMemory,
+                                 fileBytesPerParameter: fileBytesPerParameter, samples: samples, sampleLength: length,
+                                 scored: settings.layerRange, needsGradient: criterion.needsGradient,
+                                 needsFisher: criterion.needsFisher, microBatches: microBatches, ratio: settings.ratio)
+        x.activationCache = activationCache
+        return x
+    }
+
+    /// --activation-cache auto|SIZE (0: recompute every layer's internals in the backward sweep).
+    static func activationCache(_ a: inout Arguments) throws -> Int? {
+        guard let t = a.string("activation-cache"), t != "auto" else { return nil }
+        if t == "0" { return 0 }
+        guard let b = MemoryPlanner.parseSize(t) else {
+            throw UsageError("--activation-cache: \"\(t)\" is not auto, 0 or a size (e.g. 512M)")
+        }
+        return b
     }
 
     static func status(_ argv: [String]) throws {

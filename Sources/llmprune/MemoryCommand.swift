@@ -31,6 +31,7 @@ enum MemoryCommand {
         let settings = try PruneCommand.settings(&a, numLayers: config.numLayers)
         let samples = try a.int("calib-samples", default: 10, min: 1)!, length = try a.int("calib-len", default: 64, min: 2)!
         let micro = try a.int("micro-batches", default: 1, min: 1)!
+        let cache = try ClusterCommand.activationCache(&a)
         var budget: Int? = nil
         if let t = a.string("mem-per-rank") {
             guard let b = MemoryPlanner.parseSize(t) else { throw UsageError("--mem-per-rank: \"\(t)\" is not a size (e.g. 6G, 512M)") }
@@ -40,7 +41,8 @@ enum MemoryCommand {
         guard ranks <= config.numLayers else { throw UsageError("--ranks: \(ranks) ranks for \(config.numLayers) layers") }
         var inputs = try ClusterCommand.memoryInputs(config: config, shard: shard, ranks: ranks, lowMemory: low,
                                                      fileBytesPerParameter: bytesPerParameter, settings: settings,
-                                                     samples: samples, length: length, microBatches: micro)
+                                                     samples: samples, length: length, microBatches: micro,
+                                                     activationCache: cache)
         // As `cluster prune` decides: low memory when only that fits the budget; a refusal is printed after the table.
         var refusal: Error? = nil
         do { _ = try ClusterCommand.planMemory(&inputs, budget: budget) } catch let e as MemoryBudgetError { refusal = e }
@@ -48,12 +50,12 @@ enum MemoryCommand {
         if json { try CLI.printJSON(plan) } else {
             print("\(what): \(config.parameterCount) parameters, \(ranks) rank(s), --shard \(shard.rawValue)"
                   + (plan.lowMemory ? ", low memory" : "") + ", calibration \(samples) × \(length)")
-            print("rank  layers      mapped GB  fp32 held GB  layer GB  gradient GB  activations GB  peak GB  phase")
+            print("rank  layers      mapped GB  fp32 held GB  layer GB  gradient GB  activations GB  cached layers  peak GB  phase")
             for r in plan.ranks {
-                print(String(format: "%4d  %3d..<%-4d %10.2f %13.2f %9.2f %12.2f %15.2f %8.2f  %@", r.rank, r.layerStart,
-                             r.layerEnd, Double(r.mappedBytes) / 1e9, Double(r.weightBytes) / 1e9, Double(r.layerBytes) / 1e9,
-                             Double(r.gradientBytes) / 1e9, Double(r.activationBytes) / 1e9, Double(r.peakBytes) / 1e9,
-                             r.peakPhase))
+                print(String(format: "%4d  %3d..<%-4d %10.2f %13.2f %9.2f %12.2f %15.2f %7d %6.2f %8.2f  %@", r.rank,
+                             r.layerStart, r.layerEnd, Double(r.mappedBytes) / 1e9, Double(r.weightBytes) / 1e9,
+                             Double(r.layerBytes) / 1e9, Double(r.gradientBytes) / 1e9, Double(r.activationBytes) / 1e9,
+                             r.cachedLayers, Double(r.cacheBytes) / 1e9, Double(r.peakBytes) / 1e9, r.peakPhase))
             }
         }
         if let refusal { throw refusal }                            // exit 2, one line
