@@ -166,6 +166,8 @@ public enum MemoryPlanner {
             let cached = perLayer > 0 ? min(candidates, room / perLayer) : 0
             for i in moments.indices where ["forward", "loss", "backward"].contains(moments[i].0) {
                 moments[i].1 += cached * perLayer
+                // The top layer's backward then reads its probabilities and mid residual from its cache.
+                if moments[i].0 == "backward" && cached > 0 { moments[i].1 -= a.cachedSaving }
             }
             let top = moments.max { $0.1 < $1.1 }!
             ranks.append(.init(rank: r, layerStart: block.lowerBound, layerEnd: block.upperBound, mappedBytes: resident,
@@ -191,7 +193,9 @@ public enum MemoryPlanner {
     /// Activation bytes of one rank's gradient pass at its three high-water moments (see StageGradients.swift and
     /// Backward.swift for the buffers): the forward sweep, the loss on the last stage (one chunk of logits), and
     /// the backward sweep (one layer's recomputed internals and their gradients).
-    static func activations(_ x: MemoryPlanInputs, block: Range<Int>, last: Bool) -> (forward: Int, loss: Int, backward: Int) {
+    /// `cachedSaving`: what a cached layer's backward does not allocate (probabilities, mid-layer residual).
+    static func activations(_ x: MemoryPlanInputs, block: Range<Int>, last: Bool)
+        -> (forward: Int, loss: Int, backward: Int, cachedSaving: Int) {
         let c = x.config, d = c.hiddenSize, hd = c.headDim
         let B = x.shard == .samples ? (x.samples + x.ranks - 1) / x.ranks : x.samples
         let T = x.sampleLength, n = B * T, row = 4 * n * d
@@ -206,7 +210,8 @@ public enum MemoryPlanner {
         let backward = 4 * (B * nq * T * T + n * (3 * d + q + qkv + 3 * I))
         return (workspace + kept + transfers,
                 last ? workspace + kept + logits + 3 * row : 0,
-                workspace + kept + backward + transfers)
+                workspace + kept + backward + transfers,
+                4 * (B * nq * T * T) + row)
     }
 
     /// Throws `MemoryBudgetError` when the largest rank's peak exceeds `budget`, saying what would fit: more ranks,

@@ -89,6 +89,8 @@ enum Help {
           --mem-per-rank SIZE         e.g. 6G: predict each rank's peak before loading anything and refuse a job that
                                       cannot fit (saying what would); picks --low-memory when only that fits.
                                       Enforce it with cluster/mem-budget.sh SIZE -- llmprune … (a cgroup per rank)
+          --activation-cache auto     keep the internals of a stage's top layers from the forward sweep so their
+                                      backward skips recomputation: auto (the budget's headroom, or 2 GiB), SIZE, 0
           --job-dir DIR               checkpoints, state, trace, report (default DIR.job)
           --resume JOB_DIR            continue a failed job from its last completed phase
           --bind tcp://HOST:PORT      coordinator address (default a free loopback port)

@@ -36,11 +36,18 @@ struct LowMemory {
         #expect(rf.status == 0, "\(rf.stderr)")
         let rl = try llmprune(["cluster"] + lowMemoryArgs(model, out: low) + ["--low-memory"])
         #expect(rl.status == 0, "\(rl.stderr)")
+        // Recomputing every layer's internals instead of keeping them changes nothing either.
+        let recomputed = s.url.appendingPathComponent("recomputed").path
+        let rr = try llmprune(["cluster"] + lowMemoryArgs(model, out: recomputed) + ["--low-memory", "--activation-cache", "0"])
+        #expect(rr.status == 0, "\(rr.stderr)")
+        let cachedPlan = try readJSON(low + ".job/report.json")["memoryPlan"] as! [String: Any]
+        #expect(((cachedPlan["ranks"] as! [[String: Any]])[0]["cachedLayers"] as! Int) > 0)
+        let pr = try readJSON(recomputed + ".job/plan.json")
         // The same plan: same kept units, and scores equal bit for bit (the same products on the same values).
         let pf = try readJSON(fp + ".job/plan.json"), pl = try readJSON(low + ".job/plan.json")
         expectSamePlan(pf, pl)
         let lf = pf["layers"] as! [[String: Any]], ll = pl["layers"] as! [[String: Any]]
-        for (a, b) in zip(lf, ll) {
+        for (a, b) in Array(zip(lf, ll)) + Array(zip(lf, pr["layers"] as! [[String: Any]])) {
             #expect(a["mlpScores"] as! [Double] == b["mlpScores"] as! [Double], "layer \(a["layer"]!)")
             #expect(a["attentionScores"] as! [Double] == b["attentionScores"] as! [Double], "layer \(a["layer"]!)")
         }

@@ -51,6 +51,28 @@ struct MemoryPlannerTests {
         }
     }
 
+    @Test func theActivationCacheTakesOnlyTheRoomLeft() throws {
+        let c = SyntheticShape.llama7b.config(), budget = 6 << 30
+        var x = inputs(c, ranks: 4)
+        x.activationCache = 0
+        let none = try MemoryPlanner.plan(x)
+        #expect(none.ranks.allSatisfy { $0.cachedLayers == 0 && $0.cacheBytes == 0 })
+        x.activationCache = nil
+        let auto = try MemoryPlanner.check(x, budget: budget)       // the budget's headroom, less 5 %
+        #expect(auto.largest <= budget)
+        #expect(auto.ranks.contains { $0.cachedLayers > 0 }, "ranks 0–2 have room for some layers")
+        for (a, b) in zip(auto.ranks, none.ranks) {
+            #expect(a.peakBytes - b.peakBytes == a.cacheBytes)
+            #expect(a.peakBytes <= Int(0.95 * Double(budget)) || a.cachedLayers == 0)
+        }
+        // Without a budget, up to 2 GiB; never more layers than the block has at or above the scored range.
+        let free = try MemoryPlanner.plan(inputs(SyntheticShape.smollm2.config(), ranks: 2))
+        #expect(free.ranks.map(\.cachedLayers) == [11, 15], "\(free.ranks.map(\.cachedLayers))")
+        // An explicit cache larger than the budget allows is refused like any other excess.
+        x.activationCache = 4 << 30
+        #expect(throws: MemoryBudgetError.self) { try MemoryPlanner.check(x, budget: budget) }
+    }
+
     @Test func theCalibrationHintFits() throws {
         let c = SyntheticShape.smollm2.config()
         let big = inputs(c, ranks: 1, samples: 64, length: 512)
