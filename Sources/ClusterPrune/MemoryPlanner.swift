@@ -164,10 +164,15 @@ public enum MemoryPlanner {
             else if let b = x.budget { room = max(0, Int(0.95 * Double(b)) - moments.map(\.1).max()!) }
             else { room = 2 << 30 }
             let cached = perLayer > 0 ? min(candidates, room / perLayer) : 0
+            // Backward goes top down and frees each layer's cache as it passes: the gradient sums appear only at
+            // the top scored layer, when the caches of the unscored layers above it are gone.
+            let above = min(cached, block.filter { $0 >= x.scored.upperBound }.count)
             for i in moments.indices where ["forward", "loss", "backward"].contains(moments[i].0) {
-                moments[i].1 += cached * perLayer
-                // The top layer's backward then reads its probabilities and mid residual from its cache.
-                if moments[i].0 == "backward" && cached > 0 { moments[i].1 -= a.cachedSaving }
+                guard moments[i].0 == "backward", cached > 0 else { moments[i].1 += cached * perLayer; continue }
+                // A cached layer's backward reads its probabilities and mid residual from its cache.
+                let withoutGradient = moments[i].1 - gradient + cached * perLayer
+                let atTopScored = moments[i].1 + (cached - above) * perLayer
+                moments[i].1 = max(above > 0 ? withoutGradient : 0, atTopScored) - a.cachedSaving
             }
             let top = moments.max { $0.1 < $1.1 }!
             ranks.append(.init(rank: r, layerStart: block.lowerBound, layerEnd: block.upperBound, mappedBytes: resident,
