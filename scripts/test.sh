@@ -4,6 +4,9 @@ set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$root"
 scripts/setup.sh >/dev/null
+# The per-rank memory budget (cluster/mem-budget.sh) on its own: a few seconds, skipped where no mechanism exists.
+mb="$(scripts/test_mem_budget.sh)" || { echo "$mb"; exit 1; }
+echo "$mb" | grep -Ev "^  ok " || true
 swift build --build-tests 2>&1 | grep -v "prohibited flag" || true
 swift test 2>&1 | grep -v "prohibited flag"
 exit "${PIPESTATUS[0]}"

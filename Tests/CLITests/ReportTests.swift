@@ -30,10 +30,14 @@ struct ReportTests {
         #expect(r.status == 0, "\(r.stderr)")
         let html = try String(contentsOfFile: run + "/report.html", encoding: .utf8)
         for section in ["Kept widths per layer", "Importance score distribution per layer", "Perplexity", "LoRA loss",
-                        "Time per phase per rank (prune)", "Time per phase per rank (tune)"] {
+                        "Time per phase per rank (prune)", "Time per phase per rank (tune)",
+                        "Peak memory per rank (prune job)"] {
             #expect(html.contains("<h2>\(section)</h2>"), "missing \(section)")
         }
-        #expect(html.components(separatedBy: "<svg").count - 1 == 7)     // 2 width charts + 5 others
+        #expect(html.components(separatedBy: "<svg").count - 1 == 8)     // 2 width charts + 6 others
+        let memory = try #require(try readJSON(run + "/summary.json")["memory"] as? [[String: Any]])
+        #expect(!memory.isEmpty && memory.allSatisfy { ($0["predictedBytes"] as? Int ?? 0) > 0 && ($0["measuredBytes"] as? Int ?? 0) > 0 },
+                "\(memory)")
         #expect(!html.contains("<script"))     // self-contained: no scripts, nothing fetched
         let summary = try readJSON(run + "/summary.json")
         #expect((summary["layers"] as! [[String: Any]]).count == 3)

@@ -19,19 +19,7 @@ source "$(dirname "$0")/common.sh"
 echo "== llmprune: plan (importance pass) and whole prune, $threads threads" >&2
 $bin plan --model "$model" --plan "$out/plan.json" --ratio "$ratio" --threads "$threads" --json > "$out/plan_report.json"
 $bin prune --model "$model" --out "$out/pruned" --ratio "$ratio" --threads "$threads" --json > "$out/prune_report.json"
-$bin tokenize --model "$model" --dataset ptb-valid --out "$out/ids.bin" > /dev/null
-python3 - "$out" <<'PY'
-import json, struct, sys
-d = sys.argv[1]
-plan = json.load(open(f"{d}/plan.json"))
-cal = plan["calibration"]
-raw = open(f"{d}/ids.bin", "rb").read()
-ids = struct.unpack(f"<{len(raw) // 4}i", raw)
-L = cal["sampleLength"]
-json.dump({"ids": [list(ids[o:o + L]) for o in cal["offsets"]]}, open(f"{d}/ids.json", "w"))
-json.dump([plan["settings"]["layerStart"], plan["settings"]["layerEnd"]], open(f"{d}/layers.json", "w"))
-PY
-read -r lo hi < <(python3 -c "import json,sys; a=json.load(open('$out/layers.json')); print(a[0], a[1])")
+read -r lo hi < <(calibration_ids "$out/plan.json" "$model" "$out")
 echo "== PyTorch: the same pass on the same ids, layers $lo..$hi, $threads threads" >&2
 LLMPRUNE_VENV="${LLMPRUNE_VENV:-$root/.venv-ref}" scripts/reference/run.sh importance.py --model "$model" \
     --ids-json "$out/ids.json" --layers "$lo" "$hi" --criteria element1 --reductions sum --time-only \

@@ -29,19 +29,7 @@ echo "== llmprune, one process, low memory, $threads threads" >&2
 "$bin" cluster prune "${flags[@]}" --out "$out/one" --threads "$threads" >/dev/null
 echo "== llmprune, $ranks ranks, low memory, $threads threads each (waiting ranks sleep)" >&2
 mpiexec -n "$ranks" "$bin" cluster prune "${flags[@]}" --out "$out/many" --threads "$threads" >/dev/null
-"$bin" tokenize --model "$model" --dataset ptb-valid --out "$out/ids.bin" >/dev/null
-python3 - "$out" <<'PY'
-import json, struct, sys
-d = sys.argv[1]
-plan = json.load(open(f"{d}/one.job/plan.json"))
-cal = plan["calibration"]
-raw = open(f"{d}/ids.bin", "rb").read()
-ids = struct.unpack(f"<{len(raw) // 4}i", raw)
-L = cal["sampleLength"]
-json.dump({"ids": [list(ids[o:o + L]) for o in cal["offsets"]]}, open(f"{d}/ids.json", "w"))
-print(plan["settings"]["layerStart"], plan["settings"]["layerEnd"], file=open(f"{d}/layers.txt", "w"))
-PY
-read -r lo hi < "$out/layers.txt"
+read -r lo hi < <(calibration_ids "$out/one.job/plan.json" "$model" "$out")
 echo "== PyTorch (LLM-Pruner's pass: fp32, every parameter's gradient), layers $lo..<$hi, $threads threads" >&2
 LLMPRUNE_VENV="${LLMPRUNE_VENV:-$root/.venv-ref}" scripts/reference/run.sh importance.py --model "$model" \
     --ids-json "$out/ids.json" --layers "$lo" "$hi" --criteria element1 --reductions sum --score-dtype float32 \
