@@ -354,6 +354,29 @@ public final class GGUFFile: @unchecked Sendable {
         try floats(info, sourceRow: nil)
     }
 
+    /// Rows `rows` of a 2-D tensor decoded into `out` ([rows.count × ne[0]]), reading only those rows' blocks (the
+    /// token-embedding lookup of a low-memory stage).
+    public func rows(_ info: GGUFTensorInfo, _ rows: [Int], into out: UnsafeMutablePointer<Float>) throws {
+        guard Dequantizer.supports(info.type) else {
+            throw FormatError.unsupportedType(path: path, tensor: info.name, type: info.type.rawValue)
+        }
+        guard info.shape.count == 2 else {
+            throw FormatError.shapeMismatch(path: path, tensor: info.name, reason: "expected 2 dimensions, got shape \(info.shape)")
+        }
+        let bytes = try rawBytes(info)
+        let rowLength = info.shape[0], count = info.shape[1]
+        let blocksPerRow = rowLength / info.type.blockSize, rowBytes = blocksPerRow * info.type.typeSize
+        guard let src = bytes.baseAddress, count * rowBytes == bytes.count else {
+            throw FormatError.shapeMismatch(path: path, tensor: info.name, reason: "byte size does not match shape \(info.shape)")
+        }
+        for (i, r) in rows.enumerated() {
+            guard r >= 0, r < count else {
+                throw FormatError.shapeMismatch(path: path, tensor: info.name, reason: "row \(r) of \(count)")
+            }
+            Dequantizer.decode(info.type, src + r * rowBytes, out + i * rowLength, blocksPerRow)
+        }
+    }
+
     /// Like `floats(_:)`, but output row r is decoded from source row `sourceRow(r)` (rows are ne[0] long).
     /// `sourceRow` must be a permutation of 0..<rows.
     func floats(_ info: GGUFTensorInfo, sourceRow: (@Sendable (Int) -> Int)?) throws -> [Float] {

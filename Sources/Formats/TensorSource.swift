@@ -164,6 +164,22 @@ public final class GGUFLlamaSource: TensorSource, @unchecked Sendable {
     public func shape(of name: String) -> [Int]? { byHF[name]?.hfShape }
     public func storageType(of name: String) -> String? { byHF[name]?.type.name }
 
+    /// Rows of a tensor, decoding only their blocks; q/k (whose rows llama.cpp permuted) go through `floats`.
+    public func readRows(_ name: String, rows: [Int], into out: UnsafeMutablePointer<Float>) throws {
+        guard let info = byHF[name] else { throw FormatError.tensorNotFound(path: file.path, tensor: name) }
+        if GGUFLlamaSource.permutedRole(info.name) != nil {
+            let v = try floats(name), cols = info.shape.first ?? 1
+            for (i, r) in rows.enumerated() {
+                guard r >= 0, r * cols < v.count else {
+                    throw FormatError.shapeMismatch(path: file.path, tensor: info.name, reason: "row \(r)")
+                }
+                v.withUnsafeBufferPointer { (out + i * cols).update(from: $0.baseAddress! + r * cols, count: cols) }
+            }
+            return
+        }
+        try file.rows(info, rows, into: out)
+    }
+
     /// The GGUF tensor behind a Hugging Face name.
     public func ggufInfo(of name: String) -> GGUFTensorInfo? { byHF[name] }
 

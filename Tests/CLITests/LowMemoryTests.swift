@@ -176,3 +176,27 @@ struct MemoryCommandTests {
         expectCleanFailure(try llmprune(["cluster", "memory", "--shape", "llama-7b", "--ranks", "33"]), mentions: ["--ranks", "33"])
     }
 }
+
+/// Low memory on a quantised GGUF (the tiny Q8/F32 fixture): layers are dequantised one at a time, embedding rows
+/// decoded as needed, and the plan is the fp32 load's; the shard is F32 (there is no float dtype to keep).
+@Suite(.enabled(if: mpiexecPath() != nil, "mpiexec not installed")) struct LowMemoryGGUF {
+    @Test func quantisedLayersStreamToTheSamePlan() throws {
+        let s = Scratch()
+        let fp = s.url.appendingPathComponent("fp").path, low = s.url.appendingPathComponent("low").path
+        let base = try clusterJobArgs(s) + ["--shard", "layers", "--quiet"]
+        #expect(try clusterRun(2, ["prune"] + base + ["--out", fp]).status == 0)
+        let r = try clusterRun(2, ["prune"] + base + ["--out", low, "--low-memory"])
+        #expect(r.status == 0, "\(r.stderr)")
+        let pf = try readJSON(fp + ".job/plan.json"), pl = try readJSON(low + ".job/plan.json")
+        expectSamePlan(pf, pl)
+        for (a, b) in zip(pf["layers"] as! [[String: Any]], pl["layers"] as! [[String: Any]]) {
+            #expect(a["mlpScores"] as! [Double] == b["mlpScores"] as! [Double])
+        }
+        let of = try ShardedSafetensors(indexPath: fp + "/model.safetensors.index.json")
+        let ol = try ShardedSafetensors(indexPath: low + "/model.safetensors.index.json")
+        for name in of.tensorNames {
+            #expect(ol.dtype(of: name) == "F32")
+            #expect(try of.floats(name) == ol.floats(name), "\(name)")
+        }
+    }
+}
