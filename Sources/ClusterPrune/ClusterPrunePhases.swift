@@ -86,15 +86,14 @@ extension ClusterPruneJob {
                                                     into: URL(fileURLWithPath: staging))
                 }
             }
-            let pruned = try trace.span("cut", phase: "write") { () -> LlamaWeights in
-                let mine = StageWeights.view(of: held.weights, layers: held.owned, embedding: r == 0, head: r == n - 1)
-                return try Pruner.apply(plan: plan, to: mine, layers: held.owned)
+            // fp32 held: cut and written layer by layer, each uncut layer dropped as it goes (samples mode drops the
+            // layers other ranks write first).
+            for l in held.weights.layers.indices where !held.owned.contains(l) {
+                held.weights.layers[l] = .placeholder(held.weights.layers[l].shape)
             }
-            // The uncut layers are no longer needed: drop them before the shard's tensors are laid out.
-            for l in held.weights.layers.indices { held.weights.layers[l] = .placeholder(held.weights.layers[l].shape) }
             return try trace.span("write", phase: "write") {
-                let tensors = try HFExport.shardTensors(weights: pruned, layers: held.owned, embedding: r == 0, head: r == n - 1)
-                return try HFExport.writeShard(tensors: tensors, index: r, count: n, into: URL(fileURLWithPath: staging))
+                try HFExport.writeHeldShard(plan: plan, weights: held.weights, layers: held.owned, embedding: r == 0,
+                                            head: r == n - 1, index: r, count: n, into: URL(fileURLWithPath: staging))
             }
         }
         x.progress("write", 2, 2, String(format: "wrote %@ (%.1f MB)", shard.fileName, Double(shard.dataBytes) / 1e6))

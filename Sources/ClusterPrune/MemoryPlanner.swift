@@ -7,7 +7,7 @@
 //   importance  fp32 weights held + (low memory) the block's mapped pages, one widened layer, one layer's gradient
 //               sums (+ Fisher and its per-sample temporary) + activations (workspace, kept layer inputs, backward
 //               buffers, the last stage's logits chunk, transfer copies)
-//   write       low memory: mapped pages + one widened layer + its cut; fp32: the block and its cut copy
+//   write       low memory: mapped pages + one widened layer + its cut; fp32: the block + one cut layer
 // plus a runtime constant (Swift, MPI, ZeroMQ, OpenBLAS, tokenizer, calibration text) measured on this machine.
 import Foundation
 import LlamaModel
@@ -153,8 +153,13 @@ public enum MemoryPlanner {
                 if last && !c.tieWordEmbeddings { w = max(w, Int(f * Double(table))) }
                 moments.append(("write", base + kept + w))
             } else {
-                let cutParams = owned[r].filter { x.scored.contains($0) }.reduce(0) { $0 + c.layerParameterCount(c.layers[$1]) }
-                moments.append(("write", base + held + Int(keptFraction * Double(4 * cutParams))))
+                // Layer by layer: the block shrinking as each layer is cut (samples mode first drops the layers other
+                // ranks write), one cut layer beside it, or rank 0's embedding encoded for the file.
+                let others = x.shard == .samples
+                    ? 4 * (0..<c.numLayers).filter { !owned[r].contains($0) }.reduce(0) { $0 + c.layerParameterCount(c.layers[$1]) } : 0
+                let cutOne = owned[r].filter { x.scored.contains($0) }
+                    .map { Int(keptFraction * Double(4 * (c.layerParameterCount(c.layers[$0]) - 2 * d))) }.max() ?? 0
+                moments.append(("write", base + held - others + max(cutOne, r == 0 ? 4 * table : 0)))
             }
             // The activation cache: as many of the block's top layers as the room allows keep their internals.
             let candidates = gradientPass ? block.filter { $0 >= x.scored.lowerBound }.count : 0

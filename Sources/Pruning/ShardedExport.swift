@@ -104,16 +104,53 @@ extension HFExport {
     public static func writeStreamedShard(plan: PrunePlan, stage: StageWeights, embedding: Bool, head: Bool,
                                           dtype: String, index k: Int, count n: Int, into dir: URL) throws -> ShardFile {
         guard let streamed = stage.streamed else { throw PruneError.invalidShards("stage \(stage.layers) is not streamed") }
+        return try writeLayerByLayer(plan: plan, weights: stage.weights, layers: stage.layers, take: { try streamed.widen($0) },
+                                     embedding: embedding ? {
+                                         // uncut: the stored bytes when the dtype is the same
+                                         if let stored = try streamed.storedBytes("model.embed_tokens.weight"),
+                                            stored.dtype == dtype { return stored.bytes }
+                                         return try streamed.floats("model.embed_tokens.weight")
+                                             .withUnsafeBufferPointer { Synthesize.encode($0, dtype: dtype) }
+                                     } : nil,
+                                     head: head, dtype: dtype, index: k, count: n, into: dir)
+    }
+
+    /// Shard `k` of `n` for a stage that holds its block in fp32 (`layers` of `stage.weights`, which may be the whole
+    /// model in samples mode): each layer is cut and written, then dropped from `stage.weights`, so the write holds
+    /// the block shrinking plus one cut layer (not the cut block beside the whole one). F32, as loaded.
+    @discardableResult
+    public static func writeHeldShard(plan: PrunePlan, weights w: LlamaWeights, layers: Range<Int>, embedding: Bool,
+                                      head: Bool, index k: Int, count n: Int, into dir: URL) throws -> ShardFile {
+        guard embedding ? w.embed.count == w.config.vocabSize * w.config.hiddenSize : true else {
+            throw PruneError.invalidShards("the token embedding is not loaded")
+        }
+        return try writeLayerByLayer(plan: plan, weights: w, layers: layers, take: { l in
+            let layer = w.layers[l]
+            guard Pruner.holdsWeights(layer, config: w.config) else {
+                throw PruneError.invalidShards("layer \(l) is not loaded (placeholder or wrong size for its shape)")
+            }
+            w.layers[l] = .placeholder(layer.shape)
+            return layer
+        }, embedding: embedding ? { w.embed.withUnsafeBufferPointer { Synthesize.encode($0, dtype: "F32") } } : nil,
+           head: head, dtype: "F32", index: k, count: n, into: dir)
+    }
+
+    /// Writes shard `k` of `n` one layer at a time: `take(l)` hands over layer l uncut (in fp32), which is cut by the
+    /// plan and encoded in `dtype` tensor by tensor; `embedding` produces the embedding's bytes; the final norm and
+    /// the untied head (iff `head`) come from `weights` (whose layers give the original shapes).
+    static func writeLayerByLayer(plan: PrunePlan, weights: LlamaWeights, layers: Range<Int>,
+                                  take: @escaping (Int) throws -> LayerWeights, embedding: (() throws -> Data)?,
+                                  head: Bool, dtype: String, index k: Int, count n: Int, into dir: URL) throws -> ShardFile {
         guard n >= 1, n <= 99_999, k >= 0, k < n else {
             throw PruneError.invalidShards("shard index \(k) of \(n) (need 0 ≤ index < count ≤ 99999)")
         }
-        let c = stage.config, pruned = try plan.prunedConfig(c), d = c.hiddenSize
+        let c = weights.config, pruned = try plan.prunedConfig(c), d = c.hiddenSize
         var specs: [SafetensorsWriter.Spec] = []
         var layerOf: [Int] = []                                   // spec → layer (−1: not a layer tensor)
-        if embedding {
+        if embedding != nil {
             specs.append(.init(name: "model.embed_tokens.weight", shape: [c.vocabSize, d], dtype: dtype)); layerOf.append(-1)
         }
-        for l in stage.layers {
+        for l in layers {
             for (name, shape) in pruned.huggingFaceLayerTensorShapes(l) {
                 specs.append(.init(name: name, shape: shape, dtype: dtype)); layerOf.append(l)
             }
@@ -130,9 +167,9 @@ extension HFExport {
         var cutLayer = LayerWeights.placeholder(c.layers[0])
         func load(_ l: Int) throws {
             cutLayer = .placeholder(c.layers[l])
-            let view = LlamaWeights(config: c, embed: [], layers: stage.weights.layers.map { .placeholder($0.shape) },
+            let view = LlamaWeights(config: c, embed: [], layers: weights.layers.map { .placeholder($0.shape) },
                                     finalNorm: [], lmHead: nil)
-            view.layers[l] = try streamed.widen(l)
+            view.layers[l] = try take(l)
             cutLayer = try Pruner.apply(plan: plan, to: view, layers: l..<(l + 1)).layers[l]
             current = l
         }
@@ -166,13 +203,12 @@ extension HFExport {
                 }
             }
             switch s.name {
-            case "model.embed_tokens.weight":       // uncut: the stored bytes when the dtype is the same
-                if let stored = try streamed.storedBytes(s.name), stored.dtype == dtype { return stored.bytes }
-                return try streamed.floats(s.name).withUnsafeBufferPointer { Synthesize.encode($0, dtype: dtype) }
+            case "model.embed_tokens.weight": return try embedding!()
             case "model.norm.weight":
-                return stage.weights.finalNorm.withUnsafeBufferPointer { Synthesize.encode($0, dtype: dtype) }
+                guard weights.finalNorm.count == d else { throw PruneError.invalidShards("the final norm is not loaded") }
+                return weights.finalNorm.withUnsafeBufferPointer { Synthesize.encode($0, dtype: dtype) }
             default:
-                guard let h = stage.weights.lmHead else { throw PruneError.invalidShards("the LM head is not loaded") }
+                guard let h = weights.lmHead else { throw PruneError.invalidShards("the LM head is not loaded") }
                 return h.withUnsafeBufferPointer { Synthesize.encode($0, dtype: dtype) }
             }
         }
