@@ -143,8 +143,8 @@ public enum MemoryPlanner {
             } else if !scoredHere.isEmpty {
                 moments.append(("score", base + kept + layerBytes))
             }
-            // The write: a low-memory stage holds one widened layer and its cut (or the stored embedding, read and
-            // copied); an fp32 stage cuts its scored layers beside the block (kept fraction ≈ 1 − ratio).
+            // The write, layer by layer (a cut layer is ≈ 1 − ratio of it): a low-memory stage holds one widened
+            // layer and its cut, or the stored embedding read and copied.
             let keptFraction = max(0, min(1, 1 - x.ratio))
             if low {
                 let cut = Int(keptFraction * Double(4 * linear))
@@ -188,16 +188,15 @@ public enum MemoryPlanner {
         return MemoryPlan(lowMemory: low, ranks: ranks)
     }
 
-    /// The internals one layer keeps for its backward when cached (`GradientPass.cacheBytes`): attention
-    /// probabilities, q|k|v, the attention output, the mid-layer residual, gate|up and the activation.
+    /// The internals one layer keeps for its backward when cached (`GradientPass.internalsBytes`), largest of the block.
     static func internalsBytes(_ x: MemoryPlanInputs, block: Range<Int>) -> Int {
-        let c = x.config, d = c.hiddenSize, hd = c.headDim
-        let B = x.shard == .samples ? (x.samples + x.ranks - 1) / x.ranks : x.samples
-        let T = x.sampleLength, n = B * T
-        return block.map { c.layers[$0] }.map { s in
-            4 * (B * s.numHeads * T * T + n * (s.numHeads + 2 * s.numKVHeads) * hd + n * s.numHeads * hd + n * d
-                 + 3 * n * s.intermediateSize)
-        }.max() ?? 0
+        block.map { GradientPass.internalsBytes(x.config.layers[$0], config: x.config, batch: samplesPerRank(x),
+                                                seqLen: x.sampleLength) }.max() ?? 0
+    }
+
+    /// Samples one rank's gradient pass sees: all of them in layers mode, its share in samples mode.
+    static func samplesPerRank(_ x: MemoryPlanInputs) -> Int {
+        x.shard == .samples ? (x.samples + x.ranks - 1) / x.ranks : x.samples
     }
 
     /// Activation bytes of one rank's gradient pass at its three high-water moments (see StageGradients.swift and
@@ -207,8 +206,7 @@ public enum MemoryPlanner {
     static func activations(_ x: MemoryPlanInputs, block: Range<Int>, last: Bool)
         -> (forward: Int, loss: Int, backward: Int, cachedSaving: Int) {
         let c = x.config, d = c.hiddenSize, hd = c.headDim
-        let B = x.shard == .samples ? (x.samples + x.ranks - 1) / x.ranks : x.samples
-        let T = x.sampleLength, n = B * T, row = 4 * n * d
+        let B = samplesPerRank(x), T = x.sampleLength, n = B * T, row = 4 * n * d
         let qkv = c.layers.map { ($0.numHeads + 2 * $0.numKVHeads) * hd }.max()!
         let q = c.layers.map { $0.numHeads * hd }.max()!, nq = c.layers.map(\.numHeads).max()!
         let I = c.layers.map(\.intermediateSize).max()!

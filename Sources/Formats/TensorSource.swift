@@ -34,6 +34,11 @@ extension TensorSource {
     }
 
     public func readRows(_ name: String, rows: [Int], into out: UnsafeMutablePointer<Float>) throws {
+        try gatherRows(name, rows: rows, into: out)
+    }
+
+    /// `readRows` through the whole tensor in fp32 (formats that cannot decode single rows).
+    func gatherRows(_ name: String, rows: [Int], into out: UnsafeMutablePointer<Float>) throws {
         let v = try floats(name)
         guard let shape = shape(of: name), shape.count == 2 else {
             throw FormatError.shapeMismatch(path: sourceDescription, tensor: name, reason: "not a matrix")
@@ -167,16 +172,7 @@ public final class GGUFLlamaSource: TensorSource, @unchecked Sendable {
     /// Rows of a tensor, decoding only their blocks; q/k (whose rows llama.cpp permuted) go through `floats`.
     public func readRows(_ name: String, rows: [Int], into out: UnsafeMutablePointer<Float>) throws {
         guard let info = byHF[name] else { throw FormatError.tensorNotFound(path: file.path, tensor: name) }
-        if GGUFLlamaSource.permutedRole(info.name) != nil {
-            let v = try floats(name), cols = info.shape.first ?? 1
-            for (i, r) in rows.enumerated() {
-                guard r >= 0, r * cols < v.count else {
-                    throw FormatError.shapeMismatch(path: file.path, tensor: info.name, reason: "row \(r)")
-                }
-                v.withUnsafeBufferPointer { (out + i * cols).update(from: $0.baseAddress! + r * cols, count: cols) }
-            }
-            return
-        }
+        if GGUFLlamaSource.permutedRole(info.name) != nil { return try gatherRows(name, rows: rows, into: out) }
         try file.rows(info, rows, into: out)
     }
 

@@ -113,12 +113,15 @@ public final class GradientPass {
 
     /// Bytes the internals of `layers` take at this batch geometry.
     func cacheBytes(_ layers: Range<Int>, batch: Int, seqLen: Int) -> Int {
-        let n = batch * seqLen, d = runner.config.hiddenSize, hd = runner.config.headDim
-        return layers.reduce(0) { total, l in
-            let s = weights.layers[l].shape
-            return total + 4 * (batch * s.numHeads * seqLen * seqLen + n * (s.numHeads + 2 * s.numKVHeads) * hd
-                + n * s.numHeads * hd + n * d + 3 * n * s.intermediateSize)
-        }
+        layers.reduce(0) { $0 + Self.internalsBytes(weights.layers[$1].shape, config: runner.config, batch: batch, seqLen: seqLen) }
+    }
+
+    /// Bytes one layer's kept internals (`LayerActivations`) take: attention probabilities, q|k|v, the attention
+    /// output, the mid-layer residual, gate|up and the activation.
+    public static func internalsBytes(_ s: LayerShape, config c: LlamaConfig, batch: Int, seqLen: Int) -> Int {
+        let n = batch * seqLen, d = c.hiddenSize, hd = c.headDim
+        return 4 * (batch * s.numHeads * seqLen * seqLen + n * (s.numHeads + 2 * s.numKVHeads) * hd
+            + n * s.numHeads * hd + n * d + 3 * n * s.intermediateSize)
     }
 
     /// Runs layer l forward and keeps what its backward needs.

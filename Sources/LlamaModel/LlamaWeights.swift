@@ -25,6 +25,15 @@ public struct LayerWeights: Sendable {
 }
 
 extension LayerWeights {
+    /// Where each of the layer's nine Hugging Face tensors lies in the fused arrays, in the order of
+    /// `LlamaConfig.huggingFaceLayerTensorShapes` (norm, q, k, v, o, post norm, gate, up, down): no copies.
+    public func huggingFaceParts(hiddenSize d: Int, headDim hd: Int) -> [(array: [Float], range: Range<Int>)] {
+        let q = shape.numHeads * hd * d, kv = shape.numKVHeads * hd * d, inter = shape.intermediateSize * d
+        return [(inputNorm, 0..<inputNorm.count), (wqkv, 0..<q), (wqkv, q..<(q + kv)), (wqkv, (q + kv)..<(q + 2 * kv)),
+                (wo, 0..<wo.count), (postNorm, 0..<postNorm.count), (wGateUp, 0..<inter),
+                (wGateUp, inter..<(2 * inter)), (wDown, 0..<wDown.count)]
+    }
+
     /// A layer that keeps only its shape (the layers a pipeline stage does not hold).
     public static func placeholder(_ shape: LayerShape) -> LayerWeights {
         LayerWeights(shape: shape, inputNorm: [], wqkv: [], wo: [], postNorm: [], wGateUp: [], wDown: [])
@@ -69,12 +78,9 @@ public final class LlamaWeights: @unchecked Sendable {
 
     /// Layer `i`'s tensors: the fused q/k/v and gate/up matrices split back into the HF projections.
     func huggingFaceTensors(layer i: Int) -> [(name: String, shape: [Int], values: [Float])] {
-        let l = layers[i], d = config.hiddenSize, hd = config.headDim
-        let nq = l.shape.numHeads * hd, nkv = l.shape.numKVHeads * hd, inter = l.shape.intermediateSize
-        let values = [l.inputNorm, Array(l.wqkv[0..<nq * d]), Array(l.wqkv[nq * d..<(nq + nkv) * d]),
-                      Array(l.wqkv[(nq + nkv) * d..<(nq + 2 * nkv) * d]), l.wo, l.postNorm,
-                      Array(l.wGateUp[0..<inter * d]), Array(l.wGateUp[inter * d..<2 * inter * d]), l.wDown]
-        return zip(config.huggingFaceLayerTensorShapes(i), values).map { ($0.name, $0.shape, $1) }
+        zip(config.huggingFaceLayerTensorShapes(i), layers[i].huggingFaceParts(hiddenSize: config.hiddenSize,
+                                                                                headDim: config.headDim))
+            .map { t, part in (t.name, t.shape, Array(part.array[part.range])) }
     }
 
     /// A model with random weights (normal, std `scale`), for tests and benchmarks.

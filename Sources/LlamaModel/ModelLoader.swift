@@ -85,28 +85,13 @@ public enum ModelLoader {
     // MARK: - from Hugging Face tensor names to the fused layout
 
     static func assemble(config c: LlamaConfig, from src: TensorSource) throws -> LlamaWeights {
-        let d = c.hiddenSize, hd = c.headDim
+        let d = c.hiddenSize
         func load(_ name: String, _ shape: [Int]) throws -> [Float] {
-            guard let s = src.shape(of: name) else { throw ModelError.missingTensor(source: src.sourceDescription, name: name) }
-            guard s == shape else {
-                throw ModelError.shapeMismatch(source: src.sourceDescription, name: name, expected: shape, got: s)
-            }
+            try checkShape(src, name, shape)
             return try src.floats(name)
         }
         let embed = try load("model.embed_tokens.weight", [c.vocabSize, d])
-        var layers: [LayerWeights] = []
-        for (i, s) in c.layers.enumerated() {
-            let p = "model.layers.\(i)."
-            let nq = s.numHeads * hd, nkv = s.numKVHeads * hd, inter = s.intermediateSize
-            let qkv = try load(p + "self_attn.q_proj.weight", [nq, d]) + load(p + "self_attn.k_proj.weight", [nkv, d])
-                + load(p + "self_attn.v_proj.weight", [nkv, d])
-            layers.append(LayerWeights(
-                shape: s, inputNorm: try load(p + "input_layernorm.weight", [d]), wqkv: qkv,
-                wo: try load(p + "self_attn.o_proj.weight", [d, nq]),
-                postNorm: try load(p + "post_attention_layernorm.weight", [d]),
-                wGateUp: try load(p + "mlp.gate_proj.weight", [inter, d]) + load(p + "mlp.up_proj.weight", [inter, d]),
-                wDown: try load(p + "mlp.down_proj.weight", [d, inter])))
-        }
+        let layers = try c.layers.indices.map { try readLayer($0, config: c, source: src) }
         let norm = try load("model.norm.weight", [d])
         // A tied model uses the embedding as its head, as transformers does even if lm_head.weight is stored.
         let head = c.tieWordEmbeddings ? nil : try load("lm_head.weight", [c.vocabSize, d])

@@ -1,6 +1,7 @@
 // Sharded Hugging Face export for cluster jobs, where each rank holds only a contiguous block of layers.
-// Every rank cuts its block (`Pruner.apply(plan:to:layers:)`), takes its tensors (`shardTensors`) and writes
-// its own shard into a shared staging directory (`writeShard`); rank 0 gathers the `ShardFile`s, writes the
+// Every rank cuts its block and writes its own shard into a shared staging directory, layer by layer
+// (`writeHeldShard` for fp32 weights, `writeStreamedShard` for a low-memory stage; `shardTensors` + `writeShard`
+// write a block cut beforehand); rank 0 gathers the `ShardFile`s, writes the
 // index (`writeIndex`) and the rest of the directory (`writeModelFiles`), then `commit`s. Shards follow HF
 // naming, model-0000k-of-0000n.safetensors, and `model.safetensors.index.json` maps every tensor to its file.
 import Foundation
@@ -164,13 +165,15 @@ extension HFExport {
         // The current layer, cut. Its tensors are encoded straight from slices of the fused arrays (no split copies):
         // the peak is the widened layer plus its cut, then the cut plus one encoded tensor.
         var current = -1
-        var cutLayer = LayerWeights.placeholder(c.layers[0])
+        var parts: [String: (array: [Float], range: Range<Int>)] = [:]    // the cut layer's tensors by HF name
         func load(_ l: Int) throws {
-            cutLayer = .placeholder(c.layers[l])
+            parts = [:]
             let view = LlamaWeights(config: c, embed: [], layers: weights.layers.map { .placeholder($0.shape) },
                                     finalNorm: [], lmHead: nil)
             view.layers[l] = try take(l)
-            cutLayer = try Pruner.apply(plan: plan, to: view, layers: l..<(l + 1)).layers[l]
+            let cut = try Pruner.apply(plan: plan, to: view, layers: l..<(l + 1)).layers[l]
+            let names = pruned.huggingFaceLayerTensorShapes(l).map(\.name)
+            parts = Dictionary(uniqueKeysWithValues: zip(names, cut.huggingFaceParts(hiddenSize: d, headDim: c.headDim)))
             current = l
         }
         let name = shardFileName(index: k, count: n)
@@ -178,28 +181,12 @@ extension HFExport {
             let s = specs[i], l = layerOf[i]
             if l >= 0 {
                 if l != current { try load(l) }
-                let w = cutLayer, size = s.shape.reduce(1, *)
-                let q = w.shape.numHeads * c.headDim * d, kv = w.shape.numKVHeads * c.headDim * d
-                let inter = w.shape.intermediateSize * d
-                let part = s.name.dropFirst("model.layers.\(l).".count)
-                let (array, offset): ([Float], Int)
-                switch part {
-                case "input_layernorm.weight": (array, offset) = (w.inputNorm, 0)
-                case "self_attn.q_proj.weight": (array, offset) = (w.wqkv, 0)
-                case "self_attn.k_proj.weight": (array, offset) = (w.wqkv, q)
-                case "self_attn.v_proj.weight": (array, offset) = (w.wqkv, q + kv)
-                case "self_attn.o_proj.weight": (array, offset) = (w.wo, 0)
-                case "post_attention_layernorm.weight": (array, offset) = (w.postNorm, 0)
-                case "mlp.gate_proj.weight": (array, offset) = (w.wGateUp, 0)
-                case "mlp.up_proj.weight": (array, offset) = (w.wGateUp, inter)
-                case "mlp.down_proj.weight": (array, offset) = (w.wDown, 0)
-                default: throw PruneError.invalidShards("no tensor \(s.name) in a cut layer")
+                guard let part = parts[s.name], part.range.count == s.shape.reduce(1, *),
+                      part.range.upperBound <= part.array.count else {
+                    throw PruneError.invalidShards("tensor \(s.name) of the cut layer \(l) is missing or short")
                 }
-                guard offset + size <= array.count else {
-                    throw PruneError.invalidShards("tensor \(s.name) of the cut layer \(l) is short")
-                }
-                return array.withUnsafeBufferPointer {
-                    Synthesize.encode(UnsafeBufferPointer(rebasing: $0[offset..<(offset + size)]), dtype: dtype)
+                return part.array.withUnsafeBufferPointer {
+                    Synthesize.encode(UnsafeBufferPointer(rebasing: $0[part.range]), dtype: dtype)
                 }
             }
             switch s.name {

@@ -49,13 +49,7 @@ enum ClusterCommand {
         options.microBatches = try a.int("micro-batches", min: 1)
         let lowMemory = a.flag("low-memory")
         let cache = try activationCache(&a)
-        var budget: Int? = nil
-        if let text = a.string("mem-per-rank") {
-            guard let b = MemoryPlanner.parseSize(text) else {
-                throw UsageError("--mem-per-rank: \"\(text)\" is not a size (e.g. 6G, 512M, 1.5G)")
-            }
-            budget = b
-        }
+        let budget = try memoryBudget(&a)
         try a.finish()
         if Communicator.world.size > config.numLayers {
             throw UsageError("cluster prune: \(Communicator.world.size) ranks for \(config.numLayers) layers (each rank needs a layer)")
@@ -124,6 +118,15 @@ enum ClusterCommand {
                                  needsFisher: criterion.needsFisher, microBatches: microBatches, ratio: settings.ratio)
         x.activationCache = activationCache
         return x
+    }
+
+    /// --mem-per-rank SIZE, or nil.
+    static func memoryBudget(_ a: inout Arguments) throws -> Int? {
+        guard let t = a.string("mem-per-rank") else { return nil }
+        guard let b = MemoryPlanner.parseSize(t) else {
+            throw UsageError("--mem-per-rank: \"\(t)\" is not a size (e.g. 6G, 512M, 1.5G)")
+        }
+        return b
     }
 
     /// --activation-cache auto|SIZE (0: recompute every layer's internals in the backward sweep).

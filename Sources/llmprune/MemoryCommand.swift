@@ -32,11 +32,7 @@ enum MemoryCommand {
         let samples = try a.int("calib-samples", default: 10, min: 1)!, length = try a.int("calib-len", default: 64, min: 2)!
         let micro = try a.int("micro-batches", default: 1, min: 1)!
         let cache = try ClusterCommand.activationCache(&a)
-        var budget: Int? = nil
-        if let t = a.string("mem-per-rank") {
-            guard let b = MemoryPlanner.parseSize(t) else { throw UsageError("--mem-per-rank: \"\(t)\" is not a size (e.g. 6G, 512M)") }
-            budget = b
-        }
+        let budget = try ClusterCommand.memoryBudget(&a)
         try a.finish()
         guard ranks <= config.numLayers else { throw UsageError("--ranks: \(ranks) ranks for \(config.numLayers) layers") }
         var inputs = try ClusterCommand.memoryInputs(config: config, shard: shard, ranks: ranks, lowMemory: low,
