@@ -188,10 +188,10 @@ public enum MemoryPlanner {
         return MemoryPlan(lowMemory: low, ranks: ranks)
     }
 
-    /// The internals one layer keeps for its backward when cached (`GradientPass.internalsBytes`), largest of the block.
+    /// The internals one layer keeps for its backward when cached (`LayerInternals.bytes`), largest of the block.
     static func internalsBytes(_ x: MemoryPlanInputs, block: Range<Int>) -> Int {
-        block.map { GradientPass.internalsBytes(x.config.layers[$0], config: x.config, batch: samplesPerRank(x),
-                                                seqLen: x.sampleLength) }.max() ?? 0
+        let g = BlockGeometry(batch: samplesPerRank(x), seqLen: x.sampleLength)
+        return block.map { LayerInternals.bytes(x.config.layers[$0], config: x.config, geometry: g) }.max() ?? 0
     }
 
     /// Samples one rank's gradient pass sees: all of them in layers mode, its share in samples mode.

@@ -1,30 +1,58 @@
 // Causal GQA attention over a fused [N × (nq + 2·nkv)·hd] q|k|v buffer, forward and backward, per (sequence,
-// head) with single-threaded BLAS on each core. The backward serves GradientPass and the LoRA pass; the forward
-// keeps the softmax (the LoRA backward always needs it; LlamaRunner's own forward keeps it only when asked).
+// head) with single-threaded BLAS on each core. The forward keeps the softmax when a backward will follow, and
+// otherwise computes scores in blocks of query rows (bounded memory at any sequence length).
 import Foundation
 import TensorCore
 
 public enum AttentionCore {
-    /// attn[N × nq·hd] = softmax(Q Kᵀ/√hd, causal) V per sequence and head; probs[(b·nq + h)·T²] keeps the softmax.
-    public static func forward(qkv: UnsafePointer<Float>, probs: UnsafeMutablePointer<Float>, attn: UnsafeMutablePointer<Float>,
+    /// Query rows per block of a forward that does not keep the softmax: a worker's scores are at most
+    /// `scoreBlockRows` × T floats, so attention's working memory stays bounded at any sequence length.
+    public static let scoreBlockRows = 512
+
+    /// attn[N × nq·hd] = softmax(Q Kᵀ/√hd, causal) V per sequence and head. With `probs`, the softmax of sequence b,
+    /// head h is kept at probs + (b·nq + h)·T² (the backward reads it); without, each worker computes the scores of
+    /// up to `scoreBlockRows` query rows at a time (query block [r0, r1) needs keys 0..<r1 only).
+    public static func forward(qkv: UnsafePointer<Float>, probs: UnsafeMutablePointer<Float>?, attn: UnsafeMutablePointer<Float>,
                         batch: Int, seqLen T: Int, nq: Int, nkv: Int, hd: Int) {
         let width = (nq + 2 * nkv) * hd, qWidth = nq * hd, rep = nq / nkv
         let scale = 1 / Float(hd).squareRoot()
         let pairs = batch * nq
         let workers = min(ProcessInfo.processInfo.activeProcessorCount, pairs)
+        let blockRows = probs == nil ? min(T, scoreBlockRows) : T
         let savedThreads = BLAS.threads
         BLAS.threads = 1
         DispatchQueue.concurrentPerform(iterations: workers) { wk in
+            let scratch = probs == nil ? UnsafeMutablePointer<Float>.allocate(capacity: blockRows * T) : nil
+            defer { scratch?.deallocate() }
             var p = wk
             while p < pairs {
                 let b = p / nq, h = p % nq, g = h / rep
-                let scores = probs + p * T * T
                 let rows = qkv + b * T * width
-                BLAS.gemm(m: T, n: T, k: hd, a: rows + h * hd, lda: width, b: rows + (nq + g) * hd, ldb: width,
-                          bTransposed: true, c: scores)
-                Kernels.causalSoftmax(scores, rows: T, cols: T, shift: 0, scale: scale)
-                BLAS.gemm(m: T, n: hd, k: T, a: scores, b: rows + (nq + nkv + g) * hd, ldb: width, bTransposed: false,
-                          c: attn + b * T * qWidth + h * hd, ldc: qWidth)
+                let q = rows + h * hd, k = rows + (nq + g) * hd, v = rows + (nq + nkv + g) * hd
+                let out = attn + b * T * qWidth + h * hd
+                if let probs {
+                    let scores = probs + p * T * T
+                    BLAS.gemm(m: T, n: T, k: hd, a: q, lda: width, b: k, ldb: width, bTransposed: true, c: scores)
+                    Kernels.causalSoftmax(scores, rows: T, cols: T, shift: 0, scale: scale)
+                    BLAS.gemm(m: T, n: hd, k: T, a: scores, b: v, ldb: width, bTransposed: false, c: out, ldc: qWidth)
+                } else if blockRows == T {
+                    // One block: the whole T × T score matrix, exactly as when the softmax is kept.
+                    let scores = scratch!
+                    BLAS.gemm(m: T, n: T, k: hd, a: q, lda: width, b: k, ldb: width, bTransposed: true, c: scores)
+                    Kernels.causalSoftmax(scores, rows: T, cols: T, shift: 0, scale: scale)
+                    BLAS.gemm(m: T, n: hd, k: T, a: scores, b: v, ldb: width, bTransposed: false, c: out, ldc: qWidth)
+                } else {
+                    var r0 = 0
+                    while r0 < T {
+                        let r1 = min(T, r0 + blockRows), m = r1 - r0, scores = scratch!
+                        BLAS.gemm(m: m, n: r1, k: hd, a: q + r0 * width, lda: width, b: k, ldb: width, bTransposed: true,
+                                  c: scores)
+                        Kernels.causalSoftmax(scores, rows: m, cols: r1, shift: r0, scale: scale)
+                        BLAS.gemm(m: m, n: hd, k: r1, a: scores, b: v, ldb: width, bTransposed: false,
+                                  c: out + r0 * qWidth, ldc: qWidth)
+                        r0 = r1
+                    }
+                }
                 p += workers
             }
         }

@@ -10,15 +10,6 @@
 import Foundation
 import TensorCore
 
-/// A layer's forward internals kept from the forward sweep, so its backward needs no recomputation.
-final class LayerActivations {
-    let probs, qkv, attn, xMid, gu, act: FloatBuffer
-    init(probs: FloatBuffer, qkv: FloatBuffer, attn: FloatBuffer, xMid: FloatBuffer, gu: FloatBuffer, act: FloatBuffer) {
-        self.probs = probs; self.qkv = qkv; self.attn = attn; self.xMid = xMid; self.gu = gu; self.act = act
-    }
-    var bytes: Int { 4 * (probs.count + qkv.count + attn.count + xMid.count + gu.count + act.count) }
-}
-
 public final class GradientPass {
     public let runner: LlamaRunner
     /// Keep every scored layer's internals from the forward sweep (no recomputation in the backward sweep) when
@@ -28,6 +19,8 @@ public final class GradientPass {
     // internal (not private) so the pipeline's per-stage pass (StageGradients.swift) can reuse the pieces below
     var bytes = 0
     var peakBytes = 0
+    var block: TransformerBlock { runner.block }
+    private lazy var hook = WeightGradientHook(pass: self)
 
     public init(weights: LlamaWeights) {
         runner = LlamaRunner(weights: weights)
@@ -55,12 +48,12 @@ public final class GradientPass {
         bytes = 0
         peakBytes = 0
         let ws = runner.prepare(tokens: tokens, batch: batch, seqLen: seqLen)
-        bytes = workspaceBytes(ws)
+        bytes = ws.bytes
         peakBytes = bytes
         // Forward: below the range, nothing is kept; from the range up, each layer's input.
         for l in 0..<layers.lowerBound { forwardLayer(l, ws: ws, batch: batch, seqLen: seqLen) }
         var inputs: [FloatBuffer] = []
-        var caches: [LayerActivations?] = []
+        var caches: [LayerInternals?] = []
         let cacheAll = cacheBytes(layers.lowerBound..<c.numLayers, batch: batch, seqLen: seqLen) <= activationBudgetBytes
         for l in layers.lowerBound..<c.numLayers {
             let saved = buffer(n * d)
@@ -101,43 +94,22 @@ public final class GradientPass {
         return GradientResult(loss: loss, gradients: grads, fisher: fishers, peakActivationBytes: peakBytes)
     }
 
-    func workspaceBytes(_ ws: Workspace) -> Int {
-        4 * (ws.x.count + ws.h.count + ws.qkv.count + ws.attn.count + ws.gu.count + ws.act.count)
-    }
-
-    func forwardLayer(_ l: Int, ws: Workspace, batch: Int, seqLen: Int,
-                              probabilities: UnsafeMutablePointer<Float>? = nil) {
-        runner.attentionBlock(weights.layers[l], ws: ws, batch: batch, seqLen: seqLen, probabilities: probabilities)
-        runner.mlpBlock(weights.layers[l], ws: ws, tokens: batch * seqLen)
+    func forwardLayer(_ l: Int, ws: Workspace, batch: Int, seqLen: Int) {
+        runner.forwardLayer(weights.layers[l], l, ws: ws, batch: batch, seqLen: seqLen)
     }
 
     /// Bytes the internals of `layers` take at this batch geometry.
     func cacheBytes(_ layers: Range<Int>, batch: Int, seqLen: Int) -> Int {
-        layers.reduce(0) { $0 + Self.internalsBytes(weights.layers[$1].shape, config: runner.config, batch: batch, seqLen: seqLen) }
+        let g = BlockGeometry(batch: batch, seqLen: seqLen)
+        return layers.reduce(0) { $0 + LayerInternals.bytes(weights.layers[$1].shape, config: runner.config, geometry: g) }
     }
 
-    /// Bytes one layer's kept internals (`LayerActivations`) take: attention probabilities, q|k|v, the attention
-    /// output, the mid-layer residual, gate|up and the activation.
-    public static func internalsBytes(_ s: LayerShape, config c: LlamaConfig, batch: Int, seqLen: Int) -> Int {
-        let n = batch * seqLen, d = c.hiddenSize, hd = c.headDim
-        return 4 * (batch * s.numHeads * seqLen * seqLen + n * (s.numHeads + 2 * s.numKVHeads) * hd
-            + n * s.numHeads * hd + n * d + 3 * n * s.intermediateSize)
-    }
-
-    /// Runs layer l forward and keeps what its backward needs.
-    func forwardKeeping(_ l: Int, ws: Workspace, batch: Int, seqLen: Int) -> LayerActivations {
-        let s = weights.layers[l].shape, hd = runner.config.headDim, n = batch * seqLen, d = runner.config.hiddenSize
-        let a = LayerActivations(probs: buffer(batch * s.numHeads * seqLen * seqLen),
-                                 qkv: buffer(n * (s.numHeads + 2 * s.numKVHeads) * hd), attn: buffer(n * s.numHeads * hd),
-                                 xMid: buffer(n * d), gu: buffer(n * 2 * s.intermediateSize), act: buffer(n * s.intermediateSize))
-        runner.attentionBlock(weights.layers[l], ws: ws, batch: batch, seqLen: seqLen, probabilities: a.probs.p)
-        a.qkv.p.update(from: ws.qkv.p, count: a.qkv.count)
-        a.attn.p.update(from: ws.attn.p, count: a.attn.count)
-        a.xMid.p.update(from: ws.x.p, count: a.xMid.count)
-        runner.mlpBlock(weights.layers[l], ws: ws, tokens: n)
-        a.gu.p.update(from: ws.gu.p, count: a.gu.count)
-        a.act.p.update(from: ws.act.p, count: a.act.count)
-        return a
+    /// Runs layer l forward on ws.x (in place) and keeps what its backward needs.
+    func forwardKeeping(_ l: Int, ws: Workspace, batch: Int, seqLen: Int) -> LayerInternals {
+        let g = BlockGeometry(batch: batch, seqLen: seqLen), lw = weights.layers[l]
+        let kept = LayerInternals(shape: lw.shape, config: runner.config, geometry: g, allocate: buffer)
+        block.forward(lw, layer: l, x: ws.x.p, out: ws.x.p, internals: kept, h: ws.h.p, geometry: g)
+        return kept
     }
 
     // MARK: - loss
@@ -188,7 +160,7 @@ public final class GradientPass {
     // MARK: - one layer
 
     /// gW [out × in] += dYᵀ X over all rows; with `fisher`, also F += B · Σⱼ (dYⱼᵀ Xⱼ)² per sample j.
-    private func weightGradient(dY: UnsafePointer<Float>, ldY: Int, x: UnsafePointer<Float>, ldX: Int, out: Int, in: Int,
+    func weightGradient(dY: UnsafePointer<Float>, ldY: Int, x: UnsafePointer<Float>, ldX: Int, out: Int, in: Int,
                                 batch: Int, seqLen: Int, grad: inout [Float], fisher: inout [Float]?) {
         let n = batch * seqLen
         grad.withUnsafeMutableBufferPointer { g in
@@ -215,103 +187,74 @@ public final class GradientPass {
         }
     }
 
+
     /// Backward through layer l. On entry dx holds ∂loss/∂(layer output); on exit ∂loss/∂(layer input)
-    /// (unless `needInputGradient` is false, the lowest scored layer).
+    /// (unless `needInputGradient` is false, the lowest scored layer). The internals are the ones kept by the
+    /// forward sweep, or recomputed from the layer's input. With `grads`, the weight gradients (and Fisher
+    /// diagonal) of the layer are added into them.
     func backwardLayer(_ l: Int, input: FloatBuffer, ws: Workspace, batch: Int, seqLen: Int, dx: FloatBuffer,
-                               cache: LayerActivations? = nil, grads: inout LayerGradients?, fisher: inout LayerGradients?, needInputGradient: Bool) {
-        let c = runner.config, lw = weights.layers[l]
-        let d = c.hiddenSize, hd = c.headDim, n = batch * seqLen, eps = c.rmsNormEps
-        let nq = lw.shape.numHeads, nkv = lw.shape.numKVHeads, inter = lw.shape.intermediateSize
-        let width = (nq + 2 * nkv) * hd, qWidth = nq * hd
-
-        // The layer's internals: kept from the forward sweep, or recomputed from its input.
-        let probs: FloatBuffer, xMid: FloatBuffer
+                       cache: LayerInternals? = nil, grads: inout LayerGradients?, fisher: inout LayerGradients?,
+                       needInputGradient: Bool) {
+        let c = runner.config, lw = weights.layers[l], s = lw.shape, g = BlockGeometry(batch: batch, seqLen: seqLen)
+        let n = g.tokens, d = c.hiddenSize, hd = c.headDim
+        let internals: LayerInternals
         if let cache {
-            probs = cache.probs
-            xMid = cache.xMid
-            ws.qkv.p.update(from: cache.qkv.p, count: cache.qkv.count)
-            ws.attn.p.update(from: cache.attn.p, count: cache.attn.count)
-            ws.gu.p.update(from: cache.gu.p, count: cache.gu.count)
-            ws.act.p.update(from: cache.act.p, count: cache.act.count)
-            lw.postNorm.withUnsafeBufferPointer { w in
-                Kernels.rmsNorm(xMid.p, weight: w.baseAddress!, out: ws.h.p, rows: n, dim: d, eps: eps)
-            }
+            internals = cache
         } else {
-            probs = buffer(batch * nq * seqLen * seqLen)
-            xMid = buffer(n * d)
-            ws.x.p.update(from: input.p, count: n * d)
-            runner.attentionBlock(lw, ws: ws, batch: batch, seqLen: seqLen, probabilities: probs.p)
-            xMid.p.update(from: ws.x.p, count: n * d)
-            runner.mlpBlock(lw, ws: ws, tokens: n)      // ws.gu = gate|up, ws.act = silu(g)·u, ws.h = norm2(xMid)
+            let e = LayerInternals.elements(s, config: c, geometry: g), w = ws.internals
+            internals = LayerInternals(qkv: w.qkv, probs: buffer(e.probs), attn: w.attn, xMid: buffer(e.xMid), gu: w.gu,
+                                       act: w.act)
+            block.forward(lw, layer: l, x: input.p, out: ws.x.p, internals: internals, h: ws.h.p, geometry: g)
         }
-        defer { if cache == nil { release(probs); release(xMid) } }
+        defer { if cache == nil { release(internals.probs!); release(internals.xMid) } }
+        let dAct = buffer(n * s.intermediateSize), dgu = buffer(n * 2 * s.intermediateSize), dh = buffer(n * d)
+        let dA = buffer(n * s.numHeads * hd), dqkv = buffer(n * (s.numHeads + 2 * s.numKVHeads) * hd)
+        defer { release(dAct); release(dgu); release(dh); release(dA); release(dqkv) }
+        // The hook owns the gradients while the block runs (moved, not copied: the arrays stay unique).
+        hook.grads = grads; grads = nil
+        hook.fisher = fisher; fisher = nil
+        block.backward(lw, layer: l, x: input.p, internals: internals, dx: dx.p, h: ws.h.p,
+                       buffers: BackwardBuffers(dAct: dAct.p, dgu: dgu.p, dh: dh.p, dAttn: dA.p, dqkv: dqkv.p),
+                       geometry: g, hook: hook, needInputGradient: needInputGradient)
+        grads = hook.grads; hook.grads = nil
+        fisher = hook.fisher; hook.fisher = nil
+    }
+}
 
-        // MLP: y = xMid + act · Wdownᵀ.
-        let dAct = buffer(n * inter), dgu = buffer(n * 2 * inter), dh = buffer(n * d)
-        defer { release(dAct); release(dgu); release(dh) }
-        if grads != nil {
-            var fd = fisher?.wDown
-            weightGradient(dY: dx.p, ldY: d, x: ws.act.p, ldX: inter, out: d, in: inter, batch: batch, seqLen: seqLen,
-                           grad: &grads!.wDown, fisher: &fd)
-            if let fd { fisher!.wDown = fd }
-        }
-        lw.wDown.withUnsafeBufferPointer { w in
-            BLAS.gemm(m: n, n: inter, k: d, a: dx.p, b: w.baseAddress!, bTransposed: false, c: dAct.p)
-        }
-        Kernels.swigluBackward(ws.gu.p, dAct: dAct.p, dgu: dgu.p, rows: n, inner: inter)
-        if grads != nil {
-            var fg = fisher?.wGateUp
-            weightGradient(dY: dgu.p, ldY: 2 * inter, x: ws.h.p, ldX: d, out: 2 * inter, in: d, batch: batch,
-                           seqLen: seqLen, grad: &grads!.wGateUp, fisher: &fg)
-            if let fg { fisher!.wGateUp = fg }
-        }
-        lw.wGateUp.withUnsafeBufferPointer { w in
-            BLAS.gemm(m: n, n: d, k: 2 * inter, a: dgu.p, b: w.baseAddress!, bTransposed: false, c: dh.p)
-        }
-        lw.postNorm.withUnsafeBufferPointer { w in        // dx (= ∂/∂y) becomes ∂/∂xMid
-            Kernels.rmsNormBackward(x: xMid.p, weight: w.baseAddress!, dy: dh.p, dx: dx.p, rows: n, dim: d, eps: eps,
-                                    accumulate: true)
-        }
+/// The gradient pass's share of a layer's backward: ∂loss/∂W of each product (and the Fisher diagonal) into the
+/// layer's gradients, when the layer is scored.
+final class WeightGradientHook: ProjectionHook {
+    unowned let pass: GradientPass
+    var grads: LayerGradients?
+    var fisher: LayerGradients?
 
-        // Attention: xMid = x + A · Woᵀ, A from softmax(QKᵀ/√hd)·V per head.
-        let dA = buffer(n * qWidth), dqkv = buffer(n * width)
-        defer { release(dA); release(dqkv) }
-        if grads != nil {
-            var fo = fisher?.wo
-            weightGradient(dY: dx.p, ldY: d, x: ws.attn.p, ldX: qWidth, out: d, in: qWidth, batch: batch,
-                           seqLen: seqLen, grad: &grads!.wo, fisher: &fo)
-            if let fo { fisher!.wo = fo }
+    init(pass: GradientPass) { self.pass = pass }
+
+    func forward(_ p: Projection, layer: Int, input: UnsafePointer<Float>, output: UnsafeMutablePointer<Float>, ld: Int,
+                 shape: LayerShape, geometry: BlockGeometry) {}
+
+    func wantsGradient(_ p: Projection, layer: Int) -> Bool { grads != nil }
+
+    func backward(_ p: Projection, layer: Int, input: UnsafePointer<Float>, dY: UnsafePointer<Float>, ld: Int,
+                  dX: UnsafeMutablePointer<Float>?, shape s: LayerShape, geometry g: BlockGeometry) {
+        let hd = pass.runner.config.headDim, d = pass.runner.config.hiddenSize
+        let inFeatures: Int
+        switch p {
+        case .qkv, .gateUp: inFeatures = d
+        case .o: inFeatures = s.numHeads * hd
+        case .down: inFeatures = s.intermediateSize
         }
-        lw.wo.withUnsafeBufferPointer { w in
-            BLAS.gemm(m: n, n: qWidth, k: d, a: dx.p, b: w.baseAddress!, bTransposed: false, c: dA.p)
+        let keyPath: WritableKeyPath<LayerGradients, [Float]>
+        switch p {
+        case .qkv: keyPath = \.wqkv
+        case .o: keyPath = \.wo
+        case .gateUp: keyPath = \.wGateUp
+        case .down: keyPath = \.wDown
         }
-        AttentionCore.backward(qkv: ws.qkv.p, probs: probs.p, dAttn: dA.p, dqkv: dqkv.p, batch: batch, seqLen: seqLen,
-                               nq: nq, nkv: nkv, hd: hd)
-        // Undo RoPE on dq and dk: the transpose of a rotation is the rotation by −θ.
-        let negSin = runner.ropeSin.map { -$0 }
-        runner.ropeCos.withUnsafeBufferPointer { cs in
-            negSin.withUnsafeBufferPointer { sn in
-                Kernels.rope(dqkv.p, tokens: n, rowStride: width, colOffset: 0, heads: nq + nkv, headDim: hd,
-                             positions: { $0 % seqLen }, cos: cs.baseAddress!, sin: sn.baseAddress!)
-            }
-        }
-        // h1 = norm1(x), recomputed.
-        lw.inputNorm.withUnsafeBufferPointer { w in
-            Kernels.rmsNorm(input.p, weight: w.baseAddress!, out: ws.h.p, rows: n, dim: d, eps: eps)
-        }
-        if grads != nil {
-            var fq = fisher?.wqkv
-            weightGradient(dY: dqkv.p, ldY: width, x: ws.h.p, ldX: d, out: width, in: d, batch: batch, seqLen: seqLen,
-                           grad: &grads!.wqkv, fisher: &fq)
-            if let fq { fisher!.wqkv = fq }
-        }
-        guard needInputGradient else { return }
-        lw.wqkv.withUnsafeBufferPointer { w in
-            BLAS.gemm(m: n, n: d, k: width, a: dqkv.p, b: w.baseAddress!, bTransposed: false, c: dh.p)
-        }
-        lw.inputNorm.withUnsafeBufferPointer { w in     // dx (= ∂/∂xMid) becomes ∂/∂x
-            Kernels.rmsNormBackward(x: input.p, weight: w.baseAddress!, dy: dh.p, dx: dx.p, rows: n, dim: d, eps: eps,
-                                    accumulate: true)
-        }
+        var f = fisher?[keyPath: keyPath]
+        if fisher != nil { fisher![keyPath: keyPath] = [] }      // unique while it is written
+        pass.weightGradient(dY: dY, ldY: ld, x: input, ldX: inFeatures, out: ld, in: inFeatures, batch: g.batch,
+                            seqLen: g.seqLen, grad: &grads![keyPath: keyPath], fisher: &f)
+        if let f { fisher![keyPath: keyPath] = f }
     }
 }

@@ -14,7 +14,7 @@ extension LlamaRunner {
     func prepareWorkspace(batch: Int, seqLen: Int) -> Workspace {
         let n = batch * seqLen
         if ws?.tokens != n { ws = Workspace(tokens: n, config: config) }
-        ensureRope(seqLen)
+        block.ensureRope(seqLen)
         return ws!
     }
 }
@@ -26,7 +26,7 @@ public final class StageGradientPass {
     let pass: GradientPass
     private var ws: Workspace?
     private var inputs: [Int: FloatBuffer] = [:]
-    private var caches: [Int: LayerActivations] = [:]
+    private var caches: [Int: LayerInternals] = [:]
     /// How many of the block's top layers (at or above the lowest scored layer) keep their internals from the
     /// forward sweep, so their backward needs no recomputation: speed for memory, as the planner allows.
     public var cachedLayers = 0
@@ -99,7 +99,7 @@ public final class StageGradientPass {
             input.withUnsafeBufferPointer { ws.x.p.update(from: $0.baseAddress!, count: n * d) }
         }
         self.ws = ws
-        pass.bytes = pass.workspaceBytes(ws)
+        pass.bytes = ws.bytes
         pass.peakBytes = pass.bytes
         for l in stage.layers {
             if l >= scored.lowerBound {
@@ -114,7 +114,7 @@ public final class StageGradientPass {
             }
             onLayer?("forward", l)
         }
-        guard isLast else { return ws.x.array }
+        guard isLast else { return ws.x.array(n * d) }
         let xf = pass.buffer(n * d)
         xf.p.update(from: ws.x.p, count: n * d)
         xFinal = xf
@@ -188,7 +188,7 @@ public final class StageGradientPass {
             }
             onLayer?("backward", l)
         }
-        return sendsInputGradient ? dx.array : nil
+        return sendsInputGradient ? dx.array(n * d) : nil
     }
 
     /// Runs `body` with layer `l` in fp32: as loaded, or (low-memory stage) widened from the mapped file for the

@@ -10,29 +10,19 @@ import Foundation
 import LlamaModel
 import TensorCore
 
-/// The internals of one layer's forward that its backward reads.
+/// One layer's forward state: the block's internals, and the adapters' own (per target, in config order).
 final class LayerCache {
-    let qkv, probs, attn, xMid, gu, act: Buf
-    let u: [Buf]                  // per target (config order): dropout(x) Aᵀ [N × r]
+    let internals: LayerInternals
+    let u: [FloatBuffer]          // per target: dropout(x) Aᵀ [N × r]
     let masks: [DropoutBits]      // per target: the dropout mask of its input (unused without dropout)
-    init(tokens n: Int, batch: Int, seqLen: Int, shape s: LayerShape, config c: LlamaConfig, rank: Int, targets: Int,
-         pool: BufferPool) {
-        let hd = c.headDim
-        qkv = pool.take(n * (s.numHeads + 2 * s.numKVHeads) * hd)
-        probs = pool.take(batch * s.numHeads * seqLen * seqLen)
-        attn = pool.take(n * s.numHeads * hd)
-        xMid = pool.take(n * c.hiddenSize)
-        gu = pool.take(n * 2 * s.intermediateSize)
-        act = pool.take(n * s.intermediateSize)
-        u = (0..<targets).map { _ in pool.take(n * rank) }
+    init(geometry g: BlockGeometry, shape s: LayerShape, config c: LlamaConfig, rank: Int, targets: Int, pool: BufferPool) {
+        internals = LayerInternals(shape: s, config: c, geometry: g, allocate: pool.take)
+        u = (0..<targets).map { _ in pool.take(g.tokens * rank) }
         masks = (0..<targets).map { _ in DropoutBits() }
     }
 
-    static func bytes(tokens n: Int, batch: Int, seqLen: Int, shape s: LayerShape, config c: LlamaConfig, rank: Int,
-                      targets: Int) -> Int {
-        let hd = c.headDim
-        return 4 * (n * (s.numHeads + 2 * s.numKVHeads) * hd + batch * s.numHeads * seqLen * seqLen + n * s.numHeads * hd
-            + n * c.hiddenSize + 3 * n * s.intermediateSize + targets * n * rank)
+    static func bytes(geometry g: BlockGeometry, shape s: LayerShape, config c: LlamaConfig, rank: Int, targets: Int) -> Int {
+        LayerInternals.bytes(s, config: c, geometry: g) + 4 * targets * g.tokens * rank
     }
 }
 
@@ -60,12 +50,14 @@ public final class LoRAPass {
     let targets: [LoRATarget]
     let grads: UnsafeMutablePointer<Float>     // flat, the layout of adapters.parameters
     let gradCount: Int
-    private var ropeCos: [Float] = [], ropeSin: [Float] = [], ropePositions = 0
+    /// The layer code every pass runs; the adapters attach to its products through an `AdapterHook`.
+    let block: TransformerBlock
 
     public init(base: LlamaWeights, adapters: LoRAAdapters) throws {
         try adapters.checkFits(base.config)
         self.base = base
         self.adapters = adapters
+        block = TransformerBlock(config: base.config)
         targets = adapters.config.orderedTargets
         gradCount = adapters.parameterCount
         grads = .allocate(capacity: max(gradCount, 1))
@@ -117,19 +109,19 @@ public final class LoRAPass {
                                 batch: batch, seqLen: seqLen)
         try validate(tb)
         let n = batch * seqLen, d = config.hiddenSize, v = config.vocabSize
-        ensureRope(seqLen)
+        block.ensureRope(seqLen)
         var out = [Float](repeating: 0, count: n * v)
         defer { pool.recycle() }
         adapters.parameters.withUnsafeBufferPointer { P in
-            let geo = Geometry(batch: batch, seqLen: seqLen)
+            let geo = BlockGeometry(batch: batch, seqLen: seqLen)
             let x = embed(tb.tokens, n: n)
             let next = pool.take(n * d), h = pool.take(n * d)
             let cache = maxCache(geo)
-            let scratch = pool.take(n * maxInFeatures)
+            let hook = AdapterHook(pass: self, P: P.baseAddress!, seed: nil, scratch: pool.take(n * maxInFeatures), du: nil)
             var cur = x
             var nxt = next
             for l in 0..<config.numLayers {
-                forwardLayer(l, x: cur, out: nxt, cache: cache, h: h, scratch: scratch, P: P.baseAddress!, geo: geo, seed: nil)
+                forwardLayer(l, x: cur, out: nxt, cache: cache, h: h, hook: hook, geo: geo)
                 swap(&cur, &nxt)
             }
             base.finalNorm.withUnsafeBufferPointer { w in
@@ -146,11 +138,6 @@ public final class LoRAPass {
 
     // MARK: - the pass
 
-    struct Geometry {
-        let batch: Int, seqLen: Int
-        var tokens: Int { batch * seqLen }
-    }
-
     func validate(_ b: TokenBatch) throws {
         let v = Int32(config.vocabSize)
         if let bad = b.tokens.first(where: { $0 < 0 || $0 >= v }) {
@@ -164,15 +151,15 @@ public final class LoRAPass {
     var maxInFeatures: Int { adapters.slots.map(\.inFeatures).max() ?? 1 }
 
     /// One cache sized for the widest layer (used when recomputing).
-    func maxCache(_ g: Geometry) -> LayerCache {
+    func maxCache(_ g: BlockGeometry) -> LayerCache {
         let ls = config.layers
         let s = LayerShape(numHeads: ls.map(\.numHeads).max()!, numKVHeads: ls.map(\.numKVHeads).max()!,
                            intermediateSize: ls.map(\.intermediateSize).max()!)
-        return LayerCache(tokens: g.tokens, batch: g.batch, seqLen: g.seqLen, shape: s, config: config,
-                          rank: adapters.config.rank, targets: targets.count, pool: pool)
+        return LayerCache(geometry: g, shape: s, config: config, rank: adapters.config.rank, targets: targets.count,
+                          pool: pool)
     }
 
-    func embed(_ tokens: [Int32], n: Int) -> Buf {
+    func embed(_ tokens: [Int32], n: Int) -> FloatBuffer {
         let d = config.hiddenSize
         let x = pool.take(n * d)
         base.embed.withUnsafeBufferPointer { e in
@@ -184,30 +171,30 @@ public final class LoRAPass {
     private func run(_ tb: TokenBatch, lossDivisor: Double, dropoutSeed: UInt64?, backward: Bool) throws -> LossSum {
         try validate(tb)
         let c = config, d = c.hiddenSize, L = c.numLayers
-        let geo = Geometry(batch: tb.batch, seqLen: tb.seqLen), n = geo.tokens
-        ensureRope(tb.seqLen)
+        let geo = BlockGeometry(batch: tb.batch, seqLen: tb.seqLen), n = geo.tokens
+        block.ensureRope(tb.seqLen)
         defer { pool.recycle() }
         return adapters.parameters.withUnsafeBufferPointer { Pbuf -> LossSum in
             let P = Pbuf.baseAddress!
             // inputs[l] = input of layer l; inputs[L] = the last layer's output (before the final norm).
             var inputs = [embed(tb.tokens, n: n)]
-            let h = pool.take(n * d), scratch = pool.take(n * maxInFeatures)
+            let h = pool.take(n * d)
             let rank = adapters.config.rank
+            let hook = AdapterHook(pass: self, P: P, seed: dropoutSeed, scratch: pool.take(n * maxInFeatures),
+                                   du: backward ? pool.take(n * rank) : nil)
             let perLayer = c.layers.map {
-                LayerCache.bytes(tokens: n, batch: geo.batch, seqLen: geo.seqLen, shape: $0, config: c, rank: rank,
-                                 targets: targets.count)
+                LayerCache.bytes(geometry: geo, shape: $0, config: c, rank: rank, targets: targets.count)
             }
             let keepAll = backward && perLayer.reduce(0, +) <= activationBudgetBytes
             var caches: [LayerCache?] = Array(repeating: nil, count: L)
             let shared = keepAll ? nil : maxCache(geo)
-            var spare: Buf?     // forward only: the residual stream alternates between two buffers
+            var spare: FloatBuffer?     // forward only: the residual stream alternates between two buffers
             for l in 0..<L {
                 let out = backward ? pool.take(n * d) : (spare ?? pool.take(n * d))
                 let cache = keepAll
-                    ? LayerCache(tokens: n, batch: geo.batch, seqLen: geo.seqLen, shape: c.layers[l], config: c, rank: rank,
-                                 targets: targets.count, pool: pool)
+                    ? LayerCache(geometry: geo, shape: c.layers[l], config: c, rank: rank, targets: targets.count, pool: pool)
                     : shared!
-                forwardLayer(l, x: inputs.last!, out: out, cache: cache, h: h, scratch: scratch, P: P, geo: geo, seed: dropoutSeed)
+                forwardLayer(l, x: inputs.last!, out: out, cache: cache, h: h, hook: hook, geo: geo)
                 if keepAll { caches[l] = cache }
                 if backward { inputs.append(out) } else { spare = inputs[0]; inputs = [out] }
             }
@@ -227,7 +214,7 @@ public final class LoRAPass {
                 Kernels.rmsNormBackward(x: xFinal.p, weight: w.baseAddress!, dy: dNormed.p, dx: dx.p, rows: n, dim: d,
                                         eps: c.rmsNormEps, accumulate: false)
             }
-            let bw = BackwardScratch(tokens: n, config: c, rank: rank, pool: pool)
+            let bw = BackwardScratch(tokens: n, config: c, pool: pool)
             for l in stride(from: L - 1, through: 0, by: -1) {
                 let cache: LayerCache
                 if let kept = caches[l] {
@@ -235,30 +222,22 @@ public final class LoRAPass {
                     caches[l] = nil
                 } else {
                     cache = shared!
-                    forwardLayer(l, x: inputs[l], out: bw.discard, cache: cache, h: h, scratch: scratch, P: P, geo: geo,
-                                 seed: dropoutSeed)
+                    forwardLayer(l, x: inputs[l], out: bw.discard, cache: cache, h: h, hook: hook, geo: geo)
                 }
-                backwardLayer(l, x: inputs[l], cache: cache, dx: dx, h: h, scratch: scratch, bw: bw, P: P, geo: geo,
-                              seed: dropoutSeed, needInputGradient: l > 0)
+                hook.cache = cache
+                block.backward(base.layers[l], layer: l, x: inputs[l].p, internals: cache.internals, dx: dx.p, h: h.p,
+                               buffers: bw.buffers, geometry: geo, hook: hook, needInputGradient: l > 0)
             }
             return loss
         }
     }
 
-    func ensureRope(_ positions: Int) {
-        guard positions > ropePositions else { return }
-        (ropeCos, ropeSin) = LlamaRunner.ropeTables(config: config, positions: positions)
-        ropePositions = positions
-    }
-
-    func rope(_ buf: UnsafeMutablePointer<Float>, tokens n: Int, width: Int, heads: Int, seqLen: Int, inverse: Bool) {
-        let sin = inverse ? ropeSin.map { -$0 } : ropeSin
-        ropeCos.withUnsafeBufferPointer { cs in
-            sin.withUnsafeBufferPointer { sn in
-                Kernels.rope(buf, tokens: n, rowStride: width, colOffset: 0, heads: heads, headDim: config.headDim,
-                             positions: { $0 % seqLen }, cos: cs.baseAddress!, sin: sn.baseAddress!)
-            }
-        }
+    /// out = layer l applied to x, the internals and the adapters' state into `cache`.
+    func forwardLayer(_ l: Int, x: FloatBuffer, out: FloatBuffer, cache: LayerCache, h: FloatBuffer, hook: AdapterHook,
+                      geo: BlockGeometry) {
+        hook.cache = cache
+        block.forward(base.layers[l], layer: l, x: x.p, out: out.p, internals: cache.internals, h: h.p, geometry: geo,
+                      hook: hook)
     }
 
     // MARK: - adapters
@@ -268,19 +247,9 @@ public final class LoRAPass {
         return (s, targets.firstIndex(of: t)!)
     }
 
-    /// The forward's dropout mask of target ti in layer l, drawn into the cache (nil without dropout).
-    func drawMask(_ seed: UInt64?, _ cache: LayerCache, _ l: Int, _ ti: Int, rows: Int, cols: Int) -> DropoutBits? {
-        guard let seed else { return nil }
-        cache.masks[ti].fill(DropoutMask(p: adapters.config.dropout, seed: seed, layer: l, target: ti), rows: rows, cols: cols)
-        return cache.masks[ti]
-    }
-
-    /// The mask the forward drew (nil without dropout).
-    func keptMask(_ seed: UInt64?, _ cache: LayerCache, _ ti: Int) -> DropoutBits? { seed == nil ? nil : cache.masks[ti] }
-
     /// u = dropout(x) Aᵀ [N × r]; out[:, 0..<outF] (ld ldOut) += s · u Bᵀ.
     func adapterForward(_ s: AdapterSlot, x: UnsafePointer<Float>, n: Int, u: UnsafeMutablePointer<Float>,
-                        out: UnsafeMutablePointer<Float>, ldOut: Int, mask: DropoutBits?, scratch: Buf, P: UnsafePointer<Float>) {
+                        out: UnsafeMutablePointer<Float>, ldOut: Int, mask: DropoutBits?, scratch: FloatBuffer, P: UnsafePointer<Float>) {
         let r = adapters.config.rank
         var input = x
         if let mask {
@@ -296,174 +265,25 @@ public final class LoRAPass {
     /// dX += dropoutᵀ(du A).
     func adapterBackward(_ s: AdapterSlot, x: UnsafePointer<Float>, n: Int, u: UnsafePointer<Float>,
                          dY: UnsafePointer<Float>, ldY: Int, dX: UnsafeMutablePointer<Float>?, mask: DropoutBits?,
-                         scratch: Buf, bw: BackwardScratch, P: UnsafePointer<Float>) {
+                         scratch: FloatBuffer, du: FloatBuffer, P: UnsafePointer<Float>) {
         let r = adapters.config.rank, scale = adapters.config.scale
         BLAS.gemm(m: s.outFeatures, n: r, k: n, a: dY, lda: ldY, b: u, bTransposed: false, c: grads + s.bOffset,
                   alpha: scale, beta: 1, aTransposed: true)
-        BLAS.gemm(m: n, n: r, k: s.outFeatures, a: dY, lda: ldY, b: P + s.bOffset, bTransposed: false, c: bw.du.p,
+        BLAS.gemm(m: n, n: r, k: s.outFeatures, a: dY, lda: ldY, b: P + s.bOffset, bTransposed: false, c: du.p,
                   alpha: scale)
         var input = x
         if let mask {
             mask.apply(x, to: scratch.p)
             input = UnsafePointer(scratch.p)
         }
-        BLAS.gemm(m: r, n: s.inFeatures, k: n, a: bw.du.p, b: input, bTransposed: false, c: grads + s.aOffset, beta: 1,
+        BLAS.gemm(m: r, n: s.inFeatures, k: n, a: du.p, b: input, bTransposed: false, c: grads + s.aOffset, beta: 1,
                   aTransposed: true)
         guard let dX else { return }
         if let mask {
-            BLAS.gemm(m: n, n: s.inFeatures, k: r, a: bw.du.p, b: P + s.aOffset, bTransposed: false, c: scratch.p)
+            BLAS.gemm(m: n, n: s.inFeatures, k: r, a: du.p, b: P + s.aOffset, bTransposed: false, c: scratch.p)
             mask.accumulate(scratch.p, into: dX)
         } else {
-            BLAS.gemm(m: n, n: s.inFeatures, k: r, a: bw.du.p, b: P + s.aOffset, bTransposed: false, c: dX, beta: 1)
-        }
-    }
-
-    // MARK: - one layer
-
-    /// out = layer l applied to x; internals into cache (h and scratch are work buffers).
-    func forwardLayer(_ l: Int, x: Buf, out: Buf, cache: LayerCache, h: Buf, scratch: Buf, P: UnsafePointer<Float>,
-                      geo: Geometry, seed: UInt64?) {
-        let c = config, lw = base.layers[l], d = c.hiddenSize, hd = c.headDim, n = geo.tokens, eps = c.rmsNormEps
-        let nq = lw.shape.numHeads, nkv = lw.shape.numKVHeads, inter = lw.shape.intermediateSize
-        let width = (nq + 2 * nkv) * hd, qWidth = nq * hd
-
-        // attention: xMid = x + o(attn(rope(qkv(norm1(x)))))
-        lw.inputNorm.withUnsafeBufferPointer { w in Kernels.rmsNorm(x.p, weight: w.baseAddress!, out: h.p, rows: n, dim: d, eps: eps) }
-        lw.wqkv.withUnsafeBufferPointer { w in
-            BLAS.gemm(m: n, n: width, k: d, a: h.p, b: w.baseAddress!, bTransposed: true, c: cache.qkv.p)
-        }
-        for (t, col) in [(LoRATarget.q, 0), (.k, nq * hd), (.v, (nq + nkv) * hd)] {
-            guard let (s, ti) = slotIndex(l, t) else { continue }
-            adapterForward(s, x: h.p, n: n, u: cache.u[ti].p, out: cache.qkv.p + col, ldOut: width,
-                           mask: drawMask(seed, cache, l, ti, rows: n, cols: s.inFeatures), scratch: scratch, P: P)
-        }
-        rope(cache.qkv.p, tokens: n, width: width, heads: nq + nkv, seqLen: geo.seqLen, inverse: false)
-        AttentionCore.forward(qkv: cache.qkv.p, probs: cache.probs.p, attn: cache.attn.p, batch: geo.batch,
-                              seqLen: geo.seqLen, nq: nq, nkv: nkv, hd: hd)
-        cache.xMid.p.update(from: x.p, count: n * d)
-        lw.wo.withUnsafeBufferPointer { w in
-            BLAS.gemm(m: n, n: d, k: qWidth, a: cache.attn.p, b: w.baseAddress!, bTransposed: true, c: cache.xMid.p, beta: 1)
-        }
-        if let (s, ti) = slotIndex(l, .o) {
-            adapterForward(s, x: cache.attn.p, n: n, u: cache.u[ti].p, out: cache.xMid.p, ldOut: d,
-                           mask: drawMask(seed, cache, l, ti, rows: n, cols: s.inFeatures), scratch: scratch, P: P)
-        }
-
-        // MLP: out = xMid + down(silu(gate) · up)(norm2(xMid))
-        lw.postNorm.withUnsafeBufferPointer { w in
-            Kernels.rmsNorm(cache.xMid.p, weight: w.baseAddress!, out: h.p, rows: n, dim: d, eps: eps)
-        }
-        lw.wGateUp.withUnsafeBufferPointer { w in
-            BLAS.gemm(m: n, n: 2 * inter, k: d, a: h.p, b: w.baseAddress!, bTransposed: true, c: cache.gu.p)
-        }
-        for (t, col) in [(LoRATarget.gate, 0), (.up, inter)] {
-            guard let (s, ti) = slotIndex(l, t) else { continue }
-            adapterForward(s, x: h.p, n: n, u: cache.u[ti].p, out: cache.gu.p + col, ldOut: 2 * inter,
-                           mask: drawMask(seed, cache, l, ti, rows: n, cols: s.inFeatures), scratch: scratch, P: P)
-        }
-        Kernels.swiglu(cache.gu.p, out: cache.act.p, rows: n, inner: inter)
-        out.p.update(from: cache.xMid.p, count: n * d)
-        lw.wDown.withUnsafeBufferPointer { w in
-            BLAS.gemm(m: n, n: d, k: inter, a: cache.act.p, b: w.baseAddress!, bTransposed: true, c: out.p, beta: 1)
-        }
-        if let (s, ti) = slotIndex(l, .down) {
-            adapterForward(s, x: cache.act.p, n: n, u: cache.u[ti].p, out: out.p, ldOut: d,
-                           mask: drawMask(seed, cache, l, ti, rows: n, cols: s.inFeatures), scratch: scratch, P: P)
-        }
-    }
-
-    /// On entry dx = ∂loss/∂(output of layer l); adds the layer's adapter gradients and, when
-    /// `needInputGradient`, leaves ∂loss/∂(input of layer l) in dx.
-    func backwardLayer(_ l: Int, x: Buf, cache: LayerCache, dx: Buf, h: Buf, scratch: Buf, bw: BackwardScratch,
-                       P: UnsafePointer<Float>, geo: Geometry, seed: UInt64?, needInputGradient: Bool) {
-        let c = config, lw = base.layers[l], d = c.hiddenSize, hd = c.headDim, n = geo.tokens, eps = c.rmsNormEps
-        let nq = lw.shape.numHeads, nkv = lw.shape.numKVHeads, inter = lw.shape.intermediateSize
-        let width = (nq + 2 * nkv) * hd, qWidth = nq * hd
-        let has = Set(targets)
-        // Does anything at or below a point of this layer need a gradient?
-        let needQKV = needInputGradient || !has.isDisjoint(with: [.q, .k, .v])
-        let needAttention = needQKV || has.contains(.o)
-        let needMLPInput = needAttention || !has.isDisjoint(with: [.gate, .up])
-
-        // MLP: out = xMid + act Wdownᵀ + adapter(act).
-        if let (s, ti) = slotIndex(l, .down) {
-            adapterBackward(s, x: cache.act.p, n: n, u: cache.u[ti].p, dY: dx.p, ldY: d, dX: nil, mask: keptMask(seed, cache, ti),
-                            scratch: scratch, bw: bw, P: P)
-        }
-        guard needMLPInput else { return }
-        let dAct = bw.dAct.p, dgu = bw.dgu.p, dh = bw.dh.p
-        lw.wDown.withUnsafeBufferPointer { w in
-            BLAS.gemm(m: n, n: inter, k: d, a: dx.p, b: w.baseAddress!, bTransposed: false, c: dAct)
-        }
-        if let (s, ti) = slotIndex(l, .down) {   // the adapter's share of ∂/∂act
-            adapterInputGradient(s, n: n, dY: dx.p, ldY: d, dX: dAct, mask: keptMask(seed, cache, ti), scratch: scratch, bw: bw, P: P)
-        }
-        Kernels.swigluBackward(cache.gu.p, dAct: dAct, dgu: dgu, rows: n, inner: inter)
-        lw.postNorm.withUnsafeBufferPointer { w in        // h = norm2(xMid), the gate/up input
-            Kernels.rmsNorm(cache.xMid.p, weight: w.baseAddress!, out: h.p, rows: n, dim: d, eps: eps)
-        }
-        lw.wGateUp.withUnsafeBufferPointer { w in
-            BLAS.gemm(m: n, n: d, k: 2 * inter, a: dgu, b: w.baseAddress!, bTransposed: false, c: dh)
-        }
-        for (t, col) in [(LoRATarget.gate, 0), (.up, inter)] {
-            guard let (s, ti) = slotIndex(l, t) else { continue }
-            adapterBackward(s, x: h.p, n: n, u: cache.u[ti].p, dY: dgu + col, ldY: 2 * inter, dX: dh, mask: keptMask(seed, cache, ti),
-                            scratch: scratch, bw: bw, P: P)
-        }
-        guard needAttention else { return }
-        lw.postNorm.withUnsafeBufferPointer { w in        // dx becomes ∂/∂xMid
-            Kernels.rmsNormBackward(x: cache.xMid.p, weight: w.baseAddress!, dy: dh, dx: dx.p, rows: n, dim: d, eps: eps,
-                                    accumulate: true)
-        }
-
-        // Attention: xMid = x + attn Woᵀ + adapter(attn).
-        if let (s, ti) = slotIndex(l, .o) {
-            adapterBackward(s, x: cache.attn.p, n: n, u: cache.u[ti].p, dY: dx.p, ldY: d, dX: nil, mask: keptMask(seed, cache, ti),
-                            scratch: scratch, bw: bw, P: P)
-        }
-        guard needQKV else { return }
-        let dA = bw.dAttn.p, dqkv = bw.dqkv.p
-        lw.wo.withUnsafeBufferPointer { w in
-            BLAS.gemm(m: n, n: qWidth, k: d, a: dx.p, b: w.baseAddress!, bTransposed: false, c: dA)
-        }
-        if let (s, ti) = slotIndex(l, .o) {
-            adapterInputGradient(s, n: n, dY: dx.p, ldY: d, dX: dA, mask: keptMask(seed, cache, ti), scratch: scratch, bw: bw, P: P)
-        }
-        AttentionCore.backward(qkv: cache.qkv.p, probs: cache.probs.p, dAttn: dA, dqkv: dqkv, batch: geo.batch,
-                               seqLen: geo.seqLen, nq: nq, nkv: nkv, hd: hd)
-        rope(dqkv, tokens: n, width: width, heads: nq + nkv, seqLen: geo.seqLen, inverse: true)
-        lw.inputNorm.withUnsafeBufferPointer { w in       // h = norm1(x), the q/k/v input
-            Kernels.rmsNorm(x.p, weight: w.baseAddress!, out: h.p, rows: n, dim: d, eps: eps)
-        }
-        if needInputGradient {
-            lw.wqkv.withUnsafeBufferPointer { w in
-                BLAS.gemm(m: n, n: d, k: width, a: dqkv, b: w.baseAddress!, bTransposed: false, c: dh)
-            }
-        }
-        for (t, col) in [(LoRATarget.q, 0), (.k, nq * hd), (.v, (nq + nkv) * hd)] {
-            guard let (s, ti) = slotIndex(l, t) else { continue }
-            adapterBackward(s, x: h.p, n: n, u: cache.u[ti].p, dY: dqkv + col, ldY: width,
-                            dX: needInputGradient ? dh : nil, mask: keptMask(seed, cache, ti), scratch: scratch, bw: bw, P: P)
-        }
-        guard needInputGradient else { return }
-        lw.inputNorm.withUnsafeBufferPointer { w in       // dx becomes ∂/∂x
-            Kernels.rmsNormBackward(x: x.p, weight: w.baseAddress!, dy: dh, dx: dx.p, rows: n, dim: d, eps: eps,
-                                    accumulate: true)
-        }
-    }
-
-    /// dX += dropoutᵀ(s · dY B A): the adapter's share of its input gradient, when its A/B gradients were taken
-    /// before dX existed (o and down, whose dY is the residual gradient).
-    func adapterInputGradient(_ s: AdapterSlot, n: Int, dY: UnsafePointer<Float>, ldY: Int, dX: UnsafeMutablePointer<Float>,
-                              mask: DropoutBits?, scratch: Buf, bw: BackwardScratch, P: UnsafePointer<Float>) {
-        let r = adapters.config.rank
-        BLAS.gemm(m: n, n: r, k: s.outFeatures, a: dY, lda: ldY, b: P + s.bOffset, bTransposed: false, c: bw.du.p,
-                  alpha: adapters.config.scale)
-        if let mask {
-            BLAS.gemm(m: n, n: s.inFeatures, k: r, a: bw.du.p, b: P + s.aOffset, bTransposed: false, c: scratch.p)
-            mask.accumulate(scratch.p, into: dX)
-        } else {
-            BLAS.gemm(m: n, n: s.inFeatures, k: r, a: bw.du.p, b: P + s.aOffset, bTransposed: false, c: dX, beta: 1)
+            BLAS.gemm(m: n, n: s.inFeatures, k: r, a: du.p, b: P + s.aOffset, bTransposed: false, c: dX, beta: 1)
         }
     }
 
@@ -522,8 +342,8 @@ public final class LoRAPass {
 
 /// Work buffers of the backward sweep, sized for the widest layer.
 final class BackwardScratch {
-    let dAct, dgu, dh, dAttn, dqkv, du, discard: Buf
-    init(tokens n: Int, config c: LlamaConfig, rank: Int, pool: BufferPool) {
+    let dAct, dgu, dh, dAttn, dqkv, discard: FloatBuffer
+    init(tokens n: Int, config c: LlamaConfig, pool: BufferPool) {
         let hd = c.headDim
         let maxI = c.layers.map(\.intermediateSize).max()!
         dAct = pool.take(n * maxI)
@@ -531,7 +351,63 @@ final class BackwardScratch {
         dh = pool.take(n * c.hiddenSize)
         dAttn = pool.take(n * c.layers.map { $0.numHeads * hd }.max()!)
         dqkv = pool.take(n * c.layers.map { ($0.numHeads + 2 * $0.numKVHeads) * hd }.max()!)
-        du = pool.take(n * rank)
         discard = pool.take(n * c.hiddenSize)
+    }
+    var buffers: BackwardBuffers { BackwardBuffers(dAct: dAct.p, dgu: dgu.p, dh: dh.p, dAttn: dAttn.p, dqkv: dqkv.p) }
+}
+
+/// The adapters' share of a layer: y += s·(dropout(x) Aᵀ) Bᵀ on each adapted product in the forward, and in the
+/// backward the adapter gradients (gB, gA) and the adapters' share of the input gradient. q, k, v sit at their
+/// columns of the fused q|k|v product, gate and up at theirs of gate|up.
+final class AdapterHook: ProjectionHook {
+    unowned let pass: LoRAPass
+    let P: UnsafePointer<Float>      // the flat adapter parameters
+    let seed: UInt64?                // dropout masks' key (nil: no dropout)
+    let scratch: FloatBuffer         // [N × max in]: a masked input, or a masked input gradient
+    let du: FloatBuffer?             // [N × r] (backward only)
+    /// The layer being run: where u and the masks are kept.
+    var cache: LayerCache!
+
+    init(pass: LoRAPass, P: UnsafePointer<Float>, seed: UInt64?, scratch: FloatBuffer, du: FloatBuffer?) {
+        self.pass = pass; self.P = P; self.seed = seed; self.scratch = scratch; self.du = du
+    }
+
+    /// The targets of a product with their first output column.
+    func parts(_ p: Projection, _ s: LayerShape) -> [(LoRATarget, Int)] {
+        let hd = pass.config.headDim
+        switch p {
+        case .qkv: return [(.q, 0), (.k, s.numHeads * hd), (.v, (s.numHeads + s.numKVHeads) * hd)]
+        case .o: return [(.o, 0)]
+        case .gateUp: return [(.gate, 0), (.up, s.intermediateSize)]
+        case .down: return [(.down, 0)]
+        }
+    }
+
+    func forward(_ p: Projection, layer l: Int, input: UnsafePointer<Float>, output: UnsafeMutablePointer<Float>, ld: Int,
+                 shape: LayerShape, geometry g: BlockGeometry) {
+        for (t, col) in parts(p, shape) {
+            guard let (s, ti) = pass.slotIndex(l, t) else { continue }
+            var mask: DropoutBits?
+            if let seed {      // this forward's mask, drawn into the cache for the backward
+                cache.masks[ti].fill(DropoutMask(p: pass.adapters.config.dropout, seed: seed, layer: l, target: ti),
+                                     rows: g.tokens, cols: s.inFeatures)
+                mask = cache.masks[ti]
+            }
+            pass.adapterForward(s, x: input, n: g.tokens, u: cache.u[ti].p, out: output + col, ldOut: ld, mask: mask,
+                                scratch: scratch, P: P)
+        }
+    }
+
+    func wantsGradient(_ p: Projection, layer l: Int) -> Bool {
+        parts(p, pass.config.layers[l]).contains { pass.slotIndex(l, $0.0) != nil }
+    }
+
+    func backward(_ p: Projection, layer l: Int, input: UnsafePointer<Float>, dY: UnsafePointer<Float>, ld: Int,
+                  dX: UnsafeMutablePointer<Float>?, shape: LayerShape, geometry g: BlockGeometry) {
+        for (t, col) in parts(p, shape) {
+            guard let (s, ti) = pass.slotIndex(l, t) else { continue }
+            pass.adapterBackward(s, x: input, n: g.tokens, u: cache.u[ti].p, dY: dY + col, ldY: ld, dX: dX,
+                                 mask: seed == nil ? nil : cache.masks[ti], scratch: scratch, du: du!, P: P)
+        }
     }
 }

@@ -1,0 +1,302 @@
+// The one Llama decoder layer, forward and backward, that every pass runs: the scorer's forward (LlamaRunner),
+// the gradient pass of importance (GradientPass, and its pipeline stage), and the LoRA pass. Passes differ only
+// in what they attach to the four linear products, through a `ProjectionHook`: the gradient pass takes weight
+// gradients there, the LoRA pass adds its adapters; and in which internals they keep.
+//
+// Dimensions, used in shape comments across the model code:
+//   B   sequences in a batch            T   tokens per sequence          N = B·T rows of every activation
+//   d   hidden size                     hd  head dimension               V   vocabulary size
+//   nq  query heads of a layer          nkv key/value heads of a layer   W = (nq + 2·nkv)·hd, the fused q|k|v width
+//   I   intermediate (MLP) size of a layer                               r   LoRA rank
+//
+// The layer, as transformers' LlamaDecoderLayer computes it:
+//   h = rmsnorm₁(x);  q|k|v = h·Wqkvᵀ;  rope(q, k);  a = softmax(q kᵀ/√hd, causal)·v per head;  xMid = x + a·Woᵀ
+//   h = rmsnorm₂(xMid);  g|u = h·Wguᵀ;  act = silu(g)·u;  y = xMid + act·Wdownᵀ
+import Foundation
+import TensorCore
+
+/// The four linear products of a layer (q|k|v and gate|up are fused, as LayerWeights stores them).
+public enum Projection: Int, CaseIterable, Sendable {
+    case qkv, o, gateUp, down
+
+    /// The phase name of the product in a `ForwardProfile`.
+    var phase: String {
+        switch self {
+        case .qkv: "qkv"
+        case .o: "o"
+        case .gateUp: "gate_up"
+        case .down: "down"
+        }
+    }
+}
+
+/// Batch geometry of one pass: B sequences of T tokens.
+public struct BlockGeometry: Sendable {
+    public let batch: Int, seqLen: Int
+    public init(batch: Int, seqLen: Int) {
+        self.batch = batch
+        self.seqLen = seqLen
+    }
+    public var tokens: Int { batch * seqLen }
+}
+
+/// What a pass attaches to a layer's linear products. Inputs are contiguous [N × in] (in = d for qkv and
+/// gateUp, nq·hd for o, I for down); outputs and their gradients are [N × out] with leading dimension `ld`.
+public protocol ProjectionHook: AnyObject {
+    /// Forward: `output` already holds input·Wᵀ (plus the residual for o and down); the hook adds its share.
+    func forward(_ p: Projection, layer: Int, input: UnsafePointer<Float>, output: UnsafeMutablePointer<Float>,
+                 ld: Int, shape: LayerShape, geometry: BlockGeometry)
+    /// Whether the hook's backward for `p` in `layer` wants to be called (so the gradient must reach that product).
+    func wantsGradient(_ p: Projection, layer: Int) -> Bool
+    /// Backward: `dY` is ∂loss/∂output of `p` (leading dimension `ld`). `dX`, when given, already holds the base
+    /// product's share of ∂loss/∂input (dY·W) and receives the hook's share.
+    func backward(_ p: Projection, layer: Int, input: UnsafePointer<Float>, dY: UnsafePointer<Float>, ld: Int,
+                  dX: UnsafeMutablePointer<Float>?, shape: LayerShape, geometry: BlockGeometry)
+}
+
+/// A layer's forward internals: what its backward reads. `xMid` may be the residual stream itself (a forward
+/// that keeps nothing updates the stream in place); `probs` is nil when the softmax is not kept (the forward
+/// then computes attention scores in blocks of query rows, in bounded memory).
+public final class LayerInternals {
+    public let qkv: FloatBuffer      // [N × W] q|k|v after RoPE
+    public let probs: FloatBuffer?   // [B·nq × T × T] causal softmax per (sequence, head)
+    public let attn: FloatBuffer     // [N × nq·hd] attention output (input of o)
+    public let xMid: FloatBuffer     // [N × d] residual after attention
+    public let gu: FloatBuffer       // [N × 2I] gate|up
+    public let act: FloatBuffer      // [N × I] silu(gate)·up (input of down)
+
+    public init(qkv: FloatBuffer, probs: FloatBuffer?, attn: FloatBuffer, xMid: FloatBuffer, gu: FloatBuffer,
+                act: FloatBuffer) {
+        self.qkv = qkv; self.probs = probs; self.attn = attn; self.xMid = xMid; self.gu = gu; self.act = act
+    }
+
+    /// Internals for a layer of shape `s`, every buffer from `allocate` (a pool, or a counting allocator).
+    public convenience init(shape s: LayerShape, config c: LlamaConfig, geometry g: BlockGeometry,
+                            allocate: (Int) -> FloatBuffer) {
+        let e = Self.elements(s, config: c, geometry: g)
+        self.init(qkv: allocate(e.qkv), probs: allocate(e.probs), attn: allocate(e.attn), xMid: allocate(e.xMid),
+                  gu: allocate(e.gu), act: allocate(e.act))
+    }
+
+    /// Bytes these buffers hold.
+    public var bytes: Int { 4 * (qkv.count + (probs?.count ?? 0) + attn.count + xMid.count + gu.count + act.count) }
+
+    /// Float counts of each internal for one layer.
+    static func elements(_ s: LayerShape, config c: LlamaConfig, geometry g: BlockGeometry)
+        -> (qkv: Int, probs: Int, attn: Int, xMid: Int, gu: Int, act: Int)
+    {
+        let n = g.tokens, hd = c.headDim
+        return (n * (s.numHeads + 2 * s.numKVHeads) * hd, g.batch * s.numHeads * g.seqLen * g.seqLen,
+                n * s.numHeads * hd, n * c.hiddenSize, n * 2 * s.intermediateSize, n * s.intermediateSize)
+    }
+
+    /// Bytes one layer's internals take (with the softmax kept): what the memory planner, the gradient pass and
+    /// the LoRA pass count.
+    public static func bytes(_ s: LayerShape, config c: LlamaConfig, geometry g: BlockGeometry) -> Int {
+        let e = elements(s, config: c, geometry: g)
+        return 4 * (e.qkv + e.probs + e.attn + e.xMid + e.gu + e.act)
+    }
+}
+
+/// Work buffers of a layer's backward, each at least as large as the layer needs.
+public struct BackwardBuffers {
+    public let dAct: UnsafeMutablePointer<Float>    // [N × I]
+    public let dgu: UnsafeMutablePointer<Float>     // [N × 2I]
+    public let dh: UnsafeMutablePointer<Float>      // [N × d]
+    public let dAttn: UnsafeMutablePointer<Float>   // [N × nq·hd]
+    public let dqkv: UnsafeMutablePointer<Float>    // [N × W]
+    public init(dAct: UnsafeMutablePointer<Float>, dgu: UnsafeMutablePointer<Float>, dh: UnsafeMutablePointer<Float>,
+                dAttn: UnsafeMutablePointer<Float>, dqkv: UnsafeMutablePointer<Float>) {
+        self.dAct = dAct; self.dgu = dgu; self.dh = dh; self.dAttn = dAttn; self.dqkv = dqkv
+    }
+}
+
+/// Runs layers of one model forward and backward. Holds the rotary tables and the optional phase profile; not
+/// thread-safe (one per pass).
+public final class TransformerBlock {
+    public let config: LlamaConfig
+    /// Set to a fresh profile to collect phase timings.
+    public var profile: ForwardProfile?
+    private(set) var ropeCos: [Float] = []     // [positions × hd/2]
+    private(set) var ropeSin: [Float] = []
+    private var ropeNegSin: [Float] = []        // −sin: the backward rotates by −θ
+    private var ropePositions = 0
+
+    public init(config: LlamaConfig) {
+        self.config = config
+    }
+
+    @inline(__always)
+    func timed<R>(_ phase: String, flops: Double = 0, _ body: () throws -> R) rethrows -> R {
+        guard profile != nil else { return try body() }
+        let t0 = DispatchTime.now().uptimeNanoseconds
+        let r = try body()
+        profile!.seconds[phase, default: 0] += Double(DispatchTime.now().uptimeNanoseconds - t0) * 1e-9
+        if ForwardProfile.gemmPhases.contains(phase) { profile!.gemmFlops += flops }
+        return r
+    }
+
+    /// Makes the rotary tables cover positions 0..<positions.
+    public func ensureRope(_ positions: Int) {
+        guard positions > ropePositions else { return }
+        (ropeCos, ropeSin) = Self.ropeTables(config: config, positions: positions)
+        ropeNegSin = ropeSin.map { -$0 }
+        ropePositions = positions
+    }
+
+    /// cos and sin [positions × hd/2] of the rotary angles. inv_freq as transformers computes it:
+    /// theta^(-2j/hd) in double, angles in fp32 like its matmul.
+    public static func ropeTables(config: LlamaConfig, positions: Int) -> (cos: [Float], sin: [Float]) {
+        let half = config.headDim / 2
+        var cs = [Float](repeating: 0, count: positions * half), sn = cs
+        let inv = (0..<half).map { j in Float(1.0 / Foundation.pow(config.ropeTheta, Double(2 * j) / Double(config.headDim))) }
+        for p in 0..<positions {
+            for j in 0..<half {
+                let a = Float(p) * inv[j]
+                cs[p * half + j] = Foundation.cos(a)
+                sn[p * half + j] = Foundation.sin(a)
+            }
+        }
+        return (cs, sn)
+    }
+
+    /// Rotates the q and k heads of a [N × W] buffer (q and k heads are adjacent columns from 0); `inverse`
+    /// rotates by −θ (the transpose, for gradients).
+    func rope(_ qkv: UnsafeMutablePointer<Float>, shape s: LayerShape, geometry g: BlockGeometry, inverse: Bool) {
+        let hd = config.headDim, width = (s.numHeads + 2 * s.numKVHeads) * hd, seqLen = g.seqLen
+        ropeCos.withUnsafeBufferPointer { cs in
+            (inverse ? ropeNegSin : ropeSin).withUnsafeBufferPointer { sn in
+                Kernels.rope(qkv, tokens: g.tokens, rowStride: width, colOffset: 0, heads: s.numHeads + s.numKVHeads,
+                             headDim: hd, positions: { $0 % seqLen }, cos: cs.baseAddress!, sin: sn.baseAddress!)
+            }
+        }
+    }
+
+    /// out[N × rows] = rmsnorm(x[N × d]) · weight.
+    func norm(_ weight: [Float], _ x: UnsafePointer<Float>, out: UnsafeMutablePointer<Float>, rows: Int) {
+        timed("norm") {
+            weight.withUnsafeBufferPointer { w in
+                Kernels.rmsNorm(x, weight: w.baseAddress!, out: out, rows: rows, dim: config.hiddenSize,
+                                eps: config.rmsNormEps)
+            }
+        }
+    }
+
+    /// out[N × outWidth] (+)= input[N × k] · Wᵀ for a weight W stored [outWidth × k].
+    func project(_ p: Projection, _ input: UnsafePointer<Float>, tokens n: Int, k: Int, weight: [Float],
+                 outWidth: Int, out: UnsafeMutablePointer<Float>, accumulate: Bool) {
+        timed(p.phase, flops: 2.0 * Double(n * k * outWidth)) {
+            weight.withUnsafeBufferPointer { w in
+                BLAS.gemm(m: n, n: outWidth, k: k, a: input, b: w.baseAddress!, bTransposed: true, c: out,
+                          beta: accumulate ? 1 : 0)
+            }
+        }
+    }
+
+    /// dX[N × k] = dY[N × outWidth] · W for a weight W stored [outWidth × k].
+    func projectBack(_ dY: UnsafePointer<Float>, tokens n: Int, k: Int, weight: [Float], outWidth: Int,
+                     dX: UnsafeMutablePointer<Float>) {
+        weight.withUnsafeBufferPointer { w in
+            BLAS.gemm(m: n, n: k, k: outWidth, a: dY, b: w.baseAddress!, bTransposed: false, c: dX)
+        }
+    }
+
+    // MARK: - forward
+
+    /// out[N × d] = layer(x[N × d]); the internals land in `t`. `out` may be `x`, and `t.xMid` may be `x` too
+    /// (then the residual stream is updated in place). `h` [N × d] is scratch (it ends as rmsnorm₂(xMid)).
+    public func forward(_ lw: LayerWeights, layer l: Int, x: UnsafePointer<Float>, out: UnsafeMutablePointer<Float>,
+                        internals t: LayerInternals, h: UnsafeMutablePointer<Float>, geometry g: BlockGeometry,
+                        hook: ProjectionHook? = nil) {
+        let c = config, d = c.hiddenSize, hd = c.headDim, n = g.tokens, s = lw.shape
+        let nq = s.numHeads, nkv = s.numKVHeads, inter = s.intermediateSize
+        let width = (nq + 2 * nkv) * hd, qWidth = nq * hd
+
+        // Attention: xMid = x + attention(rope(q|k|v(rmsnorm₁(x)))) · Woᵀ
+        norm(lw.inputNorm, x, out: h, rows: n)
+        project(.qkv, h, tokens: n, k: d, weight: lw.wqkv, outWidth: width, out: t.qkv.p, accumulate: false)
+        hook?.forward(.qkv, layer: l, input: h, output: t.qkv.p, ld: width, shape: s, geometry: g)
+        timed("rope") { rope(t.qkv.p, shape: s, geometry: g, inverse: false) }
+        if profile != nil { profile!.attentionFlops += 4.0 * Double(g.batch * nq * g.seqLen * g.seqLen * hd) }
+        timed("attention") {
+            AttentionCore.forward(qkv: t.qkv.p, probs: t.probs?.p, attn: t.attn.p, batch: g.batch, seqLen: g.seqLen,
+                                  nq: nq, nkv: nkv, hd: hd)
+        }
+        if t.xMid.p != UnsafeMutablePointer(mutating: x) { t.xMid.p.update(from: x, count: n * d) }
+        project(.o, t.attn.p, tokens: n, k: qWidth, weight: lw.wo, outWidth: d, out: t.xMid.p, accumulate: true)
+        hook?.forward(.o, layer: l, input: t.attn.p, output: t.xMid.p, ld: d, shape: s, geometry: g)
+
+        // MLP: out = xMid + (silu(gate)·up)(rmsnorm₂(xMid)) · Wdownᵀ
+        norm(lw.postNorm, t.xMid.p, out: h, rows: n)
+        project(.gateUp, h, tokens: n, k: d, weight: lw.wGateUp, outWidth: 2 * inter, out: t.gu.p, accumulate: false)
+        hook?.forward(.gateUp, layer: l, input: h, output: t.gu.p, ld: 2 * inter, shape: s, geometry: g)
+        timed("swiglu") { Kernels.swiglu(t.gu.p, out: t.act.p, rows: n, inner: inter) }
+        if out != t.xMid.p { out.update(from: t.xMid.p, count: n * d) }
+        project(.down, t.act.p, tokens: n, k: inter, weight: lw.wDown, outWidth: d, out: out, accumulate: true)
+        hook?.forward(.down, layer: l, input: t.act.p, output: out, ld: d, shape: s, geometry: g)
+    }
+
+    // MARK: - backward
+
+    /// Backward through a layer whose forward from `x` left `t` (with the softmax kept). On entry dx [N × d] holds
+    /// ∂loss/∂(layer output); on exit ∂loss/∂x when `needInputGradient`. The hook's backward is called for each
+    /// product it wants; products below everything wanted are skipped. `h` [N × d] is scratch.
+    public func backward(_ lw: LayerWeights, layer l: Int, x: UnsafePointer<Float>, internals t: LayerInternals,
+                         dx: UnsafeMutablePointer<Float>, h: UnsafeMutablePointer<Float>, buffers b: BackwardBuffers,
+                         geometry g: BlockGeometry, hook: ProjectionHook?, needInputGradient: Bool) {
+        let c = config, d = c.hiddenSize, hd = c.headDim, n = g.tokens, eps = c.rmsNormEps, s = lw.shape
+        let nq = s.numHeads, nkv = s.numKVHeads, inter = s.intermediateSize
+        let width = (nq + 2 * nkv) * hd, qWidth = nq * hd
+        guard let probs = t.probs else { preconditionFailure("TransformerBlock.backward needs the kept softmax") }
+        func wants(_ p: Projection) -> Bool { hook?.wantsGradient(p, layer: l) ?? false }
+        // Does anything at or below a point of this layer need a gradient?
+        let needQKV = needInputGradient || wants(.qkv)
+        let needAttention = needQKV || wants(.o)
+        let needMLPInput = needAttention || wants(.gateUp)
+
+        // MLP: y = xMid + act · Wdownᵀ.
+        if needMLPInput { projectBack(dx, tokens: n, k: inter, weight: lw.wDown, outWidth: d, dX: b.dAct) }
+        if wants(.down) {
+            hook!.backward(.down, layer: l, input: t.act.p, dY: dx, ld: d, dX: needMLPInput ? b.dAct : nil, shape: s,
+                           geometry: g)
+        }
+        guard needMLPInput else { return }
+        Kernels.swigluBackward(t.gu.p, dAct: b.dAct, dgu: b.dgu, rows: n, inner: inter)
+        lw.postNorm.withUnsafeBufferPointer { w in       // h = rmsnorm₂(xMid), the gate|up input
+            Kernels.rmsNorm(t.xMid.p, weight: w.baseAddress!, out: h, rows: n, dim: d, eps: eps)
+        }
+        projectBack(b.dgu, tokens: n, k: d, weight: lw.wGateUp, outWidth: 2 * inter, dX: b.dh)
+        if wants(.gateUp) {
+            hook!.backward(.gateUp, layer: l, input: h, dY: b.dgu, ld: 2 * inter, dX: b.dh, shape: s, geometry: g)
+        }
+        guard needAttention else { return }
+        lw.postNorm.withUnsafeBufferPointer { w in       // dx (= ∂/∂y) becomes ∂/∂xMid
+            Kernels.rmsNormBackward(x: t.xMid.p, weight: w.baseAddress!, dy: b.dh, dx: dx, rows: n, dim: d, eps: eps,
+                                    accumulate: true)
+        }
+
+        // Attention: xMid = x + attn · Woᵀ.
+        if needQKV { projectBack(dx, tokens: n, k: qWidth, weight: lw.wo, outWidth: d, dX: b.dAttn) }
+        if wants(.o) {
+            hook!.backward(.o, layer: l, input: t.attn.p, dY: dx, ld: d, dX: needQKV ? b.dAttn : nil, shape: s,
+                           geometry: g)
+        }
+        guard needQKV else { return }
+        AttentionCore.backward(qkv: t.qkv.p, probs: probs.p, dAttn: b.dAttn, dqkv: b.dqkv, batch: g.batch,
+                               seqLen: g.seqLen, nq: nq, nkv: nkv, hd: hd)
+        rope(b.dqkv, shape: s, geometry: g, inverse: true)
+        lw.inputNorm.withUnsafeBufferPointer { w in      // h = rmsnorm₁(x), the q|k|v input
+            Kernels.rmsNorm(x, weight: w.baseAddress!, out: h, rows: n, dim: d, eps: eps)
+        }
+        if needInputGradient { projectBack(b.dqkv, tokens: n, k: d, weight: lw.wqkv, outWidth: width, dX: b.dh) }
+        if wants(.qkv) {
+            hook!.backward(.qkv, layer: l, input: h, dY: b.dqkv, ld: width, dX: needInputGradient ? b.dh : nil,
+                           shape: s, geometry: g)
+        }
+        guard needInputGradient else { return }
+        lw.inputNorm.withUnsafeBufferPointer { w in      // dx (= ∂/∂xMid) becomes ∂/∂x
+            Kernels.rmsNormBackward(x: x, weight: w.baseAddress!, dy: b.dh, dx: dx, rows: n, dim: d, eps: eps,
+                                    accumulate: true)
+        }
+    }
+}
