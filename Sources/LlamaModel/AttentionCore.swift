@@ -11,7 +11,7 @@ public enum AttentionCore {
 
     /// attn[N × nq·hd] = softmax(Q Kᵀ/√hd, causal) V per sequence and head. With `probs`, the softmax of sequence b,
     /// head h is kept at probs + (b·nq + h)·T² (the backward reads it); without, each worker computes the scores of
-    /// up to `scoreBlockRows` query rows at a time (query block [r0, r1) needs keys 0..<r1 only).
+    /// up to `scoreBlockRows` query rows at a time.
     public static func forward(qkv: UnsafePointer<Float>, probs: UnsafeMutablePointer<Float>?, attn: UnsafeMutablePointer<Float>,
                         batch: Int, seqLen T: Int, nq: Int, nkv: Int, hd: Int) {
         let width = (nq + 2 * nkv) * hd, qWidth = nq * hd, rep = nq / nkv
@@ -30,28 +30,18 @@ public enum AttentionCore {
                 let rows = qkv + b * T * width
                 let q = rows + h * hd, k = rows + (nq + g) * hd, v = rows + (nq + nkv + g) * hd
                 let out = attn + b * T * qWidth + h * hd
-                if let probs {
-                    let scores = probs + p * T * T
-                    BLAS.gemm(m: T, n: T, k: hd, a: q, lda: width, b: k, ldb: width, bTransposed: true, c: scores)
-                    Kernels.causalSoftmax(scores, rows: T, cols: T, shift: 0, scale: scale)
-                    BLAS.gemm(m: T, n: hd, k: T, a: scores, b: v, ldb: width, bTransposed: false, c: out, ldc: qWidth)
-                } else if blockRows == T {
-                    // One block: the whole T × T score matrix, exactly as when the softmax is kept.
-                    let scores = scratch!
-                    BLAS.gemm(m: T, n: T, k: hd, a: q, lda: width, b: k, ldb: width, bTransposed: true, c: scores)
-                    Kernels.causalSoftmax(scores, rows: T, cols: T, shift: 0, scale: scale)
-                    BLAS.gemm(m: T, n: hd, k: T, a: scores, b: v, ldb: width, bTransposed: false, c: out, ldc: qWidth)
-                } else {
-                    var r0 = 0
-                    while r0 < T {
-                        let r1 = min(T, r0 + blockRows), m = r1 - r0, scores = scratch!
-                        BLAS.gemm(m: m, n: r1, k: hd, a: q + r0 * width, lda: width, b: k, ldb: width, bTransposed: true,
-                                  c: scores)
-                        Kernels.causalSoftmax(scores, rows: m, cols: r1, shift: r0, scale: scale)
-                        BLAS.gemm(m: m, n: hd, k: r1, a: scores, b: v, ldb: width, bTransposed: false,
-                                  c: out + r0 * qWidth, ldc: qWidth)
-                        r0 = r1
-                    }
+                // Blocks of query rows against all T keys (the masked tail is zero after the softmax): each row's
+                // products are those of the whole-matrix computation, one block when the softmax is kept.
+                let scores = probs.map { $0 + p * T * T } ?? scratch!
+                var r0 = 0
+                while r0 < T {
+                    let m = min(blockRows, T - r0)
+                    BLAS.gemm(m: m, n: T, k: hd, a: q + r0 * width, lda: width, b: k, ldb: width, bTransposed: true,
+                              c: scores)
+                    Kernels.causalSoftmax(scores, rows: m, cols: T, shift: r0, scale: scale)
+                    BLAS.gemm(m: m, n: hd, k: T, a: scores, b: v, ldb: width, bTransposed: false, c: out + r0 * qWidth,
+                              ldc: qWidth)
+                    r0 += m
                 }
                 p += workers
             }

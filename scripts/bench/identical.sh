@@ -56,12 +56,13 @@ same() {
     python3 - "$1" "$2" "$cache/$key" "$newdir" <<'PY'
 import json, sys
 def norm(path, d):
-    text = open(path).read().replace(d, "DIR")
     def drop(o):
         if isinstance(o, dict):
             return {k: drop(v) for k, v in o.items() if k != "created"}
-        return [drop(v) for v in o] if isinstance(o, list) else o
-    return drop(json.loads(text))
+        if isinstance(o, list):
+            return [drop(v) for v in o]
+        return o.replace(d, "DIR") if isinstance(o, str) else o
+    return drop(json.load(open(path)))
 sys.exit(0 if norm(sys.argv[1], sys.argv[3]) == norm(sys.argv[2], sys.argv[4]) else 1)
 PY
 }
