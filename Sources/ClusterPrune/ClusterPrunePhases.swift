@@ -2,6 +2,7 @@
 import Cluster
 import Foundation
 import LlamaModel
+import ModelExport
 import Pruning
 import Support
 

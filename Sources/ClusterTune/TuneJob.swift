@@ -10,7 +10,7 @@ import Cluster
 import Foundation
 import LlamaModel
 import LoRA
-import Pruning
+import ModelExport
 import Support
 
 public struct TuneOptions: Sendable {
@@ -96,7 +96,7 @@ public final class TuneJob {
         let session = try ClusterSession(comm: comm, dir: dir, options: so) {
             let fm = FileManager.default
             if !options.resume, !options.force, fm.fileExists(atPath: options.out.path) {
-                throw PruneError.outputExists(path: options.out.path)
+                throw ExportError.outputExists(path: options.out.path)
             }
             let a = try dir.beginAttempt(spec: options.spec, resume: options.resume, force: options.force,
                                          ranks: comm.size, mode: "data-parallel", phases: ["train", "export"],
