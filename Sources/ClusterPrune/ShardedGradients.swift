@@ -18,14 +18,14 @@ public enum ShardedGradients {
     /// Reduces layer `layer`'s gradient (and Fisher) to `owner`, each rank's share weighted by `weight` = nᵣ/N.
     /// Returns the sums on `owner`, nil elsewhere. Every rank calls it for the same layers in the same order.
     public static func reduce(layer: Int, gradient: LayerGradients, fisher: LayerGradients?, weight: Float,
-                              like w: LayerWeights, owner: Int, comm: Communicator)
+                              like w: LayerWeights, owner: Int, comm: Communicator) throws
         -> (gradient: LayerGradients, fisher: LayerGradients?)?
     {
         var flat: [Float] = []
         flat.reserveCapacity(gradient.count * (fisher == nil ? 1 : 2))
         append(gradient, scaled: weight, to: &flat)
         if let fisher { append(fisher, scaled: weight, to: &flat) }
-        comm.reduceSum(&flat, root: owner)
+        try comm.reduceSum(&flat, root: owner)
         guard comm.rank == owner else { return nil }
         var offset = 0
         let g = take(like: w, from: flat, at: &offset)

@@ -168,10 +168,10 @@ public final class TuneJob {
             }
             if comm.size > 1 {
                 try x.trace.span("allreduce", phase: "train") {
-                    x.charge("train") {
-                        trainer.pass.withFlatGradients { g in
+                    try x.charge("train") {
+                        try trainer.pass.withFlatGradients { g in
                             var buf = Array(g)
-                            comm.allReduceSum(&buf)
+                            try comm.allReduceSum(&buf)
                             _ = buf.withUnsafeBufferPointer { memcpy(g.baseAddress!, $0.baseAddress!, 4 * g.count) }
                         }
                     }
@@ -179,7 +179,7 @@ public final class TuneJob {
                 }
             }
             var stats = [loss.nll, Double(loss.predictions), Double(tokens)]
-            comm.allReduceSum(&stats)
+            try comm.allReduceSum(&stats)
             let (norm, lr) = trainer.applyUpdate()
             let mean = stats[1] > 0 ? stats[0] / stats[1] : .nan
             if mean.isFinite {          // a step with nothing scored has no loss
