@@ -1,7 +1,8 @@
 // Data-parallel calibration gradients: the samples are split across MPI ranks, every rank runs the gradient
-// pass on its shard, and, layer by layer as the backward produces them, the element-wise gradient sums (and Fisher sums) are MPI_Reduce'd to the
-// rank that owns the layer BEFORE any score takes an absolute value — so the scores are exactly those of one
-// process (peers.md §0.5), and each layer's sums exist on one rank only.
+// pass on its shard, and, layer by layer as the backward produces them, the element-wise gradient sums (and
+// Fisher sums) are MPI_Reduce'd to the rank that owns the layer BEFORE any score takes an absolute value (the sum
+// of per-rank |W⊙g| is not |W⊙Σg|) — so the scores are exactly those of one process, and each layer's sums exist
+// on one rank only.
 // Weighting: the batch loss is the mean of per-sample means, so g = Σᵣ (nᵣ/N)·gᵣ, and likewise
 // F = (1/N)·Σⱼ gⱼ² = Σᵣ (nᵣ/N)·Fᵣ with Fᵣ the shard's own Fisher.
 import Cluster
