@@ -4,6 +4,8 @@ set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$root"
 scripts/setup.sh >/dev/null
+# Package.swift dependencies must equal the imports: a second, cheap, before the build.
+scripts/check_deps.sh
 # The per-rank memory budget (cluster/mem-budget.sh) on its own: a few seconds, skipped where no mechanism exists.
 mb="$(scripts/test_mem_budget.sh)" || { echo "$mb"; exit 1; }
 echo "$mb" | grep -Ev "^  ok " || true

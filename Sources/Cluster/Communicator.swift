@@ -1,8 +1,36 @@
 // The data plane: an MPI communicator (MPICH) for float reductions. Outside `mpiexec` it falls back to a
 // single rank without touching MPI, so every library path and test also runs as one plain process.
+// Every MPI return code is checked: MPI_COMM_WORLD returns errors instead of aborting inside MPICH, a failed
+// data-plane call throws `MPIError` ("MPI_Allreduce failed: <MPI_Error_string>"), which the CLI prints as one line
+// before MPI_Abort ends the other ranks; calls that cannot throw (init, finalize, abort) print that line and exit.
 import CMPI
 import Foundation
 import MPIShim
+import Support
+
+/// A failed MPI call: which one, its return code and MPICH's text for it.
+public struct MPIError: Error, CustomStringConvertible, Equatable {
+    public let call: String
+    public let code: Int32
+    public let message: String
+
+    public init(call: String, code: Int32) {
+        self.call = call
+        self.code = code
+        message = Self.errorString(code)
+    }
+
+    /// One line: MPICH's error strings can hold the whole error stack over several lines.
+    public var description: String { oneLineMessage("\(call) failed: \(message)") }
+
+    /// MPI_Error_string of `code` (safe before MPI_Init and after MPI_Finalize, which the standard allows).
+    static func errorString(_ code: Int32) -> String {
+        var text = [CChar](repeating: 0, count: Int(MPI_MAX_ERROR_STRING) + 1)
+        var length: Int32 = 0
+        guard MPI_Error_string(code, &text, &length) == MPI_SUCCESS else { return "MPI error code \(code)" }
+        return String(cString: text)
+    }
+}
 
 public final class Communicator: @unchecked Sendable {
     /// The process's world, joined on first use. Call `finalize()` before exiting (MPI requires it).
@@ -26,11 +54,31 @@ public final class Communicator: @unchecked Sendable {
         var argc = CommandLine.argc
         var argv: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>? = CommandLine.unsafeArgv
         // MULTIPLE: a rank's watch thread may call MPI_Abort while the main thread sits in a collective.
-        MPI_Init_thread(&argc, &argv, MPI_THREAD_MULTIPLE, &provided)
+        // `world` is a static initialiser and cannot throw, so failures here end the process naming the call.
+        Self.exitUnless(MPI_Init_thread(&argc, &argv, MPI_THREAD_MULTIPLE, &provided), "MPI_Init_thread", rank: nil)
+        // Errors come back as return codes (the default handler aborts inside MPICH before the code can be read).
+        Self.exitUnless(MPI_Comm_set_errhandler(MPI_COMM_WORLD, shim_mpi_errors_return()), "MPI_Comm_set_errhandler",
+                        rank: nil)
         var r: Int32 = 0, s: Int32 = 1
-        MPI_Comm_rank(MPI_COMM_WORLD, &r)
-        MPI_Comm_size(MPI_COMM_WORLD, &s)
+        Self.exitUnless(MPI_Comm_rank(MPI_COMM_WORLD, &r), "MPI_Comm_rank", rank: nil)
+        Self.exitUnless(MPI_Comm_size(MPI_COMM_WORLD, &s), "MPI_Comm_size", rank: Int(r))
         rank = Int(r); size = Int(s); usesMPI = true
+    }
+
+    /// Throws `MPIError` naming `call` unless `code` is MPI_SUCCESS.
+    @inline(__always)
+    static func check(_ code: Int32, _ call: String) throws {
+        if code != MPI_SUCCESS { throw MPIError(call: call, code: code) }
+    }
+
+    /// For the calls that cannot throw: unless `code` is MPI_SUCCESS, writes the failure as the CLI writes an error
+    /// (one line on stderr) and exits with `status`. MPI_Abort is not tried: MPI may not be usable at that point
+    /// (not initialised, already finalised, or the abort itself failed).
+    static func exitUnless(_ code: Int32, _ call: String, rank: Int?, status: Int32 = 1) {
+        guard code != MPI_SUCCESS else { return }
+        let who = rank.map { "[rank \($0)] " } ?? ""
+        FileHandle.standardError.write(Data("llmprune: error: \(who)\(MPIError(call: call, code: code))\n".utf8))
+        exit(status)
     }
 
     /// Bytes this rank handed to MPI (buffers sent, received, or contributed to a reduction), for the
@@ -56,25 +104,27 @@ public final class Communicator: @unchecked Sendable {
     }
 
     /// In-place element-wise sum over all ranks.
-    public func allReduceSum(_ buffer: inout [Float]) {
+    public func allReduceSum(_ buffer: inout [Float]) throws {
         guard usesMPI, size > 1 else { return }
         traffic.reduced += 4 * buffer.count
-        buffer.withUnsafeMutableBufferPointer { b in
+        try buffer.withUnsafeMutableBufferPointer { b in
             for lo in stride(from: 0, to: b.count, by: Self.chunk) {
                 let n = Int32(min(Self.chunk, b.count - lo))
-                _ = MPI_Allreduce(shim_mpi_in_place(), b.baseAddress! + lo, n, MPI_FLOAT, shim_mpi_sum(), MPI_COMM_WORLD)
+                try Self.check(MPI_Allreduce(shim_mpi_in_place(), b.baseAddress! + lo, n, MPI_FLOAT, shim_mpi_sum(),
+                                             MPI_COMM_WORLD), "MPI_Allreduce")
             }
         }
     }
 
     /// In-place element-wise sum over all ranks, in double precision.
-    public func allReduceSum(_ buffer: inout [Double]) {
+    public func allReduceSum(_ buffer: inout [Double]) throws {
         guard usesMPI, size > 1 else { return }
         traffic.reduced += 8 * buffer.count
-        buffer.withUnsafeMutableBufferPointer { b in
+        try buffer.withUnsafeMutableBufferPointer { b in
             for lo in stride(from: 0, to: b.count, by: Self.chunk) {
                 let n = Int32(min(Self.chunk, b.count - lo))
-                _ = MPI_Allreduce(shim_mpi_in_place(), b.baseAddress! + lo, n, MPI_DOUBLE, shim_mpi_sum(), MPI_COMM_WORLD)
+                try Self.check(MPI_Allreduce(shim_mpi_in_place(), b.baseAddress! + lo, n, MPI_DOUBLE, shim_mpi_sum(),
+                                             MPI_COMM_WORLD), "MPI_Allreduce")
             }
         }
     }
@@ -82,16 +132,16 @@ public final class Communicator: @unchecked Sendable {
     /// Element-wise sum over all ranks into `root`'s buffer (MPI_Reduce). Other ranks' buffers are left as
     /// they were. Every rank must call it with the same count and root. (The root receives into a separate buffer:
     /// MPICH 4.0.2 crashes on MPI_IN_PLACE in MPI_Reduce on 3 ranks, measured here.)
-    public func reduceSum(_ buffer: inout [Float], root: Int) {
+    public func reduceSum(_ buffer: inout [Float], root: Int) throws {
         guard usesMPI, size > 1 else { return }
         traffic.reduced += 4 * buffer.count
         var result = rank == root ? [Float](repeating: 0, count: buffer.count) : []
-        buffer.withUnsafeBufferPointer { b in
-            result.withUnsafeMutableBufferPointer { out in
+        try buffer.withUnsafeBufferPointer { b in
+            try result.withUnsafeMutableBufferPointer { out in
                 for lo in stride(from: 0, to: b.count, by: Self.chunk) {
                     let n = Int32(min(Self.chunk, b.count - lo))
-                    _ = MPI_Reduce(b.baseAddress! + lo, out.baseAddress.map { $0 + lo }, n, MPI_FLOAT, shim_mpi_sum(),
-                                   Int32(root), MPI_COMM_WORLD)
+                    try Self.check(MPI_Reduce(b.baseAddress! + lo, out.baseAddress.map { $0 + lo }, n, MPI_FLOAT,
+                                              shim_mpi_sum(), Int32(root), MPI_COMM_WORLD), "MPI_Reduce")
                 }
             }
         }
@@ -99,12 +149,15 @@ public final class Communicator: @unchecked Sendable {
     }
 
     /// `root`'s bytes on every rank (MPI_Bcast of the length, then of the bytes).
-    public func broadcast(_ bytes: [UInt8], root: Int) -> [UInt8] {
+    public func broadcast(_ bytes: [UInt8], root: Int) throws -> [UInt8] {
         guard usesMPI, size > 1 else { return bytes }
         var n = Int64(bytes.count)
-        _ = MPI_Bcast(&n, 1, MPI_INT64_T, Int32(root), MPI_COMM_WORLD)
+        try Self.check(MPI_Bcast(&n, 1, MPI_INT64_T, Int32(root), MPI_COMM_WORLD), "MPI_Bcast")
         var out = rank == root ? bytes : [UInt8](repeating: 0, count: Int(n))
-        if n > 0 { _ = out.withUnsafeMutableBytes { MPI_Bcast($0.baseAddress, Int32(n), MPI_BYTE, Int32(root), MPI_COMM_WORLD) } }
+        if n > 0 {
+            try Self.check(out.withUnsafeMutableBytes { MPI_Bcast($0.baseAddress, Int32(n), MPI_BYTE, Int32(root), MPI_COMM_WORLD) },
+                           "MPI_Bcast")
+        }
         traffic.broadcast += Int(n) + 8
         return out
     }
@@ -112,10 +165,10 @@ public final class Communicator: @unchecked Sendable {
     // MARK: point to point (pipeline stages). Blocking MPI_Send / MPI_Recv in pieces of `chunk` elements;
     // sender and receiver must agree on the count. Not for a world of one (there is no peer).
 
-    private func send(_ base: UnsafeRawPointer, count: Int, stride: Int, type: MPI_Datatype, to peer: Int, tag: Int) {
+    private func send(_ base: UnsafeRawPointer, count: Int, stride: Int, type: MPI_Datatype, to peer: Int, tag: Int) throws {
         for lo in Swift.stride(from: 0, to: max(count, 1), by: Self.chunk) {
             let n = Int32(min(Self.chunk, count - lo))
-            _ = MPI_Send(base + lo * stride, n, type, Int32(peer), Int32(tag), MPI_COMM_WORLD)
+            try Self.check(MPI_Send(base + lo * stride, n, type, Int32(peer), Int32(tag), MPI_COMM_WORLD), "MPI_Send")
         }
     }
 
@@ -123,14 +176,15 @@ public final class Communicator: @unchecked Sendable {
     /// MPI_Recv: MPICH's blocking receive spins a core, and a pipeline stage waits most of the pass for its
     /// neighbour; with several ranks on one host the spinning would take the core from the rank that computes.
     private func receive(_ base: UnsafeMutableRawPointer, count: Int, stride: Int, type: MPI_Datatype, from peer: Int,
-                         tag: Int) {
+                         tag: Int) throws {
         for lo in Swift.stride(from: 0, to: max(count, 1), by: Self.chunk) {
             let n = Int32(min(Self.chunk, count - lo))
             var request = MPI_Request(0)
-            _ = MPI_Irecv(base + lo * stride, n, type, Int32(peer), Int32(tag), MPI_COMM_WORLD, &request)
+            try Self.check(MPI_Irecv(base + lo * stride, n, type, Int32(peer), Int32(tag), MPI_COMM_WORLD, &request),
+                           "MPI_Irecv")
             var done: Int32 = 0, sleep: UInt32 = 50
             while true {
-                _ = MPI_Test(&request, &done, shim_mpi_status_ignore())
+                try Self.check(MPI_Test(&request, &done, shim_mpi_status_ignore()), "MPI_Test")
                 if done != 0 { break }
                 usleep(sleep)
                 sleep = min(2000, sleep * 2)
@@ -139,23 +193,23 @@ public final class Communicator: @unchecked Sendable {
     }
 
     /// Sends `values` to rank `peer` (blocking until the buffer may be reused).
-    public func send(_ values: [Float], to peer: Int, tag: Int) {
+    public func send(_ values: [Float], to peer: Int, tag: Int) throws {
         precondition(usesMPI && peer != rank, "send: no peer \(peer) in a world of \(size)")
         traffic.sent += 4 * values.count
-        values.withUnsafeBytes { send($0.baseAddress ?? UnsafeRawPointer(bitPattern: 16)!, count: values.count, stride: 4, type: MPI_FLOAT, to: peer, tag: tag) }
+        try values.withUnsafeBytes { try send($0.baseAddress ?? UnsafeRawPointer(bitPattern: 16)!, count: values.count, stride: 4, type: MPI_FLOAT, to: peer, tag: tag) }
     }
 
     /// Receives exactly `count` floats from rank `peer`.
-    public func receiveFloats(_ count: Int, from peer: Int, tag: Int) -> [Float] {
+    public func receiveFloats(_ count: Int, from peer: Int, tag: Int) throws -> [Float] {
         precondition(usesMPI && peer != rank, "receive: no peer \(peer) in a world of \(size)")
         traffic.received += 4 * count
         var out = [Float](repeating: 0, count: count)
-        out.withUnsafeMutableBytes { receive($0.baseAddress ?? UnsafeMutableRawPointer(bitPattern: 16)!, count: count, stride: 4, type: MPI_FLOAT, from: peer, tag: tag) }
+        try out.withUnsafeMutableBytes { try receive($0.baseAddress ?? UnsafeMutableRawPointer(bitPattern: 16)!, count: count, stride: 4, type: MPI_FLOAT, from: peer, tag: tag) }
         return out
     }
 
-    public func barrier() {
-        if usesMPI { MPI_Barrier(MPI_COMM_WORLD) }
+    public func barrier() throws {
+        if usesMPI { try Self.check(MPI_Barrier(MPI_COMM_WORLD), "MPI_Barrier") }
     }
 
     private var finalized = false
@@ -164,13 +218,14 @@ public final class Communicator: @unchecked Sendable {
     public func finalize() {
         guard usesMPI, !finalized else { return }
         finalized = true
-        MPI_Finalize()
+        Self.exitUnless(MPI_Finalize(), "MPI_Finalize", rank: size > 1 ? rank : nil)
     }
 
     /// Ends every rank of the job (after a local error, so that no peer waits forever in a collective). Safe from
     /// any thread (MPI_THREAD_MULTIPLE).
     public func abort(code: Int32) -> Never {
-        if usesMPI && size > 1 { MPI_Abort(MPI_COMM_WORLD, code) }
+        // MPI_Abort returns only if it failed; then this rank at least says so and exits.
+        if usesMPI && size > 1 { Self.exitUnless(MPI_Abort(MPI_COMM_WORLD, code), "MPI_Abort", rank: rank, status: code) }
         exit(code)
     }
 }

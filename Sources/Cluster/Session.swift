@@ -117,7 +117,7 @@ public final class ClusterSession {
             coordinator = c
             boot.endpoint = Self.advertised(c.endpoint)
         }
-        let bytes = comm.broadcast(comm.rank == 0 ? Array(try JSONEncoder().encode(boot)) : [], root: 0)
+        let bytes = try comm.broadcast(comm.rank == 0 ? Array(try JSONEncoder().encode(boot)) : [], root: 0)
         boot = try JSONDecoder().decode(Bootstrap.self, from: Data(bytes))
         attempt = boot.attempt
         trace = TraceRecorder(rank: comm.rank, origin: boot.origin)

@@ -14,6 +14,7 @@
 import Cluster
 import Foundation
 import LlamaModel
+import ModelExport
 import Pruning
 
 public enum ShardMode: String, Codable, Sendable, CaseIterable {

@@ -2,6 +2,7 @@
 import Cluster
 import Foundation
 import LlamaModel
+import ModelExport
 import Pruning
 import Support
 
@@ -72,7 +73,7 @@ extension ClusterPruneJob {
             try FileManager.default.createDirectory(atPath: staging, withIntermediateDirectories: false)
         }
         try x.sync("write")
-        let planBytes = try timed("plan") { x.charge("plan") { comm.broadcast(Array(planData), root: 0) } }
+        let planBytes = try timed("plan") { try x.charge("plan") { try comm.broadcast(Array(planData), root: 0) } }
         let plan = try PrunePlan.decode(Data(planBytes), source: "plan from rank 0")
 
         // write: each rank cuts its own block and writes its shard
@@ -177,9 +178,9 @@ extension ClusterPruneJob {
             x.progress("importance", 1, 3, "backward, reducing each layer to its owner")
             let reduce = { (l: Int, g: LayerGradients, f: LayerGradients?) throws in
                 let owner = partition.firstIndex { $0.contains(l) }!
-                let sums = x.trace.span("reduce", phase: "importance") {
-                    x.charge("importance") {
-                        ShardedGradients.reduce(layer: l, gradient: g, fisher: f, weight: weight,
+                let sums = try x.trace.span("reduce", phase: "importance") {
+                    try x.charge("importance") {
+                        try ShardedGradients.reduce(layer: l, gradient: g, fisher: f, weight: weight,
                                                 like: held.weights.layers[l], owner: owner, comm: self.comm)
                     }
                 }

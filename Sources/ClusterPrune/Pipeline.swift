@@ -120,10 +120,10 @@ public struct Pipeline {
         var loss = 0.0, peak = 0
         for (c, pass) in zip(chunks, passes) {
             let count = c.count * seqLen * d
-            let input = isFirst ? nil : step("wait") { comm.receiveFloats(count, from: r - 1, tag: Self.forwardTag) }
+            let input = isFirst ? nil : try step("wait") { try comm.receiveFloats(count, from: r - 1, tag: Self.forwardTag) }
             let toks = Array(tokens[(c.lowerBound * seqLen)..<(c.upperBound * seqLen)])
             let output = try step("forward") { try pass.forward(tokens: toks, batch: c.count, seqLen: seqLen, input: input) }
-            if let output, !isLast { step("send") { comm.send(output, to: r + 1, tag: Self.forwardTag) } }
+            if let output, !isLast { try step("send") { try comm.send(output, to: r + 1, tag: Self.forwardTag) } }
             if isLast { loss += try step("loss") { try pass.lossBackward() } * Double(c.count) / Double(batch) }
         }
         var grads: [Int: LayerGradients] = [:], fishers: [Int: LayerGradients] = [:]
@@ -131,7 +131,7 @@ public struct Pipeline {
             for (k, (c, pass)) in zip(chunks, passes).enumerated().reversed() {
                 let count = c.count * seqLen * d, w = Float(c.count) / Float(batch)
                 let dOut = pass.receivesOutputGradient
-                    ? step("wait") { comm.receiveFloats(count, from: r + 1, tag: Self.backwardTag) } : nil
+                    ? try step("wait") { try comm.receiveFloats(count, from: r + 1, tag: Self.backwardTag) } : nil
                 let add = { (l: Int, g: LayerGradients, f: LayerGradients?) throws in
                     // One micro-batch (w = 1): take the arrays as they are, no scaled copy of a layer's gradient.
                     grads[l] = grads[l].map { $0.adding(g, scaledBy: w) } ?? (w == 1 ? g : g.scaled(by: w))
@@ -141,7 +141,7 @@ public struct Pipeline {
                     }
                 }
                 if let dIn = try step("backward", { try pass.backward(outputGradient: dOut, fisher: fisher, consume: add) }) {
-                    step("send") { comm.send(dIn, to: r - 1, tag: Self.backwardTag) }
+                    try step("send") { try comm.send(dIn, to: r - 1, tag: Self.backwardTag) }
                 }
                 peak = max(peak, passes.reduce(0) { $0 + $1.peakActivationBytes })
                 pass.reset()

@@ -1,7 +1,8 @@
 // Data-parallel calibration gradients: the samples are split across MPI ranks, every rank runs the gradient
-// pass on its shard, and, layer by layer as the backward produces them, the element-wise gradient sums (and Fisher sums) are MPI_Reduce'd to the
-// rank that owns the layer BEFORE any score takes an absolute value — so the scores are exactly those of one
-// process (peers.md §0.5), and each layer's sums exist on one rank only.
+// pass on its shard, and, layer by layer as the backward produces them, the element-wise gradient sums (and
+// Fisher sums) are MPI_Reduce'd to the rank that owns the layer BEFORE any score takes an absolute value (the sum
+// of per-rank |W⊙g| is not |W⊙Σg|) — so the scores are exactly those of one process, and each layer's sums exist
+// on one rank only.
 // Weighting: the batch loss is the mean of per-sample means, so g = Σᵣ (nᵣ/N)·gᵣ, and likewise
 // F = (1/N)·Σⱼ gⱼ² = Σᵣ (nᵣ/N)·Fᵣ with Fᵣ the shard's own Fisher.
 import Cluster
@@ -18,14 +19,14 @@ public enum ShardedGradients {
     /// Reduces layer `layer`'s gradient (and Fisher) to `owner`, each rank's share weighted by `weight` = nᵣ/N.
     /// Returns the sums on `owner`, nil elsewhere. Every rank calls it for the same layers in the same order.
     public static func reduce(layer: Int, gradient: LayerGradients, fisher: LayerGradients?, weight: Float,
-                              like w: LayerWeights, owner: Int, comm: Communicator)
+                              like w: LayerWeights, owner: Int, comm: Communicator) throws
         -> (gradient: LayerGradients, fisher: LayerGradients?)?
     {
         var flat: [Float] = []
         flat.reserveCapacity(gradient.count * (fisher == nil ? 1 : 2))
         append(gradient, scaled: weight, to: &flat)
         if let fisher { append(fisher, scaled: weight, to: &flat) }
-        comm.reduceSum(&flat, root: owner)
+        try comm.reduceSum(&flat, root: owner)
         guard comm.rank == owner else { return nil }
         var offset = 0
         let g = take(like: w, from: flat, at: &offset)

@@ -10,7 +10,7 @@ import Cluster
 import Foundation
 import LlamaModel
 import LoRA
-import Pruning
+import ModelExport
 import Support
 
 public struct TuneOptions: Sendable {
@@ -96,7 +96,7 @@ public final class TuneJob {
         let session = try ClusterSession(comm: comm, dir: dir, options: so) {
             let fm = FileManager.default
             if !options.resume, !options.force, fm.fileExists(atPath: options.out.path) {
-                throw PruneError.outputExists(path: options.out.path)
+                throw ExportError.outputExists(path: options.out.path)
             }
             let a = try dir.beginAttempt(spec: options.spec, resume: options.resume, force: options.force,
                                          ranks: comm.size, mode: "data-parallel", phases: ["train", "export"],
@@ -168,10 +168,10 @@ public final class TuneJob {
             }
             if comm.size > 1 {
                 try x.trace.span("allreduce", phase: "train") {
-                    x.charge("train") {
-                        trainer.pass.withFlatGradients { g in
+                    try x.charge("train") {
+                        try trainer.pass.withFlatGradients { g in
                             var buf = Array(g)
-                            comm.allReduceSum(&buf)
+                            try comm.allReduceSum(&buf)
                             _ = buf.withUnsafeBufferPointer { memcpy(g.baseAddress!, $0.baseAddress!, 4 * g.count) }
                         }
                     }
@@ -179,7 +179,7 @@ public final class TuneJob {
                 }
             }
             var stats = [loss.nll, Double(loss.predictions), Double(tokens)]
-            comm.allReduceSum(&stats)
+            try comm.allReduceSum(&stats)
             let (norm, lr) = trainer.applyUpdate()
             let mean = stats[1] > 0 ? stats[0] / stats[1] : .nan
             if mean.isFinite {          // a step with nothing scored has no loss

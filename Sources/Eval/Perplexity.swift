@@ -1,4 +1,5 @@
-// Perplexity under LLM-Pruner's protocol (spec §3.2): the token ids of the whole text cut into
+// Perplexity under LLM-Pruner's protocol (`PPLMetric`, LLMPruner/evaluator/ppl.py, over the windows of
+// LLMPruner/datasets/ppl_dataset.py): the token ids of the whole text cut into
 // non-overlapping windows of `seqLen` (remainder dropped), each window scored independently from position 0,
 // seqLen − 1 predictions per window, PPL = exp(token-mean NLL over all scored tokens).
 import Foundation

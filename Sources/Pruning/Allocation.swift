@@ -1,6 +1,7 @@
 // From unit scores to the units each pruned layer keeps.
 //
-// local (the reference, spec §2.6): every pruned layer loses the same share.
+// local (the reference: LLM-Pruner's `MetaPruner.prune_local`, LLMPruner/torch_pruning/pruner/algorithms/
+// metapruner.py, with hf_prune.py's ch_sparsity = --pruning_ratio): every pruned layer loses the same share.
 //   kv-group unit: C = nkv·hd channels of k_proj, n = C − Int(C·(1−r)) (Python int(): truncation), and
 //   n / hd (floor) whole KV groups go, each with its n_rep query heads.
 //   query-head unit: k = n_rep − Int(n_rep·(1−r)) query heads go from EVERY KV group (the lowest of each

@@ -7,6 +7,7 @@
 // placeholders that only take the pruned shape, so every stage ends with the same pruned config.
 import Foundation
 import LlamaModel
+import ModelExport
 
 public enum Pruner {
     /// The pruned model. Throws if the plan does not fit `weights` (check identity first with `PrunePlan.check`).
@@ -35,7 +36,7 @@ public enum Pruner {
                 throw PruneError.invalidPlan(path: source, reason: "layer \(lp.layer) has shape \(w.shape), the plan expects \(lp.original)")
             }
             if range.contains(lp.layer) {
-                guard holdsWeights(w, config: c) else {
+                guard w.holdsWeights(config: c) else {
                     throw PruneError.invalidSetting(flag: "stage layers", reason: "layer \(lp.layer) is to be cut but its weights are not loaded")
                 }
                 layers[lp.layer] = cut(w, by: lp, headDim: c.headDim, hiddenSize: c.hiddenSize)
@@ -53,7 +54,7 @@ public enum Pruner {
                             lmHead: weights.lmHead)
     }
 
-    /// One layer cut by its plan; unchecked (`w.shape` is `lp.original` and `holdsWeights`), hence internal.
+    /// One layer cut by its plan; unchecked (`w.shape` is `lp.original` and `w.holdsWeights`), hence internal.
     static func cut(_ w: LayerWeights, by lp: LayerPlan, headDim hd: Int, hiddenSize d: Int) -> LayerWeights {
         let nq = w.shape.numHeads, nkv = w.shape.numKVHeads, inter = w.shape.intermediateSize
         // wqkv: row blocks of hd rows (one head) × d
@@ -92,13 +93,5 @@ public enum Pruner {
     /// A stage's stand-in for a layer it does not hold (see `StageWeights`).
     static func isPlaceholder(_ w: LayerWeights) -> Bool {
         w.inputNorm.isEmpty && w.wqkv.isEmpty && w.wo.isEmpty && w.postNorm.isEmpty && w.wGateUp.isEmpty && w.wDown.isEmpty
-    }
-
-    /// Every array has the size `w.shape` implies (slicing a placeholder would trap).
-    static func holdsWeights(_ w: LayerWeights, config c: LlamaConfig) -> Bool {
-        let d = c.hiddenSize, hd = c.headDim, s = w.shape
-        return w.inputNorm.count == d && w.postNorm.count == d
-            && w.wqkv.count == (s.numHeads + 2 * s.numKVHeads) * hd * d && w.wo.count == d * s.numHeads * hd
-            && w.wGateUp.count == 2 * s.intermediateSize * d && w.wDown.count == d * s.intermediateSize
     }
 }

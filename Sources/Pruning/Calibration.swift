@@ -1,7 +1,8 @@
 // Calibration samples: N windows of L tokens drawn from one tokenized text (defaults 10 × 64, as the
-// reference's BookCorpus sampler, spec §3.1). The caller reads and tokenizes the file under the project's
-// text protocol (module Eval) and passes the ids with the file's path and SHA-256; this file only draws
-// windows and records where they came from.
+// reference's `get_examples('bookcorpus', tokenizer, 10, seq_len = 64)` in hf_prune.py: random documents of at
+// least L tokens, one random window each; LLMPruner/datasets/example_samples.py). The caller reads and
+// tokenizes the file under the project's text protocol (module Eval) and passes the ids with the file's path and
+// SHA-256; this file only draws windows and records where they came from.
 //
 // Drawing: with SplitMix64(seed), each window start is uniform over the offsets in [0, ids.count − L] whose
 // window overlaps none already drawn and leaves room for the windows still to draw (so a draw never paints

@@ -1,6 +1,8 @@
-// Importance criteria and group reductions of LLM-Pruner (spec §2.2–2.5), as the CLI and plan files name them.
+// Importance criteria and group reductions of LLM-Pruner (`TaylorImportance`, `MagnitudeImportance` in
+// LLMPruner/pruner/hf_llama_pruner.py; arXiv 2305.11627 §3.2), as the CLI and plan files name them.
 
-/// How a weight element's salience is computed (spec §2.2, §2.5). Raw values are the names used on the
+/// How a weight element's salience is computed (arXiv 2305.11627 §3.2: vector-wise and element-wise importance,
+/// first order and the Fisher approximation of the second). Raw values are the names used on the
 /// command line and in plan files.
 ///
 /// | case          | element salience S            | reference name (`--taylor` / `--pruner_type`) |
@@ -35,7 +37,7 @@ public enum Criterion: String, Codable, CaseIterable, Sendable {
 }
 
 /// How the per-channel vectors of a group's members are combined into one vector (reference `_reduce`,
-/// `--grouping_strategy`, spec §2.4). `first` keeps only the root's vector: `k_proj` rows for attention
+/// hf_prune.py's `--grouping_strategy`). `first` keeps only the root's vector: `k_proj` rows for attention
 /// (the GQA root of `llama3.py`), `q_proj` rows for the query-head unit, `gate_proj` rows for the MLP.
 /// The reference scores taylor criteria with `sum` and the l1/l2 baselines with `mean` by default.
 public enum GroupReduction: String, Codable, CaseIterable, Sendable {

@@ -1,7 +1,7 @@
 // Importance scores of attention units and MLP channels (LLM-Pruner's `TaylorImportance` /
-// `MagnitudeImportance` / `RandomImportance`, spec §2.2–2.5), computed from a layer's fused weights and its
-// calibration gradient g and Fisher diagonal F. Salience is evaluated per element in Double and summed in
-// Double, in parallel over rows or column blocks of each matrix; no per-element allocation.
+// `MagnitudeImportance` / `RandomImportance`, LLMPruner/pruner/hf_llama_pruner.py), computed from a layer's
+// fused weights and its calibration gradient g and Fisher diagonal F. Salience is evaluated per element in Double
+// and summed in Double, in parallel over rows or column blocks of each matrix; no per-element allocation.
 import Foundation
 import LlamaModel
 
@@ -30,16 +30,17 @@ public enum Importance {
     /// Scores one layer's attention units and MLP channels; higher = more important.
     ///
     /// Per element, the salience S of `criterion` (see `Criterion`) is computed for every weight of the layer's
-    /// groups. Each member gets one value per channel (spec §2.3): rows of q, k, v, gate, up sum |S| over the
-    /// input dimension, columns of o and down sum |S| over the output dimension (`vector`: |Σ S| instead;
-    /// l1/l2: Σ|w| / Σw²). The member vectors are then combined per channel with `reduction` (reference
-    /// `_reduce`, spec §2.4) and, for attention, the head_dim channels of each unit are summed:
+    /// groups. Each member gets one value per channel (as `TaylorImportance.__call__`): rows of q, k, v, gate,
+    /// up sum |S| over the input dimension, columns of o and down sum |S| over the output dimension (`vector`:
+    /// |Σ S| instead; l1/l2: Σ|w| / Σw²). The member vectors are then combined per channel with `reduction`
+    /// (reference `TaylorImportance._reduce`) and, for attention, the head_dim channels of each unit are summed:
     ///
     /// - `.kvGroup`: KV channel i = k·hd + e (KV head k, e < hd) first receives the **sum** of the q (and o)
     ///   channels (k·n_rep + j)·hd + e, j < n_rep, n_rep = nq/nkv, i.e. of the query heads h with
     ///   h / n_rep == k, the heads that read KV head k and are removed with it. The reference's alignment
     ///   (`imp.view(len/min, min).sum(0)`) instead folds query head h onto KV head h mod nkv; that is a bug
-    ///   (spec §1.3: it attributes the q/o terms to the wrong group) and is deliberately **not** reproduced.
+    ///   (in `TaylorImportance.__call__`: it attributes the q/o terms to the wrong group) and is deliberately
+    ///   **not** reproduced.
     ///   With nkv = nq both mappings are the identity. The channel is reduced across [q, k, v, o]; `first`
     ///   takes k (the GQA root of `llama3.py`; `hf_prune.py` roots plain multi-head attention at q_proj).
     /// - `.queryHead`: channel c of query head h is reduced across [q, o] (`first` = q); K/V are kept.

@@ -1,5 +1,5 @@
-// Errors of planning, applying and exporting a pruning: one line each, naming the flag or file at fault.
-// Only the CLI prints and exits; the library throws these.
+// Errors of planning and applying a pruning (writing the model throws ModelExport's ExportError): one line each,
+// naming the flag or file at fault. Only the CLI prints and exits; the library throws these.
 import Foundation
 import Support
 
@@ -26,8 +26,6 @@ public enum PruneError: Error, CustomStringConvertible, Equatable {
     case invalidScores(String)
     /// A file-system failure while writing output.
     case io(path: String, reason: String)
-    /// Shards of a sharded export that do not fit together (a tensor in two shards, a bad shard number).
-    case invalidShards(String)
 
     /// One line (control characters from untrusted names escaped, length capped), starting with the file.
     public var description: String { oneLineMessage(rawDescription) }
@@ -56,8 +54,6 @@ public enum PruneError: Error, CustomStringConvertible, Equatable {
             return "invalid importance scores: \(r)"
         case .io(let p, let r):
             return "\(p): \(r)"
-        case .invalidShards(let r):
-            return "sharded export: \(r)"
         }
     }
 }

@@ -58,7 +58,9 @@ public struct PruneSettings: Codable, Equatable, Sendable {
         self.seed = seed
     }
 
-    /// The reference's README run: keep the first 4 and the last 2 layers, i.e. `4..<L−2` (spec §1.4).
+    /// The reference's README run: keep the first 4 and the last 2 layers, i.e. `4..<L−2` (LLM-Pruner's README
+    /// prunes LLaMA-7B's 32 layers with `--block_attention_layer_start 4 --block_attention_layer_end 30`, the same
+    /// for the MLP).
     /// Models with fewer than 7 layers get an empty range, which `validate` refuses: pass `--layers`.
     public static func defaultLayerRange(numLayers: Int) -> (start: Int, end: Int) { (4, numLayers - 2) }
 

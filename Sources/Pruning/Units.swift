@@ -7,7 +7,8 @@ public enum AttentionUnit: String, Codable, CaseIterable, Sendable {
     /// (the reference `llama3.py` unit; with nkv = nq it is one head, as in `hf_prune.py --block_wise`).
     case kvGroup = "kv-group"
     /// One query head (q rows and o columns); K/V heads are kept. Finer than the reference, which never prunes
-    /// query heads inside a group (spec §1.3, issue #64).
+    /// query heads inside a group: `llama3.py` roots attention at k_proj, so a KV head's query heads go with it
+    /// (asked in github.com/horseee/LLM-Pruner/issues/64).
     case queryHead = "query-head"
 
     /// Number of units of this kind in a layer of the given shape.

@@ -1,7 +1,7 @@
 import ClusterPrune
 import Foundation
 import LlamaModel
-import Pruning
+import ModelExport
 
 /// `llmprune cluster memory`: the memory planner on its own, for a checkpoint (headers only) or a published shape
 /// (no file at all): each rank's predicted peak, by component, and whether a budget fits.

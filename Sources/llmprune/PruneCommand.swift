@@ -2,6 +2,7 @@ import Cluster
 import Eval
 import Foundation
 import LlamaModel
+import ModelExport
 import Pruning
 import Support
 import Tokenizer

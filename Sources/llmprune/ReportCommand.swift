@@ -1,7 +1,7 @@
 import Foundation
-import RunReport
+import Reporting
 
-/// `llmprune report RUN_DIR`: report.html (inline SVG charts) and summary.json for a run (Sources/RunReport).
+/// `llmprune report RUN_DIR`: report.html (inline SVG charts) and summary.json for a run (Sources/Reporting).
 enum ReportCommand {
     static func run(_ argv: [String]) throws {
         guard argv.count == 1, !argv[0].hasPrefix("--") else { throw UsageError("usage: llmprune report RUN_DIR") }

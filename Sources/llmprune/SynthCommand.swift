@@ -1,6 +1,6 @@
 import Foundation
 import LlamaModel
-import Pruning
+import ModelExport
 import Support
 import Tokenizer
 

@@ -6,7 +6,7 @@ import Eval
 import Foundation
 import LlamaModel
 import LoRA
-import Pruning
+import ModelExport
 import Support
 
 enum TuneCommand {

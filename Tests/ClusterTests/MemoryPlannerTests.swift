@@ -3,6 +3,7 @@
 // hints that really fit.
 import ClusterPrune
 import LlamaModel
+import ModelExport
 import Pruning
 import Testing
 

@@ -1,14 +1,26 @@
 import Foundation
 import Testing
 @testable import Cluster
+import CMPI
 import CZeroMQ
 
-@Test func singleRankWorldWithoutLauncher() {
+@Test func singleRankWorldWithoutLauncher() throws {
     let comm = Communicator.world
     #expect(comm.size == 1 && comm.rank == 0 && !comm.usesMPI)
     var buf: [Float] = [1, 2, 3]
-    comm.allReduceSum(&buf)
+    try comm.allReduceSum(&buf)
     #expect(buf == [1, 2, 3])
+}
+
+/// A failed MPI call reads as one line naming the call and MPICH's text for the code (MPI_Error_string works
+/// without MPI_Init, as this single-rank test process is).
+@Test func mpiErrorNamesTheCall() {
+    let e = MPIError(call: "MPI_Bcast", code: MPI_ERR_ROOT)
+    #expect(e.description.hasPrefix("MPI_Bcast failed: "), "\(e)")
+    #expect(e.message.lowercased().contains("root"), "\(e)")
+    #expect(!e.description.contains("\n"))
+    #expect(throws: e) { try Communicator.check(MPI_ERR_ROOT, "MPI_Bcast") }
+    #expect(throws: Never.self) { try Communicator.check(MPI_SUCCESS, "MPI_Bcast") }
 }
 
 @Test func zeroMQRouterDealerRoundTrip() throws {

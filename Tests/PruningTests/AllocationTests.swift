@@ -1,5 +1,5 @@
-// Allocation: the reference's local arithmetic (spec §2.6 numbers), tie-breaking, the query-head unit,
-// global per-parameter ranking, rounding, and ratio solving for a parameter target.
+// Allocation: the reference's local arithmetic (LLaMA-7B at LLM-Pruner's README setting), tie-breaking, the
+// query-head unit, global per-parameter ranking, rounding, and ratio solving for a parameter target.
 import Foundation
 import Testing
 @testable import Pruning

@@ -4,6 +4,7 @@ import Foundation
 import Testing
 @testable import Pruning
 import LlamaModel
+import ModelExport
 import Support
 
 enum PlanFixtures {
@@ -58,9 +59,10 @@ final class PlanTempDir {
     }
 }
 
-/// The one-line message of the PruneError `body` throws.
+/// The one-line message of the PruneError (or, from writing the cut model, ExportError) `body` throws.
 func pruneMessage(_ body: () throws -> Void) -> String? {
-    do { try body() } catch let e as PruneError { return e.description } catch { return "not a PruneError: \(error)" }
+    do { try body() } catch let e as PruneError { return e.description } catch let e as ExportError { return e.description
+    } catch { return "not a PruneError: \(error)" }
     return nil
 }
 

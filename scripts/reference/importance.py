@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
 """LLM-Pruner importance scores (block-wise, Llama/GQA), PyTorch reference for llmprune.
 
-Follows /work/shared/reference/llm-pruner-spec.md §1.2-2.6, except the GQA q/o fold: this script
-uses the CORRECT mapping (query head h belongs to KV group h // n_rep), not the repo's modulo fold.
+Follows LLM-Pruner's TaylorImportance / MagnitudeImportance (LLMPruner/pruner/hf_llama_pruner.py, block-wise
+as hf_prune.py and llama3.py run them), except the GQA q/o fold: this script uses the CORRECT mapping (query
+head h belongs to KV group h // n_rep), not the repo's modulo fold (imp.view(len // min, min).sum(0)).
 
 Gradients (reference behaviour, the speed baseline): every parameter keeps requires_grad=True, as
 LLM-Pruner does (grads for embeddings, norms, un-pruned layers too).

@@ -75,10 +75,10 @@ public enum HFExport {
         let fm = FileManager.default
         let t = target.standardizedFileURL
         let parent = t.deletingLastPathComponent()
-        if !force && fm.fileExists(atPath: t.path) { throw PruneError.outputExists(path: t.path) }
+        if !force && fm.fileExists(atPath: t.path) { throw ExportError.outputExists(path: t.path) }
         var isDir: ObjCBool = false
         guard fm.fileExists(atPath: parent.path, isDirectory: &isDir), isDir.boolValue else {
-            throw PruneError.io(path: parent.path, reason: "parent directory of the output does not exist")
+            throw ExportError.io(path: parent.path, reason: "parent directory of the output does not exist")
         }
         let staging = stagingDirectory(for: t, tag: tag)
         try? fm.removeItem(at: staging)
@@ -93,7 +93,7 @@ public enum HFExport {
         let fm = FileManager.default
         let t = target.standardizedFileURL
         guard fm.fileExists(atPath: t.path) else { return try rename(staging, t) }
-        guard force else { throw PruneError.outputExists(path: t.path) }
+        guard force else { throw ExportError.outputExists(path: t.path) }
         let old = t.deletingLastPathComponent().appendingPathComponent(".\(t.lastPathComponent).old-\(getpid())")
         try? fm.removeItem(at: old)
         try rename(t, old)
@@ -106,7 +106,7 @@ public enum HFExport {
 
     static func rename(_ from: URL, _ to: URL) throws {
         guard Foundation.rename(from.path, to.path) == 0 else {
-            throw PruneError.io(path: to.path, reason: "cannot rename \(from.lastPathComponent) into place: \(String(cString: strerror(errno)))")
+            throw ExportError.io(path: to.path, reason: "cannot rename \(from.lastPathComponent) into place: \(String(cString: strerror(errno)))")
         }
     }
 
@@ -119,7 +119,7 @@ public enum HFExport {
                 let from = src.appendingPathComponent(f)
                 guard fm.fileExists(atPath: from.path) else { continue }
                 do { try fm.copyItem(at: from, to: dir.appendingPathComponent(f)) } catch {
-                    throw PruneError.io(path: from.path, reason: "cannot copy tokenizer file: \(error.localizedDescription)")
+                    throw ExportError.io(path: from.path, reason: "cannot copy tokenizer file: \(error.localizedDescription)")
                 }
             }
         case .gguf(_, let tokenizer, let chatTemplate):

@@ -1,13 +1,15 @@
-// Sharded export as a cluster job does it: each stage cuts only its block of layers from a view where the other
-// layers are placeholders, writes its own shard, and the assembled directory loads back with exactly the
-// weights of the single-process cut and single-file export. Also the index, the shard names, and the commit.
+// Cut and sharded export as a cluster job does it: each stage cuts only its block of layers from a view where the
+// other layers are placeholders, writes its own shard, and the assembled directory loads back with exactly the
+// weights of the single-process cut and single-file export; the index covers the cut model. (The export alone is
+// tested in ModelExportTests.)
 import Foundation
 import Testing
 @testable import Pruning
 import LlamaModel
 import Formats
+import ModelExport
 
-@Suite struct ShardedExportTests {
+@Suite struct CutExportTests {
     /// Layers 1..4 pruned to heterogeneous widths.
     static let settings = PruneSettings(ratio: 0.5, layerStart: 1, layerEnd: 5, criterion: "l1",
                                         attentionUnit: .queryHead, allocation: .global)
@@ -22,6 +24,13 @@ import Formats
         let needEmbed = embedding || (head && w.config.tieWordEmbeddings)
         return LlamaWeights(config: w.config, embed: needEmbed ? w.embed : [], layers: layers,
                             finalNorm: head ? w.finalNorm : [], lmHead: head ? w.lmHead : nil)
+    }
+
+    static func expectSame(_ a: LlamaWeights, _ b: LlamaWeights) {
+        #expect(a.config == b.config)
+        let ta = a.huggingFaceTensors(), tb = b.huggingFaceTensors()
+        #expect(ta.map(\.name) == tb.map(\.name))
+        for (x, y) in zip(ta, tb) { #expect(x.shape == y.shape && x.values == y.values, "\(x.name)") }
     }
 
     /// Every stage cuts and writes its shard into one staging directory; then the index, the other files, commit.
@@ -69,8 +78,8 @@ import Formats
                     + (1...n).map { HFExport.shardFileName(index: $0 - 1, count: n) }
                     + ["model.safetensors.index.json", "prune_plan.json"])
             let back = try ModelLoader.load(path: out.path, tokenizer: false)
-            ExportTests.expectSame(back.weights, pruned)
-            ExportTests.expectSame(back.weights, singleBack)
+            Self.expectSame(back.weights, pruned)
+            Self.expectSame(back.weights, singleBack)
             #expect(try Data(contentsOf: out.appendingPathComponent("config.json"))
                     == Data(contentsOf: single.appendingPathComponent("config.json")))
         }
@@ -106,33 +115,6 @@ import Formats
         }
     }
 
-    @Test func shardNamesAndNumbers() throws {
-        #expect(HFExport.shardFileName(index: 0, count: 1) == "model-00001-of-00001.safetensors")
-        #expect(HFExport.shardFileName(index: 11, count: 120) == "model-00012-of-00120.safetensors")
-        let dir = try PlanTempDir()
-        let t = [(name: "x", shape: [1], values: [Float(1)])]
-        for (k, n) in [(3, 3), (-1, 2), (0, 0)] {
-            let m = pruneMessage { try HFExport.writeShard(tensors: t, index: k, count: n, into: dir.url) }
-            #expect(m?.hasPrefix("sharded export: shard index \(k) of \(n)") == true, "\(m ?? "no error")")
-        }
-    }
-
-    @Test func duplicateTensorsAreRefused() throws {
-        let dir = try PlanTempDir()
-        let a = ShardFile(fileName: "model-00001-of-00002.safetensors", tensorNames: ["x", "y"], dataBytes: 8)
-        let b = ShardFile(fileName: "model-00002-of-00002.safetensors", tensorNames: ["y"], dataBytes: 4)
-        let m = pruneMessage { try HFExport.writeIndex(shards: [a, b], into: dir.url) }
-        #expect(m == "sharded export: tensor y is in both model-00001-of-00002.safetensors and model-00002-of-00002.safetensors")
-        #expect(!FileManager.default.fileExists(atPath: dir.file(HFExport.indexFileName).path))
-        // overlapping stage blocks produce exactly that
-        let w = LlamaWeights.random(config: PlanFixtures.config(), seed: 1)
-        let s0 = try HFExport.shardTensors(weights: w, layers: 0..<3, embedding: true, head: false)
-        let s1 = try HFExport.shardTensors(weights: w, layers: 2..<6, embedding: false, head: true)
-        let f0 = try HFExport.writeShard(tensors: s0, index: 0, count: 2, into: dir.url)
-        let f1 = try HFExport.writeShard(tensors: s1, index: 1, count: 2, into: dir.url)
-        #expect(pruneMessage { try HFExport.writeIndex(shards: [f0, f1], into: dir.url) }?.contains("model.layers.2.") == true)
-    }
-
     @Test func stageCutRefusesWhatItCannotCut() throws {
         let dir = try PlanTempDir()
         let c = PlanFixtures.config()
@@ -153,34 +135,6 @@ import Formats
                 == "sharded export: layer 2 is not loaded (placeholder or wrong size for its shape)")
         #expect(pruneMessage { _ = try HFExport.shardTensors(weights: cut, layers: 0..<2, embedding: true, head: true) }
                 == "sharded export: the final norm or LM head is not loaded")
-    }
-
-    @Test func commitNeedsForceAndLeavesNoStaging() throws {
-        let dir = try PlanTempDir()
-        let fm = FileManager.default
-        let out = dir.file("out")
-        func stage(_ content: String) throws -> URL {
-            let s = try HFExport.createStaging(for: out, tag: "t", force: true)
-            #expect(s.lastPathComponent == ".out.partial-t" && s.deletingLastPathComponent().path == dir.url.path)
-            try Data(content.utf8).write(to: s.appendingPathComponent("new.txt"))
-            return s
-        }
-        // fresh target: renamed in
-        try HFExport.commit(staging: try stage("one"), to: out, force: false)
-        #expect(try String(contentsOf: out.appendingPathComponent("new.txt"), encoding: .utf8) == "one")
-        #expect(try fm.contentsOfDirectory(atPath: dir.url.path) == ["out"])
-        // existing target without force: refused up front and at commit, target untouched
-        #expect(pruneMessage { _ = try HFExport.createStaging(for: out, tag: "t", force: false) }
-                == "\(out.path): output directory exists; pass --force to replace it")
-        let s = try stage("two")
-        #expect(pruneMessage { try HFExport.commit(staging: s, to: out, force: false) }
-                == "\(out.path): output directory exists; pass --force to replace it")
-        #expect(try String(contentsOf: out.appendingPathComponent("new.txt"), encoding: .utf8) == "one")
-        // with force: replaced as a whole, neither staging nor the old directory left aside
-        try HFExport.commit(staging: s, to: out, force: true)
-        #expect(try String(contentsOf: out.appendingPathComponent("new.txt"), encoding: .utf8) == "two")
-        #expect(try fm.contentsOfDirectory(atPath: dir.url.path) == ["out"])
-        #expect(try fm.contentsOfDirectory(atPath: out.path) == ["new.txt"])
     }
 }
 

@@ -1,93 +1,10 @@
-// Sharded Hugging Face export for cluster jobs, where each rank holds only a contiguous block of layers.
-// Every rank cuts its block and writes its own shard into a shared staging directory, layer by layer
-// (`writeHeldShard` for fp32 weights, `writeStreamedShard` for a low-memory stage; `shardTensors` + `writeShard`
-// write a block cut beforehand); rank 0 gathers the `ShardFile`s, writes the
-// index (`writeIndex`) and the rest of the directory (`writeModelFiles`), then `commit`s. Shards follow HF
-// naming, model-0000k-of-0000n.safetensors, and `model.safetensors.index.json` maps every tensor to its file.
+// The prune-specific half of the sharded export (ModelExport's ShardedExport.swift has the rest): each rank cuts its
+// block of layers by the plan and writes its shard layer by layer (`writeHeldShard` for fp32 weights,
+// `writeStreamedShard` for a low-memory stage), so no rank holds its cut block beside the uncut one.
 import Foundation
 import LlamaModel
 import Formats
-import Support
-
-/// One written shard: what rank 0 needs for the index (small, so ranks can send it over the control plane).
-public struct ShardFile: Codable, Equatable, Sendable {
-    /// Name inside the model directory, e.g. model-00002-of-00003.safetensors.
-    public var fileName: String
-    /// Hugging Face names of the tensors in the file.
-    public var tensorNames: [String]
-    /// Bytes of tensor data (headers excluded), as the index's `total_size` counts them.
-    public var dataBytes: Int
-
-    public init(fileName: String, tensorNames: [String], dataBytes: Int) {
-        self.fileName = fileName
-        self.tensorNames = tensorNames
-        self.dataBytes = dataBytes
-    }
-}
-
-extension HFExport {
-    public static let indexFileName = "model.safetensors.index.json"
-
-    /// HF's shard name: 1-based index and count, each zero-padded to 5 digits.
-    public static func shardFileName(index k: Int, count n: Int) -> String {
-        func pad(_ i: Int) -> String { String(repeating: "0", count: max(0, 5 - String(i).count)) + String(i) }
-        return "model-\(pad(k + 1))-of-\(pad(n)).safetensors"
-    }
-
-    /// The HF-named tensors one shard owns: layers `layers`, `model.embed_tokens.weight` iff `embedding`,
-    /// `model.norm.weight` (and `lm_head.weight` when untied) iff `head`. Throws if one of them is not loaded
-    /// (a placeholder layer, an empty embedding or norm), which would otherwise be a silent empty tensor.
-    public static func shardTensors(weights w: LlamaWeights, layers: Range<Int>, embedding: Bool, head: Bool) throws
-        -> [(name: String, shape: [Int], values: [Float])]
-    {
-        let c = w.config
-        guard layers.lowerBound >= 0, layers.upperBound <= c.numLayers else {
-            throw PruneError.invalidShards("layers \(layers) outside the model's \(c.numLayers) layers")
-        }
-        for i in layers where !Pruner.holdsWeights(w.layers[i], config: c) {
-            throw PruneError.invalidShards("layer \(i) is not loaded (placeholder or wrong size for its shape)")
-        }
-        if embedding && w.embed.count != c.vocabSize * c.hiddenSize {
-            throw PruneError.invalidShards("the token embedding is not loaded")
-        }
-        if head && (w.finalNorm.count != c.hiddenSize || (!c.tieWordEmbeddings && w.lmHead == nil)) {
-            throw PruneError.invalidShards("the final norm or LM head is not loaded")
-        }
-        return w.huggingFaceTensors(layers: layers, embedding: embedding, head: head)
-    }
-
-    /// Writes shard `k` of `n` (0-based `k`) into `dir` atomically (temporary name, then rename), F32 with
-    /// metadata {"format": "pt"} as `transformers` expects.
-    @discardableResult
-    public static func writeShard(tensors: [(name: String, shape: [Int], values: [Float])], index k: Int, count n: Int,
-                                  into dir: URL) throws -> ShardFile {
-        guard n >= 1, n <= 99_999, k >= 0, k < n else {
-            throw PruneError.invalidShards("shard index \(k) of \(n) (need 0 ≤ index < count ≤ 99999)")
-        }
-        let name = shardFileName(index: k, count: n)
-        try SafetensorsWriter.write(tensors, metadata: ["format": "pt"], to: dir.appendingPathComponent(name))
-        return ShardFile(fileName: name, tensorNames: tensors.map(\.name),
-                         dataBytes: tensors.reduce(0) { $0 + 4 * $1.values.count })
-    }
-
-    /// Writes `model.safetensors.index.json` atomically: {"metadata": {"total_size": data bytes of all shards},
-    /// "weight_map": {tensor: file}}, sorted keys. A tensor in two shards (or twice in one) is refused: the
-    /// index can name only one file for it, and two ranks writing it means the stage blocks overlap.
-    public static func writeIndex(shards: [ShardFile], into dir: URL) throws {
-        var map: [String: String] = [:]
-        for s in shards {
-            for t in s.tensorNames {
-                if let other = map[t] {
-                    throw PruneError.invalidShards("tensor \(t) is in both \(other) and \(s.fileName)")
-                }
-                map[t] = s.fileName
-            }
-        }
-        let index: [String: Any] = ["metadata": ["total_size": shards.reduce(0) { $0 + $1.dataBytes }], "weight_map": map]
-        let data = try JSONSerialization.data(withJSONObject: index, options: [.prettyPrinted, .sortedKeys])
-        try AtomicFile.write(data, to: dir.appendingPathComponent(indexFileName))
-    }
-}
+import ModelExport
 
 extension HFExport {
     /// The output dtype of a streamed stage: the checkpoint's float dtype (cutting only selects rows and columns, so
@@ -104,7 +21,7 @@ extension HFExport {
     @discardableResult
     public static func writeStreamedShard(plan: PrunePlan, stage: StageWeights, embedding: Bool, head: Bool,
                                           dtype: String, index k: Int, count n: Int, into dir: URL) throws -> ShardFile {
-        guard let streamed = stage.streamed else { throw PruneError.invalidShards("stage \(stage.layers) is not streamed") }
+        guard let streamed = stage.streamed else { throw ExportError.invalidShards("stage \(stage.layers) is not streamed") }
         return try writeLayerByLayer(plan: plan, weights: stage.weights, layers: stage.layers, take: { try streamed.widen($0) },
                                      embedding: embedding ? {
                                          // uncut: the stored bytes when the dtype is the same
@@ -123,12 +40,12 @@ extension HFExport {
     public static func writeHeldShard(plan: PrunePlan, weights w: LlamaWeights, layers: Range<Int>, embedding: Bool,
                                       head: Bool, index k: Int, count n: Int, into dir: URL) throws -> ShardFile {
         guard embedding ? w.embed.count == w.config.vocabSize * w.config.hiddenSize : true else {
-            throw PruneError.invalidShards("the token embedding is not loaded")
+            throw ExportError.invalidShards("the token embedding is not loaded")
         }
         return try writeLayerByLayer(plan: plan, weights: w, layers: layers, take: { l in
             let layer = w.layers[l]
-            guard Pruner.holdsWeights(layer, config: w.config) else {
-                throw PruneError.invalidShards("layer \(l) is not loaded (placeholder or wrong size for its shape)")
+            guard layer.holdsWeights(config: w.config) else {
+                throw ExportError.invalidShards("layer \(l) is not loaded (placeholder or wrong size for its shape)")
             }
             w.layers[l] = .placeholder(layer.shape)
             return layer
@@ -143,7 +60,7 @@ extension HFExport {
                                   take: @escaping (Int) throws -> LayerWeights, embedding: (() throws -> Data)?,
                                   head: Bool, dtype: String, index k: Int, count n: Int, into dir: URL) throws -> ShardFile {
         guard n >= 1, n <= 99_999, k >= 0, k < n else {
-            throw PruneError.invalidShards("shard index \(k) of \(n) (need 0 ≤ index < count ≤ 99999)")
+            throw ExportError.invalidShards("shard index \(k) of \(n) (need 0 ≤ index < count ≤ 99999)")
         }
         let c = weights.config, pruned = try plan.prunedConfig(c), d = c.hiddenSize
         var specs: [SafetensorsWriter.Spec] = []
@@ -183,7 +100,7 @@ extension HFExport {
                 if l != current { try load(l) }
                 guard let part = parts[s.name], part.range.count == s.shape.reduce(1, *),
                       part.range.upperBound <= part.array.count else {
-                    throw PruneError.invalidShards("tensor \(s.name) of the cut layer \(l) is missing or short")
+                    throw ExportError.invalidShards("tensor \(s.name) of the cut layer \(l) is missing or short")
                 }
                 return part.array.withUnsafeBufferPointer {
                     Synthesize.encode(UnsafeBufferPointer(rebasing: $0[part.range]), dtype: dtype)
@@ -192,10 +109,10 @@ extension HFExport {
             switch s.name {
             case "model.embed_tokens.weight": return try embedding!()
             case "model.norm.weight":
-                guard weights.finalNorm.count == d else { throw PruneError.invalidShards("the final norm is not loaded") }
+                guard weights.finalNorm.count == d else { throw ExportError.invalidShards("the final norm is not loaded") }
                 return weights.finalNorm.withUnsafeBufferPointer { Synthesize.encode($0, dtype: dtype) }
             default:
-                guard let h = weights.lmHead else { throw PruneError.invalidShards("the LM head is not loaded") }
+                guard let h = weights.lmHead else { throw ExportError.invalidShards("the LM head is not loaded") }
                 return h.withUnsafeBufferPointer { Synthesize.encode($0, dtype: dtype) }
             }
         }

@@ -38,7 +38,7 @@ public enum Synthesize {
     public static func writeWeights(config c: LlamaConfig, dtype: String, seed: UInt64, into dir: URL,
                                     maxShardBytes: Int = 2 << 30, progress: ((Int) -> Void)? = nil) throws -> [ShardFile] {
         guard ["BF16", "F16", "F32"].contains(dtype) else {
-            throw PruneError.invalidSetting(flag: "--dtype", reason: "\(dtype) is not bf16, f16 or f32")
+            throw ExportError.invalidSetting(flag: "--dtype", reason: "\(dtype) is not bf16, f16 or f32")
         }
         let specs = tensorSpecs(c, dtype: dtype)
         var groups: [[Int]] = [[]], bytes = 0
@@ -83,7 +83,7 @@ public enum Synthesize {
     }
 
     /// Little-endian bytes of `v` in `dtype`, written straight into the result (no intermediate array).
-    static func encode(_ v: UnsafeBufferPointer<Float>, dtype: String) -> Data {
+    public static func encode(_ v: UnsafeBufferPointer<Float>, dtype: String) -> Data {
         if dtype == "F32" { return Data(buffer: v) }
         var out = Data(count: 2 * v.count)
         out.withUnsafeMutableBytes { raw in
