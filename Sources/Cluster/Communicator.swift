@@ -28,7 +28,7 @@ public struct MPIError: Error, CustomStringConvertible, Equatable {
         var text = [CChar](repeating: 0, count: Int(MPI_MAX_ERROR_STRING) + 1)
         var length: Int32 = 0
         guard MPI_Error_string(code, &text, &length) == MPI_SUCCESS else { return "MPI error code \(code)" }
-        return String(cString: text)
+        return String(decoding: text.prefix(max(0, min(Int(length), text.count))).map { UInt8(bitPattern: $0) }, as: UTF8.self)
     }
 }
 
