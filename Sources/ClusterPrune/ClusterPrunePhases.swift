@@ -160,9 +160,7 @@ extension ClusterPruneJob {
             let mine = ShardedGradients.shard(rank: comm.rank, size: comm.size, samples: batch)
             let weight = Float(mine.count) / Float(batch)
             let partition = try PipelinePartition.balanced(config: config, stages: comm.size)
-            let all = StageWeights(config: config, layers: 0..<config.numLayers, holdsEmbedding: true, holdsHead: true,
-                                   weights: held.weights, tokenizer: nil, path: held.loaded.path,
-                                   format: held.loaded.format, chatTemplate: nil, tensorNames: [])
+            let all = StageWeights.whole(held.weights, path: held.loaded.path, format: held.loaded.format)
             let pass = StageGradientPass(stage: all, scored: scored)
             pass.cachedLayers = cachedLayers
             x.progress("importance", 0, 3, "forward on samples \(mine.lowerBound)..<\(mine.upperBound)")

@@ -35,63 +35,22 @@ public final class GradientPass {
     func release(_ b: FloatBuffer) { bytes -= b.count * 4 }
 
     /// Runs forward over [batch × seqLen] tokens and backward down to `layers.lowerBound`, returning the loss and
-    /// ∂loss/∂W of q|k|v, o, gate|up and down for every layer in `layers` (and the Fisher diagonal if asked).
+    /// ∂loss/∂W of q|k|v, o, gate|up and down for every layer in `layers` (and the Fisher diagonal if asked): the
+    /// whole model as one pipeline stage.
     public func gradients(tokens: [Int32], batch: Int, seqLen: Int, layers: Range<Int>, fisher: Bool) throws
         -> GradientResult
     {
-        let c = runner.config, d = c.hiddenSize, n = batch * seqLen
-        try runner.validate(tokens: tokens, batch: batch, seqLen: seqLen)
-        guard seqLen >= 2 else { throw ModelError.invalidInput("gradients: sequences need at least 2 tokens") }
+        let c = runner.config
         guard !layers.isEmpty, layers.lowerBound >= 0, layers.upperBound <= c.numLayers else {
             throw ModelError.invalidInput("gradients: layer range \(layers) outside 0..<\(c.numLayers)")
         }
-        bytes = 0
-        peakBytes = 0
-        let ws = runner.prepare(tokens: tokens, batch: batch, seqLen: seqLen)
-        bytes = ws.bytes
-        peakBytes = bytes
-        // Forward: below the range, nothing is kept; from the range up, each layer's input.
-        for l in 0..<layers.lowerBound { forwardLayer(l, ws: ws, batch: batch, seqLen: seqLen) }
-        var inputs: [FloatBuffer] = []
-        var caches: [LayerInternals?] = []
+        let stage = StageGradientPass(stage: .whole(weights), scored: layers, pass: self)
         let cacheAll = cacheBytes(layers.lowerBound..<c.numLayers, batch: batch, seqLen: seqLen) <= activationBudgetBytes
-        for l in layers.lowerBound..<c.numLayers {
-            let saved = buffer(n * d)
-            saved.p.update(from: ws.x.p, count: n * d)
-            inputs.append(saved)
-            caches.append(cacheAll ? forwardKeeping(l, ws: ws, batch: batch, seqLen: seqLen) : nil)
-            if !cacheAll { forwardLayer(l, ws: ws, batch: batch, seqLen: seqLen) }
-        }
-        let xFinal = buffer(n * d)
-        xFinal.p.update(from: ws.x.p, count: n * d)
-        runner.norm(weights.finalNorm, ws: ws, rows: n)
-
-        // Loss and its gradient at the final hidden state.
-        let dx = buffer(n * d)
-        let loss = lossBackward(hidden: ws.h.p, tokens: tokens, batch: batch, seqLen: seqLen, dHidden: dx.p)
-        let dNormed = buffer(n * d)
-        dNormed.p.update(from: dx.p, count: n * d)
-        weights.finalNorm.withUnsafeBufferPointer { w in
-            Kernels.rmsNormBackward(x: xFinal.p, weight: w.baseAddress!, dy: dNormed.p, dx: dx.p, rows: n, dim: d,
-                                    eps: c.rmsNormEps, accumulate: false)
-        }
-        release(dNormed); release(xFinal)
-
-        var grads: [Int: LayerGradients] = [:]
-        var fishers: [Int: LayerGradients]? = fisher ? [:] : nil
-        for l in stride(from: c.numLayers - 1, through: layers.lowerBound, by: -1) {
-            let wantWeights = layers.contains(l)
-            var g = wantWeights ? LayerGradients(zerosLike: weights.layers[l]) : nil
-            var f = wantWeights && fisher ? LayerGradients(zerosLike: weights.layers[l]) : nil
-            let cache = caches[l - layers.lowerBound]
-            caches[l - layers.lowerBound] = nil
-            if let cache { bytes -= cache.bytes }
-            backwardLayer(l, input: inputs[l - layers.lowerBound], ws: ws, batch: batch, seqLen: seqLen, dx: dx, cache: cache,
-                          grads: &g, fisher: &f, needInputGradient: l > layers.lowerBound)
-            if let g { grads[l] = g }
-            if let f { fishers?[l] = f }
-        }
-        return GradientResult(loss: loss, gradients: grads, fisher: fishers, peakActivationBytes: peakBytes)
+        stage.cachedLayers = cacheAll ? c.numLayers : 0
+        _ = try stage.forward(tokens: tokens, batch: batch, seqLen: seqLen, input: nil)
+        try stage.lossBackward()
+        _ = try stage.backward(outputGradient: nil, fisher: fisher)
+        return stage.result()
     }
 
     func forwardLayer(_ l: Int, ws: Workspace, batch: Int, seqLen: Int) {

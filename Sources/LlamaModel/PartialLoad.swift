@@ -265,3 +265,11 @@ extension ModelLoader {
         return t
     }
 }
+
+extension StageWeights {
+    /// The whole model as one stage (one process: every layer, the embedding and the head).
+    public static func whole(_ w: LlamaWeights, path: String = "", format: String = "") -> StageWeights {
+        StageWeights(config: w.config, layers: 0..<w.config.numLayers, holdsEmbedding: true, holdsHead: true, weights: w,
+                     tokenizer: nil, path: path, format: format, chatTemplate: nil, tensorNames: [])
+    }
+}

@@ -42,10 +42,14 @@ public final class StageGradientPass {
     /// Batch-mean loss; set on the last stage by `lossBackward()`.
     public private(set) var loss: Double?
 
-    public init(stage: StageWeights, scored: Range<Int>) {
+    public convenience init(stage: StageWeights, scored: Range<Int>) {
+        self.init(stage: stage, scored: scored, pass: GradientPass(weights: stage.weights))
+    }
+
+    init(stage: StageWeights, scored: Range<Int>, pass: GradientPass) {
         self.stage = stage
         self.scored = scored
-        pass = GradientPass(weights: stage.weights)
+        self.pass = pass
     }
 
     public var config: LlamaConfig { stage.config }
