@@ -20,7 +20,7 @@ import Tokenizer
     static func models(_ dir: PlanTempDir) throws -> [LlamaWeights] {
         let c = PlanFixtures.config()
         let w = LlamaWeights.random(config: c, seed: 2)
-        let plan = try PlanFixtures.plan(c, PruneSettings(ratio: 0.5, layerStart: 1, layerEnd: 4, criterion: "l1",
+        let plan = try PlanFixtures.plan(c, PruneSettings(ratio: 0.5, layerStart: 1, layerEnd: 4, criterion: .l1,
                                                           attentionUnit: .queryHead, allocation: .global), dir: dir)
         let tied = LlamaWeights.random(config: PlanFixtures.config(tied: true), seed: 4)
         return [try Pruner.apply(plan: plan, to: w), tied]
