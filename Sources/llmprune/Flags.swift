@@ -65,7 +65,7 @@ enum PruningFlags {
         help: "parameters|layer: score normalisation for global allocation (default parameters)",
         parse: Parse.choice(GlobalNormalization.self))
     static let targetParams = Flag<Double>("target-params", "F",
-        help: "keep this fraction of the parameters (solves the ratio; with global allocation, the threshold)",
+        help: "keep this fraction of the parameters (instead of --ratio)",
         parse: Parse.double())
     static let roundTo = Flag<Int>("round-to", "N", help: "keep MLP widths a multiple of N (8, 64 or 128)",
                                    parse: Parse.int())

@@ -6,8 +6,7 @@ import Pruning
 /// `llmprune cluster memory`: the memory planner on its own, for a checkpoint (headers only) or a published shape
 /// (no file at all): each rank's predicted peak, by component, and whether a budget fits.
 enum MemoryCommand {
-    static let shape = Flag<SyntheticShape>("shape", "NAME", help: "a published shape instead of --model: "
-        + SyntheticShape.allCases.map(\.rawValue).joined(separator: "|"), parse: Parse.choice(SyntheticShape.self))
+    static let shape = Flag<SyntheticShape>("shape", "NAME", help: "a published shape instead of --model (the shapes of synth)", parse: Parse.choice(SyntheticShape.self))
     static let dtype = Flag<String>("dtype", "D", default: "bf16", help: "with --shape: the checkpoint's dtype, bf16|f16|f32",
                                     parse: { s in
                                         guard ["bf16", "f16", "f32"].contains(s.lowercased()) else { throw FlagValueError("\"\(s)\" is not bf16, f16 or f32") }

@@ -130,10 +130,23 @@ struct FlagTableTests {
         let common = ["--steps", "2", "--batch", "4", "--micro-batch", "2", "--val-size", "4", "--cutoff", "64",
                       "--warmup", "0", "--rank", "2", "--targets", "q,v", "--threads", "1", "--checkpoint-every", "1",
                       "--quiet"]
-        let r = try llmprune(["tune", "--model", TuneCommandTests.tiny, "--data", "data.json", "--out", "adapter",
-                              "--train-on-inputs"] + common, env: [:], cwd: work)
-        #expect(r.status == 0, "\(r.stderr)")
+        // Started in `work` with a relative --data, parked before its second step (after the checkpoint of the
+        // first) and killed there.
+        let p = Process()
+        p.executableURL = llmpruneBinary()
+        p.arguments = ["tune", "--model", TuneCommandTests.tiny, "--data", "data.json", "--out", "adapter",
+                       "--train-on-inputs"] + common
+        p.currentDirectoryURL = work
+        var env = ProcessInfo.processInfo.environment
+        env["LLMPRUNE_FAULT"] = "stall@0:step1"
+        p.environment = env
+        p.standardOutput = FileHandle.nullDevice
+        p.standardError = FileHandle.nullDevice
+        try p.run()
         let job = work.appendingPathComponent("adapter.job")
+        #expect(waitForFile(job.appendingPathComponent("attempt-0/rank-0.stalled").path, timeout: 120))
+        kill(p.processIdentifier, SIGKILL)
+        p.waitUntilExit()
         let spec = try JSONSerialization.jsonObject(with: Data(contentsOf: job.appendingPathComponent("job.json"))) as? [String: Any]
         let recorded = spec?["arguments"] as? [String] ?? []
         let data = recorded.firstIndex(of: "--data").map { recorded[$0 + 1] }
@@ -142,11 +155,11 @@ struct FlagTableTests {
         let steps = recorded.firstIndex(of: "--steps").map { recorded[$0 + 1] }
         #expect(steps == "2", "\(recorded)")
         #expect(!recorded.contains("--threads") && !recorded.contains("--quiet"), "runtime flags recorded: \(recorded)")
-        // Resumed from another directory, with one more step: the data is found.
-        let again = try llmprune(["tune", "--resume", job.path, "--steps", "3", "--quiet", "--json"], env: [:], cwd: elsewhere)
+        // Resumed from another directory: the data is found and the job finishes.
+        let again = try llmprune(["tune", "--resume", job.path, "--json"], env: [:], cwd: elsewhere)
         #expect(again.status == 0, "\(again.stderr)")
         let report = try? JSONSerialization.jsonObject(with: Data(again.stdout.utf8)) as? [String: Any]
-        #expect(report?["steps"] as? Int == 3, "\(again.stdout)")
+        #expect(report?["steps"] as? Int == 2 && report?["resumedAtStep"] as? Int == 1, "\(again.stdout)")
     }
 
     /// Sequences beyond the model's context (SmolLM2: 8192) are refused by flag, before anything is allocated.
