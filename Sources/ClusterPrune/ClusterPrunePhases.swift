@@ -139,7 +139,7 @@ extension ClusterPruneJob {
 
     private func samplesImportance(_ x: ClusterSession, _ held: HeldModel, _ calib: CalibrationSet) throws -> ImportanceResult {
         let s = options.settings
-        let (criterion, reduction) = try Planner.parse(criterion: s.criterion, reduction: s.reduction)
+        let criterion = s.criterion, reduction = s.reduction
         let config = held.weights.config
         let scored = s.layerRange
         let t0 = Date()
@@ -207,7 +207,7 @@ extension ClusterPruneJob {
 
     private func layersImportance(_ x: ClusterSession, _ held: HeldModel, _ calib: CalibrationSet) throws -> ImportanceResult {
         let s = options.settings
-        let (criterion, reduction) = try Planner.parse(criterion: s.criterion, reduction: s.reduction)
+        let criterion = s.criterion, reduction = s.reduction
         let config = held.weights.config
         let t0 = Date()
         var scores: [LayerScores] = []

@@ -39,10 +39,7 @@ public struct AllocationResult: Equatable, Sendable {
 public enum Allocator {
     /// Allocates per the settings. `scores` lists the layers of `settings.layerRange`, one entry each.
     public static func allocate(config: LlamaConfig, settings s: PruneSettings, scores: [AllocationScores]) throws -> AllocationResult {
-        guard s.ratio >= 0, s.ratio < 1, s.ratio.isFinite else { throw PruneError.ratioOutOfRange(s.ratio) }
-        guard s.layerStart >= 0, s.layerStart < s.layerEnd, s.layerEnd <= config.numLayers else {
-            throw PruneError.invalidLayerRange(start: s.layerStart, end: s.layerEnd, numLayers: config.numLayers)
-        }
+        let s = try s.validated(numLayers: config.numLayers)
         try checkScores(config: config, settings: s, scores: scores)
         let total = config.parameterCount
         var keep: [LayerKeep]
@@ -64,7 +61,7 @@ public enum Allocator {
             }
             target = t
             keep = try global(config: config, unit: s.attentionUnit, scores: scores, target: t,
-                              normalization: s.globalNormalization ?? .parameters, flag: s.targetParams == nil ? "--ratio" : "--target-params")
+                              normalization: s.globalNormalization ?? .parameters, setting: s.targetParams == nil ? .ratio : .targetParams)
         }
         if let r = s.roundTo {
             keep = zip(keep, scores).map { k, sc in roundMLP(k, to: r, scores: sc.mlp) }
@@ -116,7 +113,7 @@ public enum Allocator {
         var lo = 0.0, hi = (1.0).nextDown
         let least = count(hi)
         guard least <= target else {
-            throw PruneError.invalidSetting(flag: "--target-params", reason: unreachable(target: target, least: least, total: config.parameterCount, s))
+            throw PruneError.setting(.targetParams, reason: unreachable(target: target, least: least, total: config.parameterCount, s))
         }
         for _ in 0..<200 where lo.nextUp < hi {
             let mid = lo + (hi - lo) / 2
@@ -172,7 +169,7 @@ public enum Allocator {
     }
 
     static func global(config: LlamaConfig, unit: AttentionUnit, scores: [AllocationScores], target: Int,
-                       normalization: GlobalNormalization = .parameters, flag: String) throws -> [LayerKeep] {
+                       normalization: GlobalNormalization = .parameters, setting: PruneSetting) throws -> [LayerKeep] {
         let d = config.hiddenSize, hd = config.headDim
         var keep = scores.map { LayerKeep(layer: $0.layer, shape: config.layers[$0.layer], unit: unit) }
         var units: [Unit] = []
@@ -233,8 +230,8 @@ public enum Allocator {
             current -= u.cost
         }
         if current > target {
-            let s = PruneSettings(ratio: 0, layerStart: scores.first!.layer, layerEnd: scores.last!.layer + 1, criterion: "")
-            throw PruneError.invalidSetting(flag: flag, reason: unreachable(target: target, least: current,
+            let s = PruneSettings(ratio: 0, layerStart: scores.first!.layer, layerEnd: scores.last!.layer + 1, criterion: .element1)
+            throw PruneError.setting(setting, reason: unreachable(target: target, least: current,
                                                                             total: config.parameterCount, s))
         }
         return keep

@@ -59,10 +59,10 @@ public struct CalibrationSet: Equatable, Sendable {
     public static func draw(ids: [Int32], file: String, fileSHA256: String, samples: Int = defaultSamples,
                             sampleLength: Int = defaultSampleLength, seed: UInt64 = defaultSeed) throws -> CalibrationSet {
         guard samples > 0 else {
-            throw PruneError.invalidSetting(flag: "--calibration-samples", reason: "must be positive, got \(samples)")
+            throw PruneError.setting(.calibrationSamples, reason: "must be positive, got \(samples)")
         }
         guard sampleLength > 0 else {
-            throw PruneError.invalidSetting(flag: "--calibration-length", reason: "must be positive, got \(sampleLength)")
+            throw PruneError.setting(.calibrationLength, reason: "must be positive, got \(sampleLength)")
         }
         let n = ids.count, l = sampleLength
         guard n >= l else { throw PruneError.calibrationTooShort(path: file, tokens: n, sampleLength: l) }

@@ -11,44 +11,25 @@ public struct PlanTimings: Codable, Sendable {
     public var loss: Double? = nil
 }
 
-/// Computes calibration gradients: (tokens [batch × seqLen], batch, seqLen, scored layers, with Fisher?).
-/// The default runs one local `GradientPass`; the cluster substitutes a sample-sharded MPI reduction.
-public typealias GradientProvider = (_ tokens: [Int32], _ batch: Int, _ seqLen: Int, _ layers: Range<Int>,
-                                     _ fisher: Bool) throws -> GradientResult
-
 public enum Planner {
-    /// Parses criterion and reduction names with one-line errors listing the valid values.
-    public static func parse(criterion: String, reduction: String) throws -> (Criterion, GroupReduction) {
-        guard let c = Criterion(rawValue: criterion) else {
-            throw PruneError.unknownCriterion(criterion, valid: Criterion.allCases.map(\.rawValue))
-        }
-        guard let r = GroupReduction(rawValue: reduction) else {
-            throw PruneError.invalidSetting(flag: "--reduction", reason: "unknown reduction \"\(reduction)\" (use "
-                + GroupReduction.allCases.map(\.rawValue).joined(separator: ", ") + ")")
-        }
-        return (c, r)
-    }
-
     /// Scores the layers of `settings.layerRange` on `calibration` and allocates the cut.
-    public static func plan(model: LoadedModel, settings: PruneSettings, calibration: CalibrationSet?,
-                            gradientProvider: GradientProvider? = nil) throws -> (PrunePlan, PlanTimings)
+    public static func plan(model: LoadedModel, settings: PruneSettings, calibration: CalibrationSet?) throws
+        -> (PrunePlan, PlanTimings)
     {
         let config = model.config
-        try settings.validate(numLayers: config.numLayers, validCriteria: Criterion.allCases.map(\.rawValue))
-        let (criterion, reduction) = try parse(criterion: settings.criterion, reduction: settings.reduction)
+        let settings = try settings.validated(numLayers: config.numLayers)
+        let criterion = settings.criterion, reduction = settings.reduction
         var timings = PlanTimings()
         var gradients: GradientResult? = nil
         if criterion.needsGradient || criterion.needsFisher {
             guard let calibration else {
-                throw PruneError.invalidSetting(flag: "--calib", reason: "criterion \(criterion.rawValue) needs calibration data")
+                throw PruneError.setting(.calibration, reason: "criterion \(criterion.rawValue) needs calibration data")
             }
             let t0 = Date()
             let n = calibration.samples.count, len = calibration.provenance.sampleLength
-            let provider = gradientProvider ?? { tokens, batch, seqLen, layers, fisher in
-                try GradientPass(weights: model.weights).gradients(tokens: tokens, batch: batch, seqLen: seqLen,
-                                                                   layers: layers, fisher: fisher)
-            }
-            gradients = try provider(calibration.batchTokens, n, len, settings.layerRange, criterion.needsFisher)
+            gradients = try GradientPass(weights: model.weights).gradients(
+                tokens: calibration.batchTokens, batch: n, seqLen: len, layers: settings.layerRange,
+                fisher: criterion.needsFisher)
             timings.gradientSeconds = Date().timeIntervalSince(t0)
             timings.peakActivationBytes = gradients!.peakActivationBytes
             timings.loss = gradients!.loss

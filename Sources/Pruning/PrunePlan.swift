@@ -29,8 +29,8 @@ public struct PruneSettings: Codable, Equatable, Sendable {
     /// Pruned layers are `layerStart..<layerEnd`.
     public var layerStart: Int
     public var layerEnd: Int
-    public var criterion: String
-    public var reduction: String
+    public var criterion: Criterion
+    public var reduction: GroupReduction
     public var attentionUnit: AttentionUnit
     public var allocation: AllocationMode
     /// Fraction of the model's parameters to keep, in (0, 1]; overrides `ratio` (see `Allocator`).
@@ -43,7 +43,7 @@ public struct PruneSettings: Codable, Equatable, Sendable {
 
     public static let validRoundTo = [8, 64, 128]
 
-    public init(ratio: Double, layerStart: Int, layerEnd: Int, criterion: String, reduction: String = "sum",
+    public init(ratio: Double, layerStart: Int, layerEnd: Int, criterion: Criterion, reduction: GroupReduction = .sum,
                 attentionUnit: AttentionUnit = .kvGroup, allocation: AllocationMode = .local,
                 targetParams: Double? = nil, roundTo: Int? = nil, seed: UInt64 = 42) {
         self.ratio = ratio
@@ -61,24 +61,28 @@ public struct PruneSettings: Codable, Equatable, Sendable {
     /// The reference's README run: keep the first 4 and the last 2 layers, i.e. `4..<L−2` (LLM-Pruner's README
     /// prunes LLaMA-7B's 32 layers with `--block_attention_layer_start 4 --block_attention_layer_end 30`, the same
     /// for the MLP).
-    /// Models with fewer than 7 layers get an empty range, which `validate` refuses: pass `--layers`.
+    /// Models with fewer than 7 layers get an empty range, which `validated` refuses: pass `--layers`.
     public static func defaultLayerRange(numLayers: Int) -> (start: Int, end: Int) { (4, numLayers - 2) }
 
     public var layerRange: Range<Int> { layerStart..<max(layerStart, layerEnd) }
 
-    /// Checks the settings against a model with `numLayers` layers and the criteria the scorer knows.
-    public func validate(numLayers: Int, validCriteria: [String]) throws {
-        guard ratio >= 0, ratio < 1, ratio.isFinite else { throw PruneError.ratioOutOfRange(ratio) }
-        guard layerStart >= 0, layerStart < layerEnd, layerEnd <= numLayers else {
-            throw PruneError.invalidLayerRange(start: layerStart, end: layerEnd, numLayers: numLayers)
+    /// The settings, checked against a model with `numLayers` layers: the one place they are validated. Every
+    /// entry point (planner, allocator, cluster job) calls this; a failure names the setting at fault
+    /// (`PruneError.setting`), which the command line maps to its flag.
+    public func validated(numLayers: Int) throws -> PruneSettings {
+        guard ratio >= 0, ratio < 1, ratio.isFinite else {
+            throw PruneError.setting(.ratio, reason: "\(ratio) is outside [0, 1): it is the fraction of heads and MLP channels removed per pruned layer")
         }
-        guard validCriteria.contains(criterion) else { throw PruneError.unknownCriterion(criterion, valid: validCriteria) }
+        guard layerStart >= 0, layerStart < layerEnd, layerEnd <= numLayers else {
+            throw PruneError.setting(.layers, reason: "\(layerStart):\(layerEnd) is an empty or inverted layer range (need 0 ≤ start < end ≤ \(numLayers); end is exclusive)")
+        }
         if let t = targetParams, !(t > 0 && t <= 1) {
-            throw PruneError.invalidSetting(flag: "--target-params", reason: "\(t) is not a fraction of parameters to keep in (0, 1]")
+            throw PruneError.setting(.targetParams, reason: "\(t) is not a fraction of parameters to keep in (0, 1]")
         }
         if let r = roundTo, !Self.validRoundTo.contains(r) {
-            throw PruneError.invalidSetting(flag: "--round-to", reason: "\(r) is not one of 8, 64, 128")
+            throw PruneError.setting(.roundTo, reason: "\(r) is not one of 8, 64, 128")
         }
+        return self
     }
 }
 
@@ -273,7 +277,7 @@ public struct PrunePlan: Codable, Equatable, Sendable {
     /// Writes the plan atomically (temporary sibling, then rename).
     public func write(to url: URL) throws {
         let data = try encoded()
-        do { try AtomicFile.write(data, to: url) } catch {
+        do { try AtomicFile.write(data, to: url) } catch let e as SystemError { throw e } catch {
             throw PruneError.io(path: url.path, reason: "cannot write plan: \(error)")
         }
     }

@@ -61,7 +61,7 @@ public enum RunReport {
         if let d = pruneDir {
             let plan = try PrunePlan.read(from: d.appendingPathComponent("plan.json"))
             s.model = plan.model.path
-            s.criterion = plan.settings.criterion
+            s.criterion = plan.settings.criterion.rawValue
             s.ratio = plan.resolvedRatio
             s.parametersBefore = plan.parametersBefore
             s.parametersAfter = plan.parametersAfter

@@ -16,16 +16,31 @@ enum BenchCommand {
         var modelGFLOPs: Double                 // whole forward, model FLOPs / wall time
     }
 
+    static let batch = Flag<Int>("batch", "N", default: "8", help: "sequences per forward", parse: Parse.int(min: 1))
+    static let seqLen = Flag<Int>("seq-len", "N", default: "128", help: "tokens per sequence (at most the model's context)",
+                                  parse: Parse.int(min: 2))
+    static let iters = Flag<Int>("iters", "N", default: "5", help: "timed iterations (after one warm-up)",
+                                 parse: Parse.int(min: 1))
+    static let gradients = Switch("gradients", help: "time the gradient pass instead of the forward")
+    static let fisher = Switch("fisher", help: "with --gradients: the Fisher diagonal too")
+    static let layers = Flag<String>("layers", "START:END", help: "with --gradients: scored layers (default 4:L-2)",
+                                     parse: Parse.text)
+    static let flags = CommandFlags(
+        own: [CommonFlags.model.info, batch.info, seqLen.info, iters.info, gradients.info, fisher.info, layers.info,
+              CommonFlags.threads.info, CommonFlags.json.info],
+        groups: [])
+
     static func run(_ argv: [String]) throws {
-        var a = try Arguments(argv, booleans: ["json", "gradients", "fisher"])
+        var a = try Arguments(argv, accepting: flags.all)
         let path = try a.required("model")
-        let batch = try a.int("batch", default: 8, min: 1)!, seqLen = try a.int("seq-len", default: 128, min: 2)!
-        let iters = try a.int("iters", default: 5, min: 1)!
+        let batch = try a.value(Self.batch), seqLen = try a.value(Self.seqLen)
+        let iters = try a.value(Self.iters)
         let json = a.flag("json")
-        let gradients = a.flag("gradients"), fisher = a.flag("fisher")
+        let gradients = a.flag(Self.gradients), fisher = a.flag(Self.fisher)
         let layerSpec = a.string("layers")
         try CLI.applyThreads(&a)
         try a.finish()
+        try CLI.checkContext(Self.seqLen.info.name, seqLen, try ModelLoader.config(path: path))
         let m = try CLI.loadModel(path, tokenizer: false)
         if gradients {
             let layers = try CLI.layerRange(layerSpec, layers: m.config.numLayers)

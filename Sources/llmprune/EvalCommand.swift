@@ -11,19 +11,34 @@ enum EvalCommand {
         var idsSHA256: String
     }
 
+    static let dataset = Flag<String>("dataset", "wikitext2|ptb|ptb-valid|FILE", path: true, help: "the text",
+                                      parse: Parse.text)
+    static let seqLen = Flag<Int>("seq-len", "N", default: "128",
+                                  help: "window length (non-overlapping windows of the tokenized text; at most the\nmodel's context)",
+                                  parse: Parse.int())
+    static let batch = Flag<Int>("batch", "N", default: "8", help: "windows per forward", parse: Parse.int())
+    static let maxWindows = Flag<Int>("max-windows", "N", help: "only the first N windows", parse: Parse.int())
+    static let adapter = Flag<String>("adapter", "DIR", path: true, help: "a peft LoRA adapter, folded into the weights first",
+                                      parse: Parse.text)
+    static let flags = CommandFlags(
+        own: [CommonFlags.model.info, dataset.info, seqLen.info, maxWindows.info, batch.info, adapter.info,
+              CommonFlags.threads.info, CommonFlags.json.info, CommonFlags.quiet.info],
+        groups: [])
+
     static func run(_ argv: [String]) throws {
-        var a = try Arguments(argv, booleans: ["json", "quiet"])
+        var a = try Arguments(argv, accepting: flags.all)
         let path = try a.required("model"), dataset = try a.required("dataset")
-        let adapter = a.string("adapter")
+        let adapter = try a.optional(adapter)
         var o = PerplexityOptions()
-        o.seqLen = try a.int("seq-len", default: 128)!
-        o.batch = try a.int("batch", default: 8)!
-        o.maxWindows = try a.int("max-windows")
+        o.seqLen = try a.value(seqLen)
+        o.batch = try a.value(batch)
+        o.maxWindows = try a.optional(maxWindows)
         let json = a.flag("json")
         o.quiet = a.flag("quiet") || json
         try CLI.applyThreads(&a)
         try a.finish()
         try o.validate()
+        try CLI.checkContext(seqLen.info.name, o.seqLen, try ModelLoader.config(path: path))
         let file = try EvalDataset.resolve(dataset)
         let m = try CLI.loadModel(path, tokenizer: true)
         var weights = m.weights

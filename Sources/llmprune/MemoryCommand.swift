@@ -6,42 +6,50 @@ import ModelExport
 /// `llmprune cluster memory`: the memory planner on its own, for a checkpoint (headers only) or a published shape
 /// (no file at all): each rank's predicted peak, by component, and whether a budget fits.
 enum MemoryCommand {
+    static let shape = Flag<SyntheticShape>("shape", "NAME", help: "a published shape instead of --model (the shapes of synth)", parse: Parse.choice(SyntheticShape.self))
+    static let dtype = Flag<String>("dtype", "D", default: "bf16", help: "with --shape: the checkpoint's dtype, bf16|f16|f32",
+                                    parse: { s in
+                                        guard ["bf16", "f16", "f32"].contains(s.lowercased()) else { throw FlagValueError("\"\(s)\" is not bf16, f16 or f32") }
+                                        return s.lowercased()
+                                    })
+    static let ranks = Flag<Int>("ranks", "N", default: "1", help: "ranks of the job", parse: Parse.int(min: 1))
+
+    /// The same pruning, calibration and job flags as `cluster prune`, so a plan printed here is the one it acts on.
+    static let flags = CommandFlags(
+        own: [CommonFlags.model.info, shape.info, dtype.info, ranks.info, CommonFlags.json.info],
+        groups: [PruningFlags.group, CalibrationFlags.group, JobFlags.group])
+
     static func run(_ argv: [String]) throws {
-        var a = try Arguments(argv, booleans: ["json", "low-memory"])
+        var a = try Arguments(argv, accepting: flags.all)
         let config: LlamaConfig, bytesPerParameter: Double, what: String
-        if let shapeText = a.string("shape") {
-            guard let shape = SyntheticShape(rawValue: shapeText) else {
-                throw UsageError("--shape: \"\(shapeText)\" is not one of " + SyntheticShape.allCases.map(\.rawValue).joined(separator: ", "))
-            }
-            let dtype = (a.string("dtype") ?? "bf16").lowercased()
-            guard let b = ["bf16": 2.0, "f16": 2.0, "f32": 4.0][dtype] else { throw UsageError("--dtype: \"\(dtype)\" is not bf16, f16 or f32") }
+        if let shape = try a.optional(Self.shape) {
+            let dtype = try a.value(Self.dtype)
             config = shape.config()
-            bytesPerParameter = b
-            what = "\(shapeText) (\(dtype))"
+            bytesPerParameter = dtype == "f32" ? 4 : 2
+            what = "\(shape.rawValue) (\(dtype))"
         } else {
             let path = try a.required("model")
             config = try ModelLoader.config(path: path)
             bytesPerParameter = try ModelLoader.layerBytesPerParameter(path: path)
             what = path
         }
-        let ranks = try a.int("ranks", default: 1, min: 1)!
-        let shardText = a.string("shard") ?? "layers"
-        guard let shard = ShardMode(rawValue: shardText) else { throw UsageError("--shard: \"\(shardText)\" is not samples or layers") }
-        let low = a.flag("low-memory"), json = a.flag("json")
-        let settings = try PruneCommand.settings(&a, numLayers: config.numLayers)
-        let samples = try a.int("calib-samples", default: 10, min: 1)!, length = try a.int("calib-len", default: 64, min: 2)!
-        let micro = try a.int("micro-batches", default: 1, min: 1)!
-        let cache = try ClusterCommand.activationCache(&a)
-        let budget = try ClusterCommand.memoryBudget(&a)
+        let ranks = try a.value(Self.ranks)
+        let json = a.flag("json")
+        let calib = try CalibrationFlags(&a)
+        let settings = try PruningFlags.settings(&a, numLayers: config.numLayers, seed: calib.seed)
+        try calib.check(config)
+        let job = try JobFlags(&a)
         try a.finish()
+        try CLI.printParsedFlagsIfAsked(settings, calib, job: job)
+        let shard = job.shard, low = job.lowMemory, samples = calib.sampleCount, length = calib.sampleLength
+        let budget = job.budget
         guard ranks <= config.numLayers else { throw UsageError("--ranks: \(ranks) ranks for \(config.numLayers) layers") }
-        var inputs = try ClusterCommand.memoryInputs(config: config, shard: shard, ranks: ranks, lowMemory: low,
-                                                     fileBytesPerParameter: bytesPerParameter, settings: settings,
-                                                     samples: samples, length: length, microBatches: micro,
-                                                     activationCache: cache)
+        var inputs = MemoryPlanInputs(config: config, shard: shard, ranks: ranks, lowMemory: low,
+                                      fileBytesPerParameter: bytesPerParameter, settings: settings, samples: samples,
+                                      length: length, microBatches: job.microBatches, activationCache: job.activationCache)
         // As `cluster prune` decides: low memory when only that fits the budget; a refusal is printed after the table.
         var refusal: Error? = nil
-        do { _ = try ClusterCommand.planMemory(&inputs, budget: budget) } catch let e as MemoryBudgetError { refusal = e }
+        do { _ = try MemoryPlanner.decide(&inputs, budget: budget) } catch let e as MemoryBudgetError { refusal = e }
         let plan = try MemoryPlanner.plan(inputs)
         if json { try CLI.printJSON(plan) } else {
             print("\(what): \(config.parameterCount) parameters, \(ranks) rank(s), --shard \(shard.rawValue)"

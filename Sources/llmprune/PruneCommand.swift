@@ -10,8 +10,6 @@ import Tokenizer
 /// `llmprune plan | apply | prune`: the importance pass writes a plan; apply cuts a model by a plan and
 /// exports it; prune does both, with perplexity before and after when asked.
 enum PruneCommand {
-    static let booleans: Set<String> = ["json", "quiet", "force"]
-
     struct PhaseTimes: Encodable {
         var load = 0.0, calibration = 0.0, gradients = 0.0, scoring = 0.0, allocation = 0.0, apply = 0.0, export = 0.0
         var evalBefore = 0.0, evalAfter = 0.0, total = 0.0
@@ -28,65 +26,26 @@ enum PruneCommand {
         var peakActivationMB: Double, peakRSSMB: Double
     }
 
-    // MARK: - settings from flags
+    // MARK: - flags
 
-    static func settings(_ a: inout Arguments, numLayers: Int) throws -> PruneSettings {
-        let ratioText = a.string("ratio") ?? "0.25"
-        guard let ratio = Double(ratioText) else { throw UsageError("--ratio: \"\(ratioText)\" is not a number") }
-        let range = try CLI.layerRange(a.string("layers"), layers: numLayers)
-        let unitText = a.string("attention-unit") ?? "kv-group"
-        guard let unit = AttentionUnit(rawValue: unitText) else {
-            throw UsageError("--attention-unit: \"\(unitText)\" is not kv-group or query-head")
-        }
-        let allocText = a.string("allocation") ?? "local"
-        guard let alloc = AllocationMode(rawValue: allocText) else {
-            throw UsageError("--allocation: \"\(allocText)\" is not local or global")
-        }
-        var target: Double? = nil
-        if let t = a.string("target-params") {
-            guard let v = Double(t), v > 0, v <= 1 else { throw UsageError("--target-params: \"\(t)\" is not a fraction in (0, 1]") }
-            target = v
-        }
-        let roundTo = try a.int("round-to", min: 1)
-        var normalization: GlobalNormalization? = nil
-        if let g = a.string("global-normalization") {
-            guard let v = GlobalNormalization(rawValue: g) else {
-                throw UsageError("--global-normalization: \"\(g)\" is not parameters or layer")
-            }
-            normalization = v
-        }
-        var settings = PruneSettings(ratio: ratio, layerStart: range.lowerBound, layerEnd: range.upperBound,
-                              criterion: a.string("criterion") ?? "element1", reduction: a.string("reduction") ?? "sum",
-                              attentionUnit: unit, allocation: alloc, targetParams: target, roundTo: roundTo,
-                              seed: UInt64(try a.int("seed", default: 42, min: 0)!))
-        settings.globalNormalization = normalization
-        try settings.validate(numLayers: numLayers, validCriteria: Criterion.allCases.map(\.rawValue))
-        return settings
-    }
+    static let out = Flag<String>("out", "DIR", path: true, help: "the pruned model (a Hugging Face directory)",
+                                  parse: Parse.text)
+    static let planFile = Flag<String>("plan", "FILE", path: true, help: "where the plan goes (prune: default DIR.plan.json)",
+                                       parse: Parse.text)
+    static let applyPlan = Flag<String>("plan", "FILE", path: true, help: "the plan to apply", parse: Parse.text)
 
-    /// --calib, --calib-samples, --calib-len.
-    struct CalibrationFlags {
-        var file: URL, samples: Int, length: Int
-
-        init(_ a: inout Arguments) throws {
-            file = try EvalDataset.resolve(a.string("calib") ?? "ptb-valid")
-            samples = try a.int("calib-samples", default: 10, min: 1)!
-            length = try a.int("calib-len", default: 64, min: 2)!
-        }
-
-        /// The calibration set, tokenized with the model's tokenizer.
-        func draw(model: LoadedModel, seed: UInt64) throws -> CalibrationSet {
-            guard let tokenizer = model.tokenizer else { throw UsageError("--model: no tokenizer to read the calibration text") }
-            let bytes = try Data(contentsOf: file)
-            let ids = tokenizer.encode(try EvalDataset.text(of: file))
-            return try CalibrationSet.draw(ids: ids, file: file.path, fileSHA256: SHA256.hex(bytes), samples: samples,
-                                           sampleLength: length, seed: seed)
-        }
-    }
-
-    static func calibration(_ a: inout Arguments, model: LoadedModel, seed: UInt64) throws -> CalibrationSet {
-        try CalibrationFlags(&a).draw(model: model, seed: seed)
-    }
+    static let planFlags = CommandFlags(
+        own: [CommonFlags.model.info, planFile.info, out.info, CommonFlags.threads.info, CommonFlags.json.info,
+              CommonFlags.quiet.info, CommonFlags.force.info],
+        groups: [PruningFlags.group, CalibrationFlags.group])
+    static let pruneFlags = CommandFlags(
+        own: [CommonFlags.model.info, out.info, planFile.info, CommonFlags.threads.info, CommonFlags.json.info,
+              CommonFlags.quiet.info, CommonFlags.force.info],
+        groups: [PruningFlags.group, CalibrationFlags.group, EvalFlags.group])
+    static let applyFlags = CommandFlags(
+        own: [applyPlan.info, CommonFlags.model.info, out.info, CommonFlags.force.info, CommonFlags.threads.info,
+              CommonFlags.json.info],
+        groups: [])
 
     static func evaluate(_ weights: LlamaWeights, tokenizer: BPETokenizer, datasets: [String], windows: Int?,
                          quiet: Bool) throws -> [String: Double] {
@@ -109,7 +68,7 @@ enum PruneCommand {
     }
 
     static func apply(_ argv: [String]) throws {
-        var a = try Arguments(argv, booleans: booleans)
+        var a = try Arguments(argv, accepting: applyFlags.all)
         let planPath = try a.required("plan"), modelPath = try a.required("model"), out = try a.required("out")
         let force = a.flag("force"), json = a.flag("json")
         try CLI.applyThreads(&a)
@@ -140,31 +99,36 @@ enum PruneCommand {
         guard Communicator.world.size == 1 else {
             throw UsageError("`llmprune \(mode)` runs in one process; under mpiexec use `llmprune cluster prune`")
         }
-        var a = try Arguments(argv, booleans: booleans)
+        var a = try Arguments(argv, accepting: (mode == .prune ? pruneFlags : planFlags).all)
         let start = Date()
         let modelPath = try a.required("model")
         let out = mode == .prune ? try a.required("out") : a.string("out")
         let planArg = a.string("plan")
         let force = a.flag("force"), json = a.flag("json"), quiet = a.flag("quiet") || json
-        let evalSets = (a.string("eval") ?? "").split(separator: ",").map(String.init)
-        let evalWindows = try a.int("eval-windows", min: 1)
+        let evals = mode == .prune ? try EvalFlags(&a) : nil
+        let evalSets = evals?.datasets ?? [], evalWindows = evals?.windows
         try CLI.applyThreads(&a)
         guard mode == .prune || planArg != nil else { throw UsageError("--plan is required (where to write the plan)") }
         let planPath = planArg ?? (out! + ".plan.json")
+        // Every flag is checked against the model's header before the weights are loaded.
+        let header = try ModelLoader.config(path: modelPath)
+        let calibFlags = try CalibrationFlags(&a)
+        let settings = try PruningFlags.settings(&a, numLayers: header.numLayers, seed: calibFlags.seed)
+        try calibFlags.check(header)
+        try a.finish()
+        try CLI.printParsedFlagsIfAsked(settings, calibFlags)
+        _ = try calibFlags.file()
         if mode == .prune { try refuseExisting(out!, force: force) }
         if !force, FileManager.default.fileExists(atPath: planPath) {
             throw PruneError.outputExists(path: planPath)
         }
-        for ds in evalSets { _ = try EvalDataset.resolve(ds) }
         var times = PhaseTimes()
         var t0 = Date()
         let m = try CLI.loadModel(modelPath, tokenizer: true)
         times.load = Date().timeIntervalSince(t0)
-        let settings = try Self.settings(&a, numLayers: m.config.numLayers)
         t0 = Date()
-        let calib = try calibration(&a, model: m, seed: settings.seed)
+        let calib = try calibFlags.draw(model: m)
         times.calibration = Date().timeIntervalSince(t0)
-        try a.finish()
         let tokenizer = m.tokenizer!
 
         var before: [String: Double] = [:]
@@ -220,7 +184,7 @@ enum PruneCommand {
                        before: [String: Double], after: [String: Double], times: PhaseTimes, peak: Int) -> Report {
         Report(plan: planPath, out: out, parametersBefore: plan.parametersBefore, parametersAfter: plan.parametersAfter,
                keptFraction: Double(plan.parametersAfter) / Double(plan.parametersBefore), ratio: plan.resolvedRatio,
-               criterion: plan.settings.criterion, allocation: plan.settings.allocation.rawValue,
+               criterion: plan.settings.criterion.rawValue, allocation: plan.settings.allocation.rawValue,
                attentionUnit: plan.settings.attentionUnit.rawValue, layers: config.layers, loss: loss,
                perplexityBefore: before, perplexityAfter: after, seconds: times,
                peakActivationMB: Double(peak) / 1e6, peakRSSMB: CLI.peakRSSMB())

@@ -15,50 +15,89 @@ enum TuneCommand {
         if command == "merge" { try merge(argv) } else { try tune(argv) }
     }
 
-    static let booleans: Set<String> = ["json", "quiet", "force", "train-on-inputs", "curve"]
+    // The tune flags: the adapter and the training recipe (LLM-Pruner's), the data and where things go.
+    static let data = Flag<String>("data", "FILE", path: true,
+                                   help: "Alpaca JSON array or JSON Lines of {instruction, input, output}", parse: Parse.text)
+    static let out = Flag<String>("out", "DIR", path: true,
+                                  help: "adapter_config.json, adapter_model.safetensors (peft), loss.csv, loss.svg",
+                                  parse: Parse.text)
+    static let rank = Flag<Int>("rank", "R", default: "8", help: "LoRA rank", parse: Parse.int(min: 1))
+    static let alpha = Flag<Double>("alpha", "A", default: "16", help: "LoRA scale numerator (scale alpha/rank)",
+                                    parse: Parse.double())
+    static let dropout = Flag<Double>("dropout", "P", default: "0.05", help: "dropout on the adapters' input",
+                                      parse: Parse.double())
+    static let targets = Flag<String>("targets", "LIST", default: "q,k,v,o,gate,up,down", help: "adapted projections",
+                                      parse: Parse.text)
+    static let lr = Flag<Double>("lr", "LR", default: "1e-4", help: "peak learning rate", parse: Parse.double())
+    static let epochs = Flag<Int>("epochs", "N", default: "2", help: "passes over the training split",
+                                  parse: Parse.int(min: 1))
+    static let steps = Flag<Int>("steps", "N", help: "stop after N optimizer steps (instead of --epochs)",
+                                 parse: Parse.int(min: 1))
+    static let batch = Flag<Int>("batch", "N", default: "64", help: "examples per optimizer step", parse: Parse.int(min: 1))
+    static let microBatch = Flag<Int>("micro-batch", "N", default: "4", help: "examples per forward/backward",
+                                      parse: Parse.int(min: 1))
+    static let warmup = Flag<Int>("warmup", "N", default: "100", help: "linear warm-up steps", parse: Parse.int(min: 0))
+    static let weightDecay = Flag<Double>("weight-decay", "W", default: "0", help: "AdamW weight decay",
+                                          parse: Parse.double())
+    static let maxGradNorm = Flag<Double>("max-grad-norm", "G", default: "1", help: "gradient clipping norm",
+                                          parse: Parse.double())
+    static let cutoff = Flag<Int>("cutoff", "N", default: "256",
+                                  help: "tokens per example, longer ones cut (at most the model's context)",
+                                  parse: Parse.int(min: 2))
+    static let valSize = Flag<Int>("val-size", "N", help: "validation examples (default min(2000, records/10))",
+                                   parse: Parse.int(min: 0))
+    static let evalEvery = Flag<Int>("eval-every", "N", help: "validation loss every N steps", parse: Parse.int(min: 1))
+    static let trainOnInputs = Switch("train-on-inputs", help: "the loss covers the prompt too")
+    static let seed = Flag<Int>("seed", "S", default: "42", help: "adapter initialisation, dropout, data order",
+                                parse: Parse.int(min: 0))
+    static let checkpointEvery = Flag<Int>("checkpoint-every", "N", default: "10", help: "checkpoint every N steps",
+                                           parse: Parse.int(min: 1))
+
+    static let tuneFlags = CommandFlags(
+        own: [CommonFlags.model.info, data.info, out.info, rank.info, alpha.info, dropout.info, targets.info, lr.info,
+              epochs.info, steps.info, batch.info, microBatch.info, warmup.info, weightDecay.info, maxGradNorm.info,
+              cutoff.info, valSize.info, evalEvery.info, trainOnInputs.info, seed.info, checkpointEvery.info,
+              CommonFlags.threads.info, CommonFlags.json.info, CommonFlags.quiet.info, CommonFlags.force.info],
+        groups: [EvalFlags.group, JobDirectoryFlags.group, SessionFlags.group])
 
     static func tune(_ given: [String]) throws {
         let start = Date()
-        var (a, resumeDir) = try ClusterCommand.jobArguments(given, booleans: booleans)
+        var (a, resumeDir) = try ClusterCommand.jobArguments(given, flags: tuneFlags)
         let modelPath = try a.required("model"), dataPath = try a.required("data")
         let out = URL(fileURLWithPath: try a.required("out")).standardizedFileURL
-        let jobDir = resumeDir ?? URL(fileURLWithPath: a.string("job-dir") ?? out.path + ".job").standardizedFileURL
-        func double(_ name: String, _ d: Double) throws -> Double {
-            guard let s = a.string(name) else { return d }
-            guard let v = Double(s) else { throw UsageError("--\(name): \"\(s)\" is not a number") }
-            return v
-        }
+        let jobDirFlag = try a.optional(JobDirectoryFlags.jobDir)
+        let jobDir = resumeDir ?? URL(fileURLWithPath: jobDirFlag ?? out.path + ".job").standardizedFileURL
         var o = TuneOptions(modelPath: modelPath, dataPath: dataPath, out: out, jobDir: jobDir,
-                            spec: JobSpec(command: "tune", arguments: ClusterCommand.withoutRuntimeFlags(given)))
-        o.lora.rank = try a.int("rank", default: 8, min: 1)!
-        o.lora.alpha = try double("alpha", 16)
-        o.lora.dropout = try double("dropout", 0.05)
-        if let t = a.string("targets") { o.lora.targets = try LoRAConfig.parseTargets(t) }
-        o.training.learningRate = try double("lr", 1e-4)
-        o.training.batchSize = try a.int("batch", default: 64, min: 1)!
-        o.training.microBatchSize = try a.int("micro-batch", default: 4, min: 1)!
-        o.training.warmupSteps = try a.int("warmup", default: 100, min: 0)!
-        o.training.weightDecay = try double("weight-decay", 0)
-        o.training.maxGradNorm = try double("max-grad-norm", 1)
-        let seed = UInt64(try a.int("seed", default: 42, min: 0)!)
+                            spec: JobSpec(command: "tune", arguments: tuneFlags.recorded(given)))
+        o.lora.rank = try a.value(rank)
+        o.lora.alpha = try a.value(alpha)
+        o.lora.dropout = try a.value(dropout)
+        o.lora.targets = try LoRAConfig.parseTargets(try a.value(targets))
+        o.training.learningRate = try a.value(lr)
+        o.training.batchSize = try a.value(batch)
+        o.training.microBatchSize = try a.value(microBatch)
+        o.training.warmupSteps = try a.value(warmup)
+        o.training.weightDecay = try a.value(weightDecay)
+        o.training.maxGradNorm = try a.value(maxGradNorm)
+        let seed = UInt64(try a.value(Self.seed))
         o.training.seed = seed
         o.lora.seed = seed
-        o.epochs = try a.int("epochs", default: 2, min: 1)!
-        o.maxSteps = try a.int("steps", min: 1)
-        o.cutoff = try a.int("cutoff", default: 256, min: 2)!
-        o.validationSize = try a.int("val-size", min: 0)
-        o.evalEvery = try a.int("eval-every", min: 1)
-        o.checkpointEvery = try a.int("checkpoint-every", default: 10, min: 1)!
-        o.trainOnInputs = a.flag("train-on-inputs")
+        o.epochs = try a.value(epochs)
+        o.maxSteps = try a.optional(steps)
+        o.cutoff = try a.value(cutoff)
+        o.validationSize = try a.optional(valSize)
+        o.evalEvery = try a.optional(evalEvery)
+        o.checkpointEvery = try a.value(checkpointEvery)
+        o.trainOnInputs = a.flag(trainOnInputs)
         let json = a.flag("json"), quiet = a.flag("quiet") || json
         o.force = a.flag("force")
         o.resume = resumeDir != nil
-        o.session = try ClusterCommand.sessionOptions(&a, quiet: quiet)
-        let evalSets = (a.string("eval") ?? "").split(separator: ",").map(String.init)
-        let evalWindows = try a.int("eval-windows", min: 1)
-        for ds in evalSets { _ = try EvalDataset.resolve(ds) }
+        o.session = try SessionFlags.options(&a, quiet: quiet)
+        let evals = try EvalFlags(&a)
+        let evalSets = evals.datasets, evalWindows = evals.windows
         try CLI.applyThreads(&a)
         try a.finish()
+        try CLI.checkContext(cutoff.info.name, o.cutoff, try ModelLoader.config(path: modelPath))
         try o.lora.validate()
         try o.training.validate()
         // A malformed file or split fails here, before any rank starts work.

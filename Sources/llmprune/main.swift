@@ -3,6 +3,8 @@
 import Cluster
 import ClusterPrune
 import Foundation
+import Pruning
+import Support
 
 
 func fail(_ message: String, code: Int32) -> Never {
@@ -46,6 +48,9 @@ do {
     exit(2)
 } catch let e as UsageError {
     fail(e.description, code: 2)
+} catch PruneError.setting(let setting, let reason) {
+    fail("--\(PruningFlags.flagName(for: setting)): \(reason)", code: 2)
 } catch {
-    fail(String(describing: error), code: 1)
+    // File-system failures (disk full, read-only, no permission) as one plain line naming the path.
+    fail(SystemError.from(error).map(String.init(describing:)) ?? String(describing: error), code: 1)
 }

@@ -155,20 +155,22 @@ struct LowMemory {
     }
 }
 
-/// `llmprune cluster memory`: the planner alone, for a published shape (no file read).
+/// `llmprune cluster memory`: the planner alone, for a published shape (no file read). Its --shard defaults to
+/// samples as in `cluster prune`, so the layers-mode plans name it.
 struct MemoryCommandTests {
     @Test func sevenBillionNeedsFourRanksOfSixGiB() throws {
         let one = try llmprune(["cluster", "memory", "--shape", "llama-7b", "--ranks", "1", "--ratio", "0.2",
-                                "--mem-per-rank", "6G"])
+                                "--shard", "layers", "--mem-per-rank", "6G"])
         #expect(one.status == 2)
         #expect(one.stderr.contains("needs") && one.stderr.contains("per rank with 1 rank") && one.stderr.contains("use ≥ 4 ranks"),
                 "\(one.stderr)")
         #expect(one.stdout.contains("0..<32"), "the table comes first: \(one.stdout)")
         let four = try llmprune(["cluster", "memory", "--shape", "llama-7b", "--ranks", "4", "--ratio", "0.2",
-                                 "--mem-per-rank", "6G"])
+                                 "--shard", "layers", "--mem-per-rank", "6G"])
         #expect(four.status == 0, "\(four.stderr)")
         #expect(four.stdout.contains("fits --mem-per-rank 6.00 GiB") && four.stdout.contains("(with --low-memory)"), "\(four.stdout)")
-        let json = try llmprune(["cluster", "memory", "--shape", "llama2-70b", "--ranks", "8", "--low-memory", "--json"])
+        let json = try llmprune(["cluster", "memory", "--shape", "llama2-70b", "--ranks", "8", "--shard", "layers",
+                                  "--low-memory", "--json"])
         #expect(json.status == 0, "\(json.stderr)")
         let plan = try JSONSerialization.jsonObject(with: Data(json.stdout.utf8)) as! [String: Any]
         #expect((plan["ranks"] as! [[String: Any]]).count == 8)

@@ -15,7 +15,7 @@ struct ReportTests {
         let evalFile = try s.file("eval.txt", Data(String(repeating: "a b c d e f g h ", count: 200).utf8))
         let t = try llmprune(["tune", "--model", run + "/pruned", "--data", TuneCommandTests.alpaca, "--out", run + "/adapter",
                               "--job-dir", run + "/tune.job", "--steps", "3", "--batch", "4", "--micro-batch", "2",
-                              "--val-size", "4", "--cutoff", "400", "--lr", "1e-2", "--warmup", "0", "--rank", "4",
+                              "--val-size", "4", "--cutoff", "256", "--lr", "1e-2", "--warmup", "0", "--rank", "4",
                               "--threads", "1", "--eval", evalFile,
                               "--eval-windows", "2", "--quiet"])
         #expect(t.status == 0, "\(t.stderr)")

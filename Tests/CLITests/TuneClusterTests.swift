@@ -8,7 +8,7 @@ import Testing
 
 @Suite(.enabled(if: mpiexecPath() != nil, "mpiexec not installed"), .serialized) struct TuneCluster {
     static let args = ["--model", fixtures.appendingPathComponent("tiny.gguf").path, "--data", TuneCommandTests.alpaca,
-                       "--steps", "10", "--batch", "8", "--micro-batch", "2", "--val-size", "4", "--cutoff", "400",
+                       "--steps", "10", "--batch", "8", "--micro-batch", "2", "--val-size", "4", "--cutoff", "256",
                        "--lr", "1e-2", "--warmup", "2", "--rank", "4", "--threads", "1", "--checkpoint-every", "4"]
 
     func tune(_ ranks: Int, out: String, extra: [String] = []) throws -> RunResult {

@@ -12,7 +12,7 @@ struct TuneCommandTests {
         let s = Scratch()
         let out = s.url.appendingPathComponent("adapter").path
         let r = try llmprune(["tune", "--model", Self.tiny, "--data", Self.alpaca, "--out", out, "--steps", "2",
-                              "--batch", "4", "--micro-batch", "2", "--val-size", "4", "--cutoff", "400", "--lr", "1e-2",
+                              "--batch", "4", "--micro-batch", "2", "--val-size", "4", "--cutoff", "256", "--lr", "1e-2",
                               "--warmup", "0", "--rank", "4", "--targets", "q,v,down", "--threads", "1", "--json"])
         #expect(r.status == 0, "\(r.stderr)")
         let report = try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as! [String: Any]

@@ -16,12 +16,12 @@ import LlamaModel
         // LLaMA-7B, r = 0.25, layers 4..<30: 8 of 32 heads and 2752 MLP channels per layer, 6,738,415,616 → 5,422,977,024
         let l7 = Self.llama(vocab: 32000, heads: 32, kv: 32, inter: 11008)
         #expect(l7.parameterCount == 6_738_415_616)
-        let s = PruneSettings(ratio: 0.25, layerStart: 4, layerEnd: 30, criterion: "param_first")
+        let s = PruneSettings(ratio: 0.25, layerStart: 4, layerEnd: 30, criterion: .element1)
         #expect(Allocator.localRemovalCounts(shape: l7.layers[0], headDim: 128, ratio: 0.25, unit: .kvGroup) == (8, 2752))
         #expect(Allocator.localRemovalCounts(shape: l7.layers[0], headDim: 128, ratio: 0.6, unit: .kvGroup) == (19, 6605))
         #expect(Allocator.localParameterCount(config: l7, settings: s, ratio: 0.25) == 5_422_977_024)
         // "Block 50%": r = 0.6 on layers 3..<31
-        let s50 = PruneSettings(ratio: 0.6, layerStart: 3, layerEnd: 31, criterion: "param_first")
+        let s50 = PruneSettings(ratio: 0.6, layerStart: 3, layerEnd: 31, criterion: .element1)
         #expect(Allocator.localParameterCount(config: l7, settings: s50, ratio: 0.6) == 3_350_188_032)
         // Llama-3-8B: 2 of 8 KV groups (8 query heads) and 3584 channels, 8,030,261,248 → 6,612,586,496
         let l3 = Self.llama(vocab: 128256, heads: 32, kv: 8, inter: 14336)
@@ -33,7 +33,7 @@ import LlamaModel
 
     @Test func localKVGroupRemovesLowestAndLowerIndexOnTies() throws {
         let c = PlanFixtures.config(heads: 8, kv: 4)                 // n_rep 2
-        let s = PruneSettings(ratio: 0.25, layerStart: 2, layerEnd: 3, criterion: "l1")
+        let s = PruneSettings(ratio: 0.25, layerStart: 2, layerEnd: 3, criterion: .l1)
         let mlp = (0..<48).map { Double($0 % 12) }                   // channels 0, 12, 24, 36 score 0; 1, 13, 25, 37 score 1; ...
         let r = try Allocator.allocate(config: c, settings: s, scores: [AllocationScores(layer: 2, attention: [3, 1, 1, 5], mlp: mlp)])
         let l = r.layers[0]
@@ -43,7 +43,7 @@ import LlamaModel
         // the 12 lowest: scores 0, 1 and 2, four channels each
         #expect(Set(0..<48).subtracting(l.keptMLPChannels) == Set((0..<48).filter { $0 % 12 < 3 }))
         // ties inside the cut: 5 channels to remove from four 0s and four 1s → the 1 with the lowest index goes
-        let s2 = PruneSettings(ratio: 0.11, layerStart: 2, layerEnd: 3, criterion: "l1")   // 48 − Int(42.72) = 6
+        let s2 = PruneSettings(ratio: 0.11, layerStart: 2, layerEnd: 3, criterion: .l1)   // 48 − Int(42.72) = 6
         let r2 = try Allocator.allocate(config: c, settings: s2, scores: [AllocationScores(layer: 2, attention: [3, 1, 1, 5], mlp: mlp)])
         #expect(Set(0..<48).subtracting(r2.layers[0].keptMLPChannels) == [0, 12, 24, 36, 1, 13])
         #expect(r.ratio == 0.25 && r.targetParameters == nil)
@@ -51,7 +51,7 @@ import LlamaModel
 
     @Test func localQueryHeadRemovesTheSameNumberFromEveryGroup() throws {
         let c = PlanFixtures.config(heads: 8, kv: 2)                 // n_rep 4
-        let s = PruneSettings(ratio: 0.5, layerStart: 1, layerEnd: 2, criterion: "l1", attentionUnit: .queryHead)
+        let s = PruneSettings(ratio: 0.5, layerStart: 1, layerEnd: 2, criterion: .l1, attentionUnit: .queryHead)
         let att: [Double] = [5, 1, 2, 9,   0.5, 0.4, 7, 8]
         let r = try Allocator.allocate(config: c, settings: s, scores: [AllocationScores(layer: 1, attention: att, mlp: Array(repeating: 1, count: 48))])
         #expect(r.layers[0].keptKVHeads == [0, 1])
@@ -70,7 +70,7 @@ import LlamaModel
         let shape = (0..<48).map { Double($0 % 8) + 1 }
         let scores = [AllocationScores(layer: 1, attention: [9, 9, 9, 9], mlp: shape.map { $0 * 0.01 }),
                       AllocationScores(layer: 2, attention: [9, 9, 9, 9], mlp: shape)]
-        var s = PruneSettings(ratio: 0.25, layerStart: 1, layerEnd: 3, criterion: "l1", allocation: .global)
+        var s = PruneSettings(ratio: 0.25, layerStart: 1, layerEnd: 3, criterion: .l1, allocation: .global)
         let byParams = try Allocator.allocate(config: c, settings: s, scores: scores)
         s.globalNormalization = .layer
         let byLayer = try Allocator.allocate(config: c, settings: s, scores: scores)
@@ -82,7 +82,7 @@ import LlamaModel
     @Test func atLeastOneUnitStays() throws {
         let c = PlanFixtures.config(heads: 8, kv: 2)
         for unit in AttentionUnit.allCases {
-            let s = PruneSettings(ratio: 0.99, layerStart: 0, layerEnd: 6, criterion: "l1", attentionUnit: unit)
+            let s = PruneSettings(ratio: 0.99, layerStart: 0, layerEnd: 6, criterion: .l1, attentionUnit: unit)
             let r = try Allocator.allocate(config: c, settings: s, scores: PlanFixtures.randomScores(c, s))
             for l in r.layers {
                 #expect(l.keptMLPChannels.count == 1)
@@ -91,7 +91,7 @@ import LlamaModel
             }
         }
         // r = 0 keeps everything
-        let s0 = PruneSettings(ratio: 0, layerStart: 0, layerEnd: 6, criterion: "l1")
+        let s0 = PruneSettings(ratio: 0, layerStart: 0, layerEnd: 6, criterion: .l1)
         let r0 = try Allocator.allocate(config: c, settings: s0, scores: PlanFixtures.randomScores(c, s0))
         #expect(r0.layers.allSatisfy { $0.pruned == $0.original })
     }
@@ -101,7 +101,7 @@ import LlamaModel
         let c = PlanFixtures.config(layers: 2, heads: 4, kv: 2, inter: 16)
         let total = c.parameterCount
         let frac = Double(total - 2976 + 50) / Double(total)         // 15 MLP channels of B + group 0 of A
-        let s = PruneSettings(ratio: 0, layerStart: 0, layerEnd: 2, criterion: "l1", allocation: .global, targetParams: frac)
+        let s = PruneSettings(ratio: 0, layerStart: 0, layerEnd: 2, criterion: .l1, allocation: .global, targetParams: frac)
         let a = AllocationScores(layer: 0, attention: [16, 100], mlp: Array(repeating: 2, count: 16))      // 0.0104, 0.065 | 0.0208
         let b = AllocationScores(layer: 1, attention: [1000, 1000], mlp: Array(repeating: 0.5, count: 16)) // 0.65 | 0.0052
         let r = try Allocator.allocate(config: c, settings: s, scores: [a, b])
@@ -117,7 +117,7 @@ import LlamaModel
         let c = PlanFixtures.config(layers: 8, heads: 8, kv: 2, inter: 48)
         for unit in AttentionUnit.allCases {
             for seed in 1...5 as ClosedRange<UInt64> {
-                let s = PruneSettings(ratio: 0.4, layerStart: 2, layerEnd: 7, criterion: "l1", attentionUnit: unit, allocation: .global)
+                let s = PruneSettings(ratio: 0.4, layerStart: 2, layerEnd: 7, criterion: .l1, attentionUnit: unit, allocation: .global)
                 let r = try Allocator.allocate(config: c, settings: s, scores: PlanFixtures.randomScores(c, s, seed: seed))
                 let target = Allocator.localParameterCount(config: c, settings: s, ratio: 0.4)
                 #expect(r.targetParameters == target)
@@ -148,7 +148,7 @@ import LlamaModel
         let c = PlanFixtures.config(heads: 8, kv: 2, inter: 48)
         let mlp = (0..<48).map { Double(($0 * 17) % 48) }           // a permutation of 0..<48
         func kept(_ r: Double, _ to: Int, _ allocation: AllocationMode = .local) throws -> [Int] {
-            let s = PruneSettings(ratio: r, layerStart: 1, layerEnd: 2, criterion: "l1", allocation: allocation, roundTo: to)
+            let s = PruneSettings(ratio: r, layerStart: 1, layerEnd: 2, criterion: .l1, allocation: allocation, roundTo: to)
             return try Allocator.allocate(config: c, settings: s, scores: [AllocationScores(layer: 1, attention: [1, 2], mlp: mlp)]).layers[0].keptMLPChannels
         }
         func best(_ n: Int) -> [Int] { (0..<48).filter { mlp[$0] >= Double(48 - n) } }
@@ -159,7 +159,7 @@ import LlamaModel
         #expect(try kept(0.1, 64) == best(43))                       // I < roundTo: left alone
         #expect(try kept(0.3, 8, .global).count % 8 == 0)
         let big = PlanFixtures.config(inter: 100)
-        let s = PruneSettings(ratio: 0.02, layerStart: 0, layerEnd: 1, criterion: "l1", roundTo: 64)
+        let s = PruneSettings(ratio: 0.02, layerStart: 0, layerEnd: 1, criterion: .l1, roundTo: 64)
         let r = try Allocator.allocate(config: big, settings: s, scores: PlanFixtures.randomScores(big, s))
         #expect(r.layers[0].keptMLPChannels.count == 64)             // 98 → 128 would exceed 100: largest multiple ≤ I
     }
@@ -167,7 +167,7 @@ import LlamaModel
     @Test func targetParamsSolvesTheLocalRatio() throws {
         let c = PlanFixtures.config(layers: 8, heads: 8, kv: 2, inter: 48)
         for frac in [0.95, 0.9, 0.8, 0.7] {
-            let s = PruneSettings(ratio: 0, layerStart: 2, layerEnd: 7, criterion: "l1", targetParams: frac)
+            let s = PruneSettings(ratio: 0, layerStart: 2, layerEnd: 7, criterion: .l1, targetParams: frac)
             let r = try Allocator.allocate(config: c, settings: s, scores: PlanFixtures.randomScores(c, s))
             let target = Int((Double(c.parameterCount) * frac).rounded(.down))
             #expect(r.targetParameters == target)
@@ -178,23 +178,23 @@ import LlamaModel
             #expect(after.parameterCount == Allocator.localParameterCount(config: c, settings: s, ratio: r.ratio))
         }
         // keep everything: ratio 0
-        let all = PruneSettings(ratio: 0.5, layerStart: 2, layerEnd: 7, criterion: "l1", targetParams: 1)
+        let all = PruneSettings(ratio: 0.5, layerStart: 2, layerEnd: 7, criterion: .l1, targetParams: 1)
         #expect(try Allocator.allocate(config: c, settings: all, scores: PlanFixtures.randomScores(c, all)).ratio == 0)
     }
 
     @Test func unreachableTargetIsOneLine() {
         let c = PlanFixtures.config()
         for mode in AllocationMode.allCases {
-            let s = PruneSettings(ratio: 0, layerStart: 2, layerEnd: 4, criterion: "l1", allocation: mode, targetParams: 0.1)
+            let s = PruneSettings(ratio: 0, layerStart: 2, layerEnd: 4, criterion: .l1, allocation: mode, targetParams: 0.1)
             let m = pruneMessage { _ = try Allocator.allocate(config: c, settings: s, scores: PlanFixtures.randomScores(c, s)) }
-            #expect(m?.hasPrefix("--target-params: keeping") == true, "\(m ?? "no error")")
+            #expect(m?.hasPrefix("prune setting targetParams: keeping") == true, "\(m ?? "no error")")
             #expect(m?.contains("is not reachable by pruning layers 2..<4") == true)
         }
     }
 
     @Test func scoresMustFitTheModel() {
         let c = PlanFixtures.config()
-        let s = PruneSettings(ratio: 0.2, layerStart: 1, layerEnd: 3, criterion: "l1", attentionUnit: .queryHead)
+        let s = PruneSettings(ratio: 0.2, layerStart: 1, layerEnd: 3, criterion: .l1, attentionUnit: .queryHead)
         var sc = PlanFixtures.randomScores(c, s)
         sc[1].attention.removeLast()
         #expect(pruneMessage { _ = try Allocator.allocate(config: c, settings: s, scores: sc) }

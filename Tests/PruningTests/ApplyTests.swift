@@ -26,10 +26,10 @@ import LlamaModel
     }
 
     static let settings: [PruneSettings] = [
-        PruneSettings(ratio: 0.5, layerStart: 1, layerEnd: 5, criterion: "l1"),
-        PruneSettings(ratio: 0.5, layerStart: 0, layerEnd: 6, criterion: "l1", attentionUnit: .queryHead),
-        PruneSettings(ratio: 0.3, layerStart: 2, layerEnd: 4, criterion: "l1", allocation: .global),
-        PruneSettings(ratio: 0.3, layerStart: 1, layerEnd: 5, criterion: "l1", attentionUnit: .queryHead, allocation: .global, roundTo: 8),
+        PruneSettings(ratio: 0.5, layerStart: 1, layerEnd: 5, criterion: .l1),
+        PruneSettings(ratio: 0.5, layerStart: 0, layerEnd: 6, criterion: .l1, attentionUnit: .queryHead),
+        PruneSettings(ratio: 0.3, layerStart: 2, layerEnd: 4, criterion: .l1, allocation: .global),
+        PruneSettings(ratio: 0.3, layerStart: 1, layerEnd: 5, criterion: .l1, attentionUnit: .queryHead, allocation: .global, roundTo: 8),
     ]
 
     @Test(arguments: 0..<4)
@@ -69,7 +69,7 @@ import LlamaModel
         let c = PlanFixtures.config(layers: 1)
         let w = LlamaWeights.random(config: c, seed: 3)
         let dir = try PlanTempDir()
-        var plan = try PlanFixtures.plan(c, PruneSettings(ratio: 0.5, layerStart: 0, layerEnd: 1, criterion: "l1"), dir: dir)
+        var plan = try PlanFixtures.plan(c, PruneSettings(ratio: 0.5, layerStart: 0, layerEnd: 1, criterion: .l1), dir: dir)
         plan.layers[0].keptKVHeads = [1]
         plan.layers[0].keptQueryHeads = [4, 5, 6, 7]
         plan.layers[0].keptMLPChannels = [3, 40]
@@ -87,7 +87,7 @@ import LlamaModel
     @Test func refusesAPlanForOtherShapes() throws {
         let dir = try PlanTempDir()
         let c = PlanFixtures.config()
-        let plan = try PlanFixtures.plan(c, PruneSettings(ratio: 0.5, layerStart: 1, layerEnd: 3, criterion: "l1"), dir: dir)
+        let plan = try PlanFixtures.plan(c, PruneSettings(ratio: 0.5, layerStart: 1, layerEnd: 3, criterion: .l1), dir: dir)
         let other = LlamaWeights.random(config: PlanFixtures.config(inter: 40), seed: 1)
         let m = pruneMessage { _ = try Pruner.apply(plan: plan, to: other) }
         #expect(m?.hasPrefix("<plan>: invalid prune plan: layer 1 has shape") == true, "\(m ?? "no error")")
@@ -109,7 +109,7 @@ struct ApplySmolLM2Tests {
         #expect(range == (4, 28))
         // kv-group at r = 0.25 removes no group here (192 − Int(144) = 48 channels < head_dim 64): coarse
         #expect(Allocator.localRemovalCounts(shape: c.layers[5], headDim: c.headDim, ratio: 0.25, unit: .kvGroup) == (0, 384))
-        let s = PruneSettings(ratio: 0.25, layerStart: range.start, layerEnd: range.end, criterion: "l1", attentionUnit: .queryHead)
+        let s = PruneSettings(ratio: 0.25, layerStart: range.start, layerEnd: range.end, criterion: .l1, attentionUnit: .queryHead)
         let id = try ModelIdentity(path: m.path, format: m.format, config: c)
         let plan = try PrunePlan.make(settings: s, config: c, model: id, calibration: nil, scores: PlanFixtures.randomScores(c, s))
         #expect(try plan.check(against: c, modelPath: Self.path).isEmpty)

@@ -11,7 +11,7 @@ import ModelExport
 
 @Suite struct CutExportTests {
     /// Layers 1..4 pruned to heterogeneous widths.
-    static let settings = PruneSettings(ratio: 0.5, layerStart: 1, layerEnd: 5, criterion: "l1",
+    static let settings = PruneSettings(ratio: 0.5, layerStart: 1, layerEnd: 5, criterion: .l1,
                                         attentionUnit: .queryHead, allocation: .global)
     static let splits: [[Range<Int>]] = [[0..<6], [0..<2, 2..<6], [0..<1, 1..<3, 3..<6]]
 
@@ -153,7 +153,7 @@ struct ShardedExportSmolLM2 {
         let c = m.config, id = try ModelIdentity(path: m.path, format: m.format, config: c)
         let blocks = [0..<10, 10..<20, 20..<30]
         for (name, layers) in [("hetero", 4..<28), ("uniform", 0..<30)] {
-            let s = PruneSettings(ratio: 0.25, layerStart: layers.lowerBound, layerEnd: layers.upperBound, criterion: "l1",
+            let s = PruneSettings(ratio: 0.25, layerStart: layers.lowerBound, layerEnd: layers.upperBound, criterion: .l1,
                                   attentionUnit: .queryHead)
             let plan = try PrunePlan.make(settings: s, config: c, model: id, calibration: nil,
                                           scores: PlanFixtures.randomScores(c, s))

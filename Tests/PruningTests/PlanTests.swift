@@ -10,7 +10,6 @@ import Support
 enum PlanFixtures {
     static let testsDir = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
     static let packageRoot = testsDir.deletingLastPathComponent().deletingLastPathComponent()
-    static let criteria = ["param_first", "param_second", "param_mix", "vectorize", "l1", "l2", "random"]
 
     /// A tiny GQA model: 6 layers, 8 query heads over 2 KV heads (n_rep 4), head_dim 8, hidden 32, 48 MLP channels.
     static func config(layers n: Int = 6, heads: Int = 8, kv: Int = 2, inter: Int = 48, tied: Bool = false) -> LlamaConfig {
@@ -72,47 +71,70 @@ func pruneMessage(_ body: () throws -> Void) -> String? {
         #expect(PruneSettings.defaultLayerRange(numLayers: 22) == (4, 20))
     }
 
-    @Test func ratioOutsideRangeIsRefused() {
+    /// The setting a `PruneError.setting` names, and its one-line message; nil when nothing is thrown.
+    func refusal(_ s: PruneSettings, layers: Int = 6) -> (PruneSetting, String)? {
+        do { _ = try s.validated(numLayers: layers) } catch let e as PruneError {
+            guard case .setting(let which, let reason) = e else { return nil }
+            #expect(!e.description.contains("\n"))
+            return (which, reason)
+        } catch { return nil }
+        return nil
+    }
+
+    @Test func ratioOutsideRangeIsRefused() throws {
         for r in [-0.1, 1.0, 1.5, Double.nan] {
-            let s = PruneSettings(ratio: r, layerStart: 1, layerEnd: 3, criterion: "param_first")
-            let m = pruneMessage { try s.validate(numLayers: 6, validCriteria: PlanFixtures.criteria) }
-            #expect(m?.hasPrefix("--ratio") == true, "\(r): \(m ?? "no error")")
-            #expect(m?.contains("\n") == false)
+            let s = PruneSettings(ratio: r, layerStart: 1, layerEnd: 3, criterion: .element1)
+            let m = refusal(s)
+            #expect(m?.0 == .ratio, "\(r): \(m?.1 ?? "no error")")
+            #expect(m?.1.contains("outside [0, 1)") == true)
         }
-        let ok = PruneSettings(ratio: 0, layerStart: 1, layerEnd: 3, criterion: "param_first")
-        #expect(pruneMessage { try ok.validate(numLayers: 6, validCriteria: PlanFixtures.criteria) } == nil)
+        let ok = PruneSettings(ratio: 0, layerStart: 1, layerEnd: 3, criterion: .element1)
+        #expect(refusal(ok) == nil)
+        #expect(try ok.validated(numLayers: 6) == ok)
     }
 
     @Test func emptyOrInvertedLayerRangeIsRefused() {
         for (a, b) in [(3, 3), (4, 2), (-1, 3), (2, 7)] {
-            let s = PruneSettings(ratio: 0.2, layerStart: a, layerEnd: b, criterion: "param_first")
-            let m = pruneMessage { try s.validate(numLayers: 6, validCriteria: PlanFixtures.criteria) }
-            #expect(m == "--layers \(a):\(b) is an empty or inverted layer range (need 0 ≤ start < end ≤ 6; end is exclusive)")
+            let s = PruneSettings(ratio: 0.2, layerStart: a, layerEnd: b, criterion: .element1)
+            let m = refusal(s)
+            #expect(m?.0 == .layers)
+            #expect(m?.1 == "\(a):\(b) is an empty or inverted layer range (need 0 ≤ start < end ≤ 6; end is exclusive)")
         }
         // the default range of a 6-layer model is empty: the user must pass --layers
         let d = PruneSettings.defaultLayerRange(numLayers: 6)
-        let s = PruneSettings(ratio: 0.2, layerStart: d.start, layerEnd: d.end, criterion: "param_first")
-        #expect(pruneMessage { try s.validate(numLayers: 6, validCriteria: PlanFixtures.criteria) }?.hasPrefix("--layers 4:4") == true)
+        let s = PruneSettings(ratio: 0.2, layerStart: d.start, layerEnd: d.end, criterion: .element1)
+        #expect(refusal(s)?.1.hasPrefix("4:4") == true)
     }
 
-    @Test func unknownCriterionListsTheValidOnes() {
-        let s = PruneSettings(ratio: 0.2, layerStart: 1, layerEnd: 3, criterion: "taylor")
-        let m = pruneMessage { try s.validate(numLayers: 6, validCriteria: ["param_first", "l1"]) }
-        #expect(m == "--criterion \"taylor\" is unknown; valid criteria: param_first, l1")
+    /// Criterion and reduction are enums: the only way an unknown name gets in is a plan file, which is refused at
+    /// the setting, while the known names keep the strings plans have always had.
+    @Test func criterionAndReductionAreTyped() throws {
+        let dir = try PlanTempDir()
+        let c = PlanFixtures.config()
+        let plan = try PlanFixtures.plan(c, PruneSettings(ratio: 0.25, layerStart: 1, layerEnd: 2, criterion: .paramSecond,
+                                                          reduction: .mean), dir: dir)
+        let text = String(decoding: try plan.encoded(), as: UTF8.self)
+        #expect(text.contains("\"criterion\" : \"param_second\"") && text.contains("\"reduction\" : \"mean\""))
+        let bad = Data(text.replacingOccurrences(of: "\"param_second\"", with: "\"taylor\"").utf8)
+        let m = pruneMessage { _ = try PrunePlan.decode(bad, source: "p.json") }
+        #expect(m?.hasPrefix("p.json: invalid prune plan: not a prune plan (at settings.criterion") == true, "\(m ?? "no error")")
     }
 
     @Test func otherSettingsAreChecked() {
-        var s = PruneSettings(ratio: 0.2, layerStart: 1, layerEnd: 3, criterion: "l1", targetParams: 1.5)
-        #expect(pruneMessage { try s.validate(numLayers: 6, validCriteria: ["l1"]) }?.hasPrefix("--target-params") == true)
+        var s = PruneSettings(ratio: 0.2, layerStart: 1, layerEnd: 3, criterion: .l1, targetParams: 1.5)
+        #expect(refusal(s)?.0 == .targetParams)
         s.targetParams = nil
         s.roundTo = 16
-        #expect(pruneMessage { try s.validate(numLayers: 6, validCriteria: ["l1"]) }?.hasPrefix("--round-to") == true)
+        #expect(refusal(s)?.0 == .roundTo)
+        // the allocator refuses what `validated` refuses (it is the one check, not a second one)
+        #expect(pruneMessage { _ = try Allocator.allocate(config: PlanFixtures.config(), settings: s, scores: []) }
+                == "prune setting roundTo: 16 is not one of 8, 64, 128")
     }
 
     @Test func planRoundTripsThroughJSON() throws {
         let dir = try PlanTempDir()
         let c = PlanFixtures.config()
-        let s = PruneSettings(ratio: 0.3, layerStart: 1, layerEnd: 5, criterion: "param_first", attentionUnit: .queryHead,
+        let s = PruneSettings(ratio: 0.3, layerStart: 1, layerEnd: 5, criterion: .element1, attentionUnit: .queryHead,
                               roundTo: 8, seed: 9)
         var plan = try PlanFixtures.plan(c, s, dir: dir)
         plan.calibration = CalibrationProvenance(file: "/data/cal.txt", fileSHA256: String(repeating: "ab", count: 32),
@@ -139,7 +161,7 @@ func pruneMessage(_ body: () throws -> Void) -> String? {
     @Test func planForAnotherModelIsRefused() throws {
         let dir = try PlanTempDir()
         let c = PlanFixtures.config()
-        let s = PruneSettings(ratio: 0.25, layerStart: 1, layerEnd: 5, criterion: "param_first")
+        let s = PruneSettings(ratio: 0.25, layerStart: 1, layerEnd: 5, criterion: .element1)
         let url = dir.file("plan.json")
         try PlanFixtures.plan(c, s, dir: dir).write(to: url)
         let plan = try PrunePlan.read(from: url)
@@ -175,7 +197,7 @@ func pruneMessage(_ body: () throws -> Void) -> String? {
         #expect(m?.contains("\n") == false)
         // a plan whose kept query heads break the GQA grouping
         let c = PlanFixtures.config()
-        var plan = try PlanFixtures.plan(c, PruneSettings(ratio: 0.25, layerStart: 1, layerEnd: 2, criterion: "l1"), dir: dir)
+        var plan = try PlanFixtures.plan(c, PruneSettings(ratio: 0.25, layerStart: 1, layerEnd: 2, criterion: .l1), dir: dir)
         plan.layers[0].keptQueryHeads = [0, 1, 4]
         plan.layers[0].keptKVHeads = [0, 1]
         try plan.write(to: url)
