@@ -5,20 +5,20 @@ import Foundation
 import TensorCore
 
 public enum AttentionCore {
-    /// Query rows per block of a forward that does not keep the softmax: a worker's scores are at most
-    /// `scoreBlockRows` × T floats, so attention's working memory stays bounded at any sequence length.
+    /// Query rows per block of scores: a forward that does not keep the softmax holds at most `scoreBlockRows` × T
+    /// floats per worker, so attention's working memory stays bounded at any sequence length.
     public static let scoreBlockRows = 512
 
     /// attn[N × nq·hd] = softmax(Q Kᵀ/√hd, causal) V per sequence and head. With `probs`, the softmax of sequence b,
-    /// head h is kept at probs + (b·nq + h)·T² (the backward reads it); without, each worker computes the scores of
-    /// up to `scoreBlockRows` query rows at a time.
+    /// head h is kept at probs + (b·nq + h)·T² (the backward reads it); without, each worker holds the scores of
+    /// one block of query rows at a time. Sequences of up to `scoreBlockRows` tokens are one block.
     public static func forward(qkv: UnsafePointer<Float>, probs: UnsafeMutablePointer<Float>?, attn: UnsafeMutablePointer<Float>,
                         batch: Int, seqLen T: Int, nq: Int, nkv: Int, hd: Int) {
         let width = (nq + 2 * nkv) * hd, qWidth = nq * hd, rep = nq / nkv
         let scale = 1 / Float(hd).squareRoot()
         let pairs = batch * nq
         let workers = min(ProcessInfo.processInfo.activeProcessorCount, pairs)
-        let blockRows = probs == nil ? min(T, scoreBlockRows) : T
+        let blockRows = min(T, scoreBlockRows)
         let savedThreads = BLAS.threads
         BLAS.threads = 1
         DispatchQueue.concurrentPerform(iterations: workers) { wk in
@@ -30,12 +30,12 @@ public enum AttentionCore {
                 let rows = qkv + b * T * width
                 let q = rows + h * hd, k = rows + (nq + g) * hd, v = rows + (nq + nkv + g) * hd
                 let out = attn + b * T * qWidth + h * hd
-                // Blocks of query rows against all T keys (the masked tail is zero after the softmax): each row's
-                // products are those of the whole-matrix computation, one block when the softmax is kept.
-                let scores = probs.map { $0 + p * T * T } ?? scratch!
+                // Blocks of query rows against all T keys (the masked tail is zero after the softmax), the same
+                // blocks whether the softmax is kept or not, so both forwards give the same values.
                 var r0 = 0
                 while r0 < T {
                     let m = min(blockRows, T - r0)
+                    let scores = probs.map { $0 + p * T * T + r0 * T } ?? scratch!
                     BLAS.gemm(m: m, n: T, k: hd, a: q + r0 * width, lda: width, b: k, ldb: width, bTransposed: true,
                               c: scores)
                     Kernels.causalSoftmax(scores, rows: m, cols: T, shift: r0, scale: scale)

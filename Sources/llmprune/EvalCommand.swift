@@ -9,6 +9,8 @@ enum EvalCommand {
         var model: String, dataset: String, file: String
         var result: PerplexityResult
         var idsSHA256: String
+        var peakRSSMB: Double       // the process's peak resident memory: attention scores are blocked, so it stays
+                                    // bounded at any window length within the context
     }
 
     static let dataset = Flag<String>("dataset", "wikitext2|ptb|ptb-valid|FILE", path: true, help: "the text",
@@ -50,11 +52,12 @@ enum EvalCommand {
         let r = try Perplexity.evaluate(runner: LlamaRunner(weights: weights), ids: ids, options: o, source: file.path)
         if json {
             try CLI.printJSON(Report(model: m.path, dataset: dataset, file: file.path, result: r,
-                                     idsSHA256: SHA256.hex(ids: ids)))
+                                     idsSHA256: SHA256.hex(ids: ids), peakRSSMB: CLI.peakRSSMB()))
             return
         }
-        print(String(format: "%@  ppl %.4f  nll %.6f  tokens %d  windows %d×%d  scored %d  %.1f tok/s",
-                     dataset, r.perplexity, r.nllMean, r.tokens, r.windows, r.seqLen, r.scored, r.tokensPerSecond))
+        print(String(format: "%@  ppl %.4f  nll %.6f  tokens %d  windows %d×%d  scored %d  %.1f tok/s  peak RSS %.0f MB",
+                     dataset, r.perplexity, r.nllMean, r.tokens, r.windows, r.seqLen, r.scored, r.tokensPerSecond,
+                     CLI.peakRSSMB()))
     }
 }
 

@@ -188,6 +188,23 @@ struct FlagTableTests {
         #expect(ok["calibLen"] as? Int == 8192)
     }
 
+    /// A window as long as the context runs, in bounded memory (attention scores in blocks of query rows, the LM
+    /// head over ≈512 rows at a time), and reports its peak memory. The whole T × T softmax of one head alone
+    /// would be 256 MiB per head here, 2.3 GiB for SmolLM2's 9 heads; the logits of the window 1.6 GB.
+    @Test(.enabled(if: haveSmol, "needs models/smollm2 (scripts/setup.sh)"))
+    func evalAtTheFullContextRunsInBoundedMemory() throws {
+        let r = try llmprune(["eval", "--model", Self.smol, "--dataset", "wikitext2", "--seq-len", "8192", "--batch", "1",
+                              "--max-windows", "1", "--json"])
+        #expect(r.status == 0, "\(r.stderr)")
+        let o = try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any]
+        let result = o?["result"] as? [String: Any]
+        #expect(result?["scored"] as? Int == 8191)
+        let ppl = result?["perplexity"] as? Double ?? .nan
+        #expect(ppl.isFinite && ppl > 1 && ppl < 100, "perplexity \(ppl)")
+        let peak = o?["peakRSSMB"] as? Double ?? .infinity
+        #expect(peak > 100 && peak < 1500, "peak RSS \(peak) MB")
+    }
+
     /// Library errors name the setting; the command line names its flag.
     @Test(.enabled(if: haveSmol, "needs models/smollm2 (scripts/setup.sh)"))
     func settingErrorsNameTheFlag() throws {
