@@ -71,7 +71,14 @@ struct Bootstrap: Codable {
     var attempt: AttemptInfo
 }
 
-public final class ClusterSession {
+/// A job's phases (prune: load, importance, plan, write; tune: load, train, export). Their names are what the
+/// control plane's units, the trace categories, the traffic accounting and the job directory's checkpoints use.
+public protocol JobPhase: RawRepresentable, Hashable, Sendable where RawValue == String {}
+
+/// The session's own phase before any of the job's: joining the control plane.
+enum SessionPhase: String, JobPhase { case start }
+
+public final class ClusterSession<Phase: JobPhase> {
     public let comm: Communicator
     public let dir: JobDirectory
     public let attempt: AttemptInfo
@@ -132,7 +139,7 @@ public final class ClusterSession {
             control = side
             workerSide = nil
             if comm.size > 1 {
-                let joined = try? trace.span("wait", phase: "start") {
+                let joined = try? trace.span("wait", phase: SessionPhase.start.rawValue) {
                     try coordinator.waitForWorkers(comm.size - 1, timeout: joinTimeout)
                 }
                 if joined == nil {
@@ -180,45 +187,51 @@ public final class ClusterSession {
 
     var watchdog: RankWatchdog { control?.watchdog ?? workerSide!.watchdog }
 
-    func unit(_ phase: String) -> WorkUnit { WorkUnit(phase: phase, shard: rank, epoch: epoch) }
+    func unit(_ name: String) -> WorkUnit { WorkUnit(phase: name, shard: rank, epoch: epoch) }
 
     // MARK: phase helpers
 
     /// Shown on rank 0's terminal for this rank.
-    public func progress(_ phase: String, _ done: Int, _ total: Int, _ message: String) {
-        if control != nil { display.update(rank: 0, "\(phase) \(done)/\(total) \(message)") }
-        try? workerSide?.worker.progress(unit(phase), done: done, total: total, message: message)
+    public func progress(_ phase: Phase, _ done: Int, _ total: Int, _ message: String) {
+        if control != nil { display.update(rank: 0, "\(phase.rawValue) \(done)/\(total) \(message)") }
+        try? workerSide?.worker.progress(unit(phase.rawValue), done: done, total: total, message: message)
     }
 
     /// Names the phase rank 0 is in (for the message when a rank is lost).
-    public func enter(_ phase: String) { control?.phase = phase }
+    public func enter(_ phase: Phase) { control?.phase = phase.rawValue }
 
-    /// Rendezvous before the collectives of `phase`: workers report ready and wait for `go`; rank 0 waits for
-    /// every ready and sends `go`.
-    public func sync(_ phase: String) throws {
-        enter(phase)
-        trace.span("wait", phase: phase) { _ = control?.awaitDone(phase: phase + ".ready", ranks: 1..<size) }
+    /// Rendezvous before the collectives of `phase` (or of a named `step` inside it): workers report ready and
+    /// wait for `go`; rank 0 waits for every ready and sends `go`.
+    public func sync(_ phase: Phase, step: String? = nil) throws {
+        let name = step.map { phase.rawValue + "." + $0 } ?? phase.rawValue
+        control?.phase = name
+        trace.span("wait", phase: name) { _ = control?.awaitDone(phase: name + ".ready", ranks: 1..<size) }
         if let control {
-            try control.coordinator.broadcastGo(phase: phase, epoch: epoch)
+            try control.coordinator.broadcastGo(phase: name, epoch: epoch)
         } else if let worker = workerSide?.worker {
-            try worker.done(unit(phase + ".ready"))
-            try trace.span("wait", phase: phase) { try worker.waitForGo(phase: phase, epoch: epoch, timeout: 7 * 86400) }
+            try worker.done(unit(name + ".ready"))
+            try trace.span("wait", phase: name) { try worker.waitForGo(phase: name, epoch: epoch, timeout: 7 * 86400) }
         }
     }
 
     /// A worker's result for `phase` (rank 0 keeps its own).
-    public func finish(_ phase: String, payload: Data) throws {
+    public func finish(_ phase: Phase, payload: Data) throws {
         guard let worker = workerSide?.worker else { return }
         let before = worker.sentBytes
-        try worker.done(unit(phase), summary: "\(payload.count) bytes", payload: payload)
-        phaseControl[phase, default: 0] += worker.sentBytes - before
+        try worker.done(unit(phase.rawValue), summary: "\(payload.count) bytes", payload: payload)
+        phaseControl[phase.rawValue, default: 0] += worker.sentBytes - before
     }
 
     /// Rank 0: every worker's result (`done` payload) for `phase`, by rank.
-    public func collect(_ phase: String) -> [Int: Data?] {
-        trace.span("wait", phase: phase) {
-            control!.awaitDone(phase: phase, ranks: 1..<size).mapValues(\.payload)
+    public func collect(_ phase: Phase) -> [Int: Data?] {
+        trace.span("wait", phase: phase.rawValue) {
+            control!.awaitDone(phase: phase.rawValue, ranks: 1..<size).mapValues(\.payload)
         }
+    }
+
+    /// Runs `body` and records it in the trace as a span `name` of `phase`.
+    public func span<T>(_ name: String, _ phase: Phase, _ body: () throws -> T) rethrows -> T {
+        try trace.span(name, phase: phase.rawValue, body)
     }
 
     /// The fault-injection hook: stop here (heartbeats go on) until killed.
@@ -239,9 +252,10 @@ public final class ClusterSession {
     // MARK: accounting
 
     /// Runs `body` as (part of) `phase`, charging the MPI bytes it moves to that phase.
-    public func charge<T>(_ phase: String, _ body: () throws -> T) rethrows -> T {
+    public func charge<T>(_ phase: Phase, _ body: () throws -> T) rethrows -> T {
         let before = comm.traffic
-        defer { phaseTraffic[phase, default: .init()] = phaseTraffic[phase, default: .init()] + (comm.traffic - before) }
+        let name = phase.rawValue
+        defer { phaseTraffic[name, default: .init()] = phaseTraffic[name, default: .init()] + (comm.traffic - before) }
         return try body()
     }
 

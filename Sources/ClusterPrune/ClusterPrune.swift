@@ -22,7 +22,7 @@ public enum ShardMode: String, Codable, Sendable, CaseIterable {
 }
 
 /// Phases of a prune job, in order. Loading is redone by every attempt; the others end with a checkpoint.
-public enum PrunePhase: String, Codable, CaseIterable, Sendable, Comparable {
+public enum PrunePhase: String, Codable, CaseIterable, Sendable, Comparable, JobPhase {
     case load, importance, plan, write
 
     /// The checkpointed phases, in order.
@@ -166,7 +166,7 @@ public final class ClusterPruneJob {
         var so = options.session
         so.capabilities = ["prune", options.shard.rawValue]
         so.resumeHint = "llmprune cluster prune --resume \(dir.url.path)"
-        let session = try ClusterSession(comm: comm, dir: dir, options: so) {
+        let session = try ClusterSession<PrunePhase>(comm: comm, dir: dir, options: so) {
             if !options.resume, !options.force, FileManager.default.fileExists(atPath: options.out.path) {
                 throw PruneError.outputExists(path: options.out.path)
             }

@@ -18,25 +18,24 @@ struct HeldModel {
 }
 
 extension ClusterPruneJob {
-    func runPhases(_ x: ClusterSession, start: Date) throws -> ClusterPruneReport? {
+    func runPhases(_ x: ClusterSession<PrunePhase>, start: Date) throws -> ClusterPruneReport? {
         let r = comm.rank, n = comm.size
-        let trace = x.trace
         let startPhase = PrunePhase(rawValue: x.attempt.startPhase) ?? .importance
         let staging = x.attempt.extra["staging"] ?? ""
         var wall: [String: Double] = [:]
         var hwm: [String: Int] = [:]         // VmHWM at the end of each phase
-        func timed<T>(_ phase: String, _ body: () throws -> T) rethrows -> T {
+        func timed<T>(_ phase: PrunePhase, _ body: () throws -> T) rethrows -> T {
             let t = Date()
-            defer { wall[phase, default: 0] += Date().timeIntervalSince(t) }
+            defer { wall[phase.rawValue, default: 0] += Date().timeIntervalSince(t) }
             return try body()
         }
 
         // load
-        x.enter("load")
-        x.progress("load", 0, 1, "loading")
+        x.enter(.load)
+        x.progress(.load, 0, 1, "loading")
         x.stallIfAsked("load")
-        let held = try timed("load") { try trace.span("load", phase: "load") { try load() } }
-        x.progress("load", 1, 1, String(format: "%.1f MB of weights, layers %d..<%d", Double(held.bytes) / 1e6,
+        let held = try timed(.load) { try x.span("load", .load) { try load() } }
+        x.progress(.load, 1, 1, String(format: "%.1f MB of weights, layers %d..<%d", Double(held.bytes) / 1e6,
                                         held.owned.lowerBound, held.owned.upperBound))
         hwm["load"] = peakRSSBytes()
 
@@ -44,14 +43,14 @@ extension ClusterPruneJob {
         if startPhase <= .importance {
             let calib = try calibrate(held.loaded)
             hwm["calibration"] = peakRSSBytes()
-            let result = try timed("importance") { () -> ImportanceResult in
-                try x.sync("importance")
+            let result = try timed(.importance) { () -> ImportanceResult in
+                try x.sync(.importance)
                 return options.shard == .samples ? try samplesImportance(x, held, calib) : try layersImportance(x, held, calib)
             }
             hwm["importance"] = peakRSSBytes()
             if x.isCoordinator {
                 var all = [result]
-                for (rank, payload) in x.collect("importance").sorted(by: { $0.key < $1.key }) {
+                for (rank, payload) in x.collect(.importance).sorted(by: { $0.key < $1.key }) {
                     all.append(try decode(ImportanceResult.self, payload, what: "importance result of rank \(rank)"))
                 }
                 let loss = options.shard == .samples ? all.compactMap(\.loss).reduce(0, +) : all.last?.loss
@@ -61,27 +60,27 @@ extension ClusterPruneJob {
                 try dir.write(ck, to: dir.scoresFile)
                 try dir.complete(PrunePhase.importance.rawValue, epoch: x.epoch)
             } else {
-                try x.finish("importance", payload: try JSONEncoder().encode(result))
+                try x.finish(.importance, payload: try JSONEncoder().encode(result))
             }
         }
 
         // plan (rank 0), then the write phase's rendezvous
         var planData = Data()
         if x.isCoordinator {
-            x.enter("plan")
-            planData = try timed("plan") { try makePlan(held: held, epoch: x.epoch, startPhase: startPhase) }
+            x.enter(.plan)
+            planData = try timed(.plan) { try makePlan(held: held, epoch: x.epoch, startPhase: startPhase) }
             try FileManager.default.createDirectory(atPath: staging, withIntermediateDirectories: false)
         }
-        try x.sync("write")
-        let planBytes = try timed("plan") { try x.charge("plan") { try comm.broadcast(Array(planData), root: 0) } }
+        try x.sync(.write)
+        let planBytes = try timed(.plan) { try x.charge(.plan) { try comm.broadcast(Array(planData), root: 0) } }
         let plan = try PrunePlan.decode(Data(planBytes), source: "plan from rank 0")
 
         // write: each rank cuts its own block and writes its shard
-        x.progress("write", 0, 2, "cutting layers \(held.owned.lowerBound)..<\(held.owned.upperBound)")
+        x.progress(.write, 0, 2, "cutting layers \(held.owned.lowerBound)..<\(held.owned.upperBound)")
         x.stallIfAsked("write")
-        let shard = try timed("write") { () -> ShardFile in
+        let shard = try timed(.write) { () -> ShardFile in
             if let stage = held.stage, let streamed = stage.streamed {
-                return try trace.span("write", phase: "write") {
+                return try x.span("write", .write) {
                     try HFExport.writeStreamedShard(plan: plan, stage: stage, embedding: r == 0, head: r == n - 1,
                                                     dtype: HFExport.streamedOutputDType(streamed), index: r, count: n,
                                                     into: URL(fileURLWithPath: staging))
@@ -92,27 +91,27 @@ extension ClusterPruneJob {
             for l in held.weights.layers.indices where !held.owned.contains(l) {
                 held.weights.layers[l] = .placeholder(held.weights.layers[l].shape)
             }
-            return try trace.span("write", phase: "write") {
+            return try x.span("write", .write) {
                 try HFExport.writeHeldShard(plan: plan, weights: held.weights, layers: held.owned, embedding: r == 0,
                                             head: r == n - 1, index: r, count: n, into: URL(fileURLWithPath: staging))
             }
         }
-        x.progress("write", 2, 2, String(format: "wrote %@ (%.1f MB)", shard.fileName, Double(shard.dataBytes) / 1e6))
+        x.progress(.write, 2, 2, String(format: "wrote %@ (%.1f MB)", shard.fileName, Double(shard.dataBytes) / 1e6))
         hwm["write"] = peakRSSBytes()
         let me = RankSummary(rank: r, host: ProcessInfo.processInfo.hostName, pid: Int(getpid()),
                              layers: Array(held.owned), weightBytes: held.bytes,
                              peakActivationBytes: peakActivation, peakRSSBytes: peakRSSBytes(), peakRSSByPhase: hwm,
                              traffic: x.trafficByPhase, controlBytes: x.controlByPhase, shard: shard,
-                             events: trace.recorded)
+                             events: x.trace.recorded)
         guard x.isCoordinator else {
-            try x.finish("write", payload: try JSONEncoder().encode(me))
+            try x.finish(.write, payload: try JSONEncoder().encode(me))
             return nil
         }
         var ranks = [me]
-        for (rank, payload) in x.collect("write").sorted(by: { $0.key < $1.key }) {
+        for (rank, payload) in x.collect(.write).sorted(by: { $0.key < $1.key }) {
             ranks.append(try decode(RankSummary.self, payload, what: "summary of rank \(rank)"))
         }
-        return try timed("write") {
+        return try timed(.write) {
             try commit(plan: plan, held: held, ranks: ranks, session: x, wall: wall, start: start)
         }
     }
@@ -137,14 +136,14 @@ extension ClusterPruneJob {
 
     // MARK: importance
 
-    private func samplesImportance(_ x: ClusterSession, _ held: HeldModel, _ calib: CalibrationSet) throws -> ImportanceResult {
+    private func samplesImportance(_ x: ClusterSession<PrunePhase>, _ held: HeldModel, _ calib: CalibrationSet) throws -> ImportanceResult {
         let s = options.settings
         let criterion = s.criterion, reduction = s.reduction
         let config = held.weights.config
         let scored = s.layerRange
         let t0 = Date()
         func score(_ l: Int, _ g: LayerGradients?, _ f: LayerGradients?) throws -> LayerScores {
-            try x.trace.span("score", phase: "importance") {
+            try x.span("score", .importance) {
                 try Importance.scores(layer: l, weights: held.weights.layers[l], gradient: g, fisher: f, config: config,
                                       criterion: criterion, reduction: reduction, attentionUnit: s.attentionUnit,
                                       seed: s.seed)
@@ -163,21 +162,21 @@ extension ClusterPruneJob {
             let all = StageWeights.whole(held.weights, path: held.loaded.path, format: held.loaded.format)
             let pass = StageGradientPass(stage: all, scored: scored)
             pass.cachedLayers = cachedLayers
-            x.progress("importance", 0, 3, "forward on samples \(mine.lowerBound)..<\(mine.upperBound)")
+            x.progress(.importance, 0, 3, "forward on samples \(mine.lowerBound)..<\(mine.upperBound)")
             if !mine.isEmpty {
                 let toks = Array(calib.batchTokens[(mine.lowerBound * len)..<(mine.upperBound * len)])
-                try x.trace.span("forward", phase: "importance") {
+                try x.span("forward", .importance) {
                     _ = try pass.forward(tokens: toks, batch: mine.count, seqLen: len, input: nil)
                     loss = try pass.lossBackward() * Double(weight)
                 }
             }
             x.stallIfAsked("reduce")
-            try x.sync("importance.reduce")
-            x.progress("importance", 1, 3, "backward, reducing each layer to its owner")
+            try x.sync(.importance, step: "reduce")
+            x.progress(.importance, 1, 3, "backward, reducing each layer to its owner")
             let reduce = { (l: Int, g: LayerGradients, f: LayerGradients?) throws in
                 let owner = partition.firstIndex { $0.contains(l) }!
-                let sums = try x.trace.span("reduce", phase: "importance") {
-                    try x.charge("importance") {
+                let sums = try x.span("reduce", .importance) {
+                    try x.charge(.importance) {
                         try ShardedGradients.reduce(layer: l, gradient: g, fisher: f, weight: weight,
                                                 like: held.weights.layers[l], owner: owner, comm: self.comm)
                     }
@@ -190,7 +189,7 @@ extension ClusterPruneJob {
                     try reduce(l, z, criterion.needsFisher ? z : nil)
                 }
             } else {
-                _ = try x.trace.span("backward", phase: "importance") {
+                _ = try x.span("backward", .importance) {
                     try pass.backward(outputGradient: nil, fisher: criterion.needsFisher, consume: reduce)
                 }
             }
@@ -201,19 +200,19 @@ extension ClusterPruneJob {
             for l in scored.clamped(to: held.owned) { scores.append(try score(l, nil, nil)) }
         }
         setPeakActivation(peak)
-        x.progress("importance", 3, 3, "scored \(scores.count) layer(s)")
+        x.progress(.importance, 3, 3, "scored \(scores.count) layer(s)")
         return ImportanceResult(scores: scores, loss: loss, stage: stageReport(held, peak: peak, seconds: Date().timeIntervalSince(t0)))
     }
 
-    private func layersImportance(_ x: ClusterSession, _ held: HeldModel, _ calib: CalibrationSet) throws -> ImportanceResult {
+    private func layersImportance(_ x: ClusterSession<PrunePhase>, _ held: HeldModel, _ calib: CalibrationSet) throws -> ImportanceResult {
         let s = options.settings
         let criterion = s.criterion, reduction = s.reduction
         let config = held.weights.config
         let t0 = Date()
         var scores: [LayerScores] = []
         let score = { (l: Int, g: LayerGradients?, f: LayerGradients?) throws in
-            x.progress("importance", 1, 2, "scoring layer \(l)")
-            scores.append(try x.trace.span("score", phase: "importance") {
+            x.progress(.importance, 1, 2, "scoring layer \(l)")
+            scores.append(try x.span("score", .importance) {
                 try Importance.scores(layer: l, weights: held.weights.layers[l], gradient: g, fisher: f, config: config,
                                       criterion: criterion, reduction: reduction, attentionUnit: s.attentionUnit,
                                       seed: s.seed)
@@ -222,17 +221,17 @@ extension ClusterPruneJob {
         let makePass = { () -> StageGradientPass in
             let pass = StageGradientPass(stage: held.stage!, scored: s.layerRange)
             pass.cachedLayers = self.cachedLayers
-            pass.onLayer = { sweep, l in x.progress("importance", 0, 2, "\(sweep) layer \(l)") }
+            pass.onLayer = { sweep, l in x.progress(.importance, 0, 2, "\(sweep) layer \(l)") }
             return pass
         }
         let probe = makePass()
         var loss: Double? = nil, peak = 0
         let micro = options.microBatches ?? 1
-        x.progress("importance", 0, 2, "pipelined forward+backward, \(micro) micro-batch(es)")
+        x.progress(.importance, 0, 2, "pipelined forward+backward, \(micro) micro-batch(es)")
         if criterion.needsGradient || criterion.needsFisher {
             x.stallIfAsked("pipeline")
             let pipeline = try Pipeline(comm: comm, config: config)
-            let (result, p) = try x.charge("importance") {
+            let (result, p) = try x.charge(.importance) {
                 try pipeline.gradients(makePass: makePass, tokens: calib.batchTokens, batch: calib.samples.count,
                                        seqLen: calib.provenance.sampleLength, fisher: criterion.needsFisher,
                                        microBatches: micro, trace: x.trace, consume: { l, g, f in try score(l, g, f) })
@@ -243,7 +242,7 @@ extension ClusterPruneJob {
             for l in probe.scoredHere { try probe.withLayer(l) { try score(l, nil, nil) } }
         }
         setPeakActivation(peak)
-        x.progress("importance", 2, 2, "scored \(scores.count) layer(s)")
+        x.progress(.importance, 2, 2, "scored \(scores.count) layer(s)")
         return ImportanceResult(scores: scores, loss: loss, stage: stageReport(held, peak: peak, seconds: Date().timeIntervalSince(t0)))
     }
 
@@ -270,7 +269,7 @@ extension ClusterPruneJob {
         return try plan.encoded()
     }
 
-    private func commit(plan: PrunePlan, held: HeldModel, ranks: [RankSummary], session x: ClusterSession,
+    private func commit(plan: PrunePlan, held: HeldModel, ranks: [RankSummary], session x: ClusterSession<PrunePhase>,
                         wall: [String: Double], start: Date) throws -> ClusterPruneReport {
         let staging = URL(fileURLWithPath: x.attempt.extra["staging"] ?? "")
         let epoch = x.epoch, startPhase = PrunePhase(rawValue: x.attempt.startPhase) ?? .importance
@@ -284,12 +283,13 @@ extension ClusterPruneJob {
         let names = Dictionary(uniqueKeysWithValues: ranks.map { ($0.rank, "rank \($0.rank) (\($0.host) pid \($0.pid))") })
         try AtomicFile.write(try ChromeTrace.encode(events: ranks.flatMap(\.events), rankNames: names), to: dir.traceFile)
         var phases: [String: ClusterPruneReport.Phase] = [:]
-        for p in PrunePhase.allCases.map(\.rawValue) {
+        for phase in PrunePhase.allCases {
+            let p = phase.rawValue
             phases[p] = .init(seconds: wall[p] ?? 0,
                               mpiBytes: ranks.reduce(0) { $0 + ($1.traffic[p]?.total ?? 0) },
                               controlBytes: ranks.reduce(0) { $0 + ($1.controlBytes[p] ?? 0) },
-                              fromCheckpoint: p == "importance" && startPhase > .importance
-                                  || p == "plan" && startPhase > .plan)
+                              fromCheckpoint: phase == .importance && startPhase > .importance
+                                  || phase == .plan && startPhase > .plan)
         }
         let report = ClusterPruneReport(
             out: options.out.path, jobDir: dir.url.path, plan: dir.planFile.path, trace: dir.traceFile.path,

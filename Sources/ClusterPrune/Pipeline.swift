@@ -110,7 +110,7 @@ public struct Pipeline {
         let r = comm.rank
         func step<T>(_ name: String, _ body: () throws -> T) rethrows -> T {
             guard let trace else { return try body() }
-            return try trace.span(name, phase: "importance", body)
+            return try trace.span(name, phase: PrunePhase.importance.rawValue, body)
         }
         let m = max(1, min(microBatches, batch))
         let chunks = (0..<m).map { ShardedGradients.shard(rank: $0, size: m, samples: batch) }

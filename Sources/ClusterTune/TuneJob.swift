@@ -13,6 +13,15 @@ import LoRA
 import ModelExport
 import Support
 
+/// Phases of a tune job, in order. Loading is redone by every attempt; training ends with a checkpoint every
+/// `checkpointEvery` steps and the export with the adapter written.
+public enum TunePhase: String, Codable, CaseIterable, Sendable, JobPhase {
+    case load, train, export
+
+    /// The phases the job directory records as complete.
+    static let checkpointed: [TunePhase] = [.train, .export]
+}
+
 public struct TuneOptions: Sendable {
     public var modelPath: String
     public var dataPath: String
@@ -93,13 +102,13 @@ public final class TuneJob {
         var so = options.session
         so.capabilities = ["tune"]
         so.resumeHint = "llmprune tune --resume \(dir.url.path)"
-        let session = try ClusterSession(comm: comm, dir: dir, options: so) {
+        let session = try ClusterSession<TunePhase>(comm: comm, dir: dir, options: so) {
             let fm = FileManager.default
             if !options.resume, !options.force, fm.fileExists(atPath: options.out.path) {
                 throw ExportError.outputExists(path: options.out.path)
             }
             let a = try dir.beginAttempt(spec: options.spec, resume: options.resume, force: options.force,
-                                         ranks: comm.size, mode: "data-parallel", phases: ["train", "export"],
+                                         ranks: comm.size, mode: "data-parallel", phases: TunePhase.checkpointed.map(\.rawValue),
                                          quiet: options.session.quiet) { epoch in
                 HFExport.stagingDirectory(for: options.out, tag: "e\(epoch)").path
             }
@@ -108,14 +117,14 @@ public final class TuneJob {
         return try session.run { try train($0) }
     }
 
-    private func train(_ x: ClusterSession) throws -> TuneReport? {
+    private func train(_ x: ClusterSession<TunePhase>) throws -> TuneReport? {
         let o = options
         let quiet = o.session.quiet
         func log(_ s: String) { if !quiet && x.isCoordinator { FileHandle.standardError.write(Data("tune: \(s)\n".utf8)) } }
 
         // Every rank: model, data, split, tokenization and the plan of steps — identical everywhere.
-        x.enter("load")
-        let (m, records) = try x.trace.span("load", phase: "load") {
+        x.enter(.load)
+        let (m, records) = try x.span("load", .load) {
             (try ModelLoader.load(path: o.modelPath, tokenizer: true), try AlpacaData.load(path: o.dataPath))
         }
         guard let tokenizer = m.tokenizer else { throw LoRAError.invalidConfig("\(o.modelPath) has no tokenizer") }
@@ -143,7 +152,7 @@ public final class TuneJob {
         log("\(train.count) train / \(validation.count) validation examples, \(plan.count) steps of \(o.training.batchSize) "
             + "(micro-batch \(o.training.microBatchSize)) over \(comm.size) rank(s), \(adapters.parameterCount) adapter parameters")
         if ck.step == 0 && x.isCoordinator {
-            if let probe { ck.perplexityBefore = try x.trace.span("eval", phase: "train") { try probe(m.weights) } }
+            if let probe { ck.perplexityBefore = try x.span("eval", .train) { try probe(m.weights) } }
             if !validation.isEmpty { ck.validationLossBefore = Optional(try trainer.evaluate(validation).mean).flatMap { $0.isFinite ? $0 : nil } }
         }
 
@@ -152,7 +161,7 @@ public final class TuneJob {
         let bar = ProgressBar(total: stepTokens.reduce(0, +), label: "tune", unit: "tok", quiet: quiet || !x.isCoordinator)
         bar.advance(by: stepTokens.prefix(ck.step).reduce(0, +))
         var allreduceBytes = 0
-        try x.sync("train")
+        try x.sync(.train)
         let t0 = Date()
         for k in ck.step..<plan.count {
             x.stallIfAsked("step\(k)")
@@ -163,12 +172,12 @@ public final class TuneJob {
             let mine = Self.shard(rank: comm.rank, size: comm.size, count: nMicro)
             let local = Array(examples[min(examples.count, mine.lowerBound * micro)..<min(examples.count, mine.upperBound * micro)])
             let divisor = Double(examples.reduce(0) { $0 + $1.predictionCount })
-            let (loss, tokens) = try x.trace.span("forward+backward", phase: "train") {
+            let (loss, tokens) = try x.span("forward+backward", .train) {
                 try trainer.accumulate(local, lossDivisor: divisor, firstMicroBatch: mine.lowerBound)
             }
             if comm.size > 1 {
-                try x.trace.span("allreduce", phase: "train") {
-                    try x.charge("train") {
+                try x.span("allreduce", .train) {
+                    try x.charge(.train) {
                         try trainer.pass.withFlatGradients { g in
                             var buf = Array(g)
                             try comm.allReduceSum(&buf)
@@ -199,37 +208,37 @@ public final class TuneJob {
             bar.detail = String(format: "step %d/%d loss %.4f", k + 1, plan.count, mean)
             bar.advance(by: stepTokens[k])
             if !x.isCoordinator, (k + 1) % 5 == 0 || k + 1 == plan.count {
-                x.progress("train", k + 1, plan.count, String(format: "loss %.4f", mean))
+                x.progress(.train, k + 1, plan.count, String(format: "loss %.4f", mean))
             }
             if (k + 1) % o.checkpointEvery == 0 || k + 1 == plan.count {
                 ck.step = k + 1
                 ck.optimizerStep = trainer.optimizer.step
                 ck.seconds = secondsBefore + Date().timeIntervalSince(t0)
-                if x.isCoordinator { try x.trace.span("checkpoint", phase: "train") { try saveCheckpoint(&ck, adapters, trainer) } }
+                if x.isCoordinator { try x.span("checkpoint", .train) { try saveCheckpoint(&ck, adapters, trainer) } }
             }
         }
         bar.finish()
         let seconds = Date().timeIntervalSince(t0)
         guard x.isCoordinator else {
-            try x.finish("train", payload: try JSONEncoder().encode(x.trace.recorded))    // for the timeline
-            try x.sync("export")
+            try x.finish(.train, payload: try JSONEncoder().encode(x.trace.recorded))    // for the timeline
+            try x.sync(.export)
             return nil
         }
         var events = x.trace.recorded
-        for (_, payload) in x.collect("train") {
+        for (_, payload) in x.collect(.train) {
             if let payload, let e = try? JSONDecoder().decode([TraceEvent].self, from: payload) { events += e }
         }
-        try dir.complete("train", epoch: x.epoch)
+        try dir.complete(TunePhase.train.rawValue, epoch: x.epoch)
         if o.evalEvery == nil || plan.count % o.evalEvery! != 0, !validation.isEmpty {
             let v = try trainer.evaluate(validation).mean
             ck.validationLoss = v.isFinite ? v : nil
         }
         var after: [String: Double] = [:]
         if let probe {
-            after = try x.trace.span("eval", phase: "export") { try probe(try LoRAMerge.merged(base: m.weights, adapters: adapters)) }
+            after = try x.span("eval", .export) { try probe(try LoRAMerge.merged(base: m.weights, adapters: adapters)) }
         }
         // export: the peft adapter, the loss curve (CSV and SVG), into a staging directory renamed into place.
-        x.enter("export")
+        x.enter(.export)
         let staging = URL(fileURLWithPath: x.attempt.extra["staging"] ?? "")
         try? FileManager.default.removeItem(at: staging)
         try FileManager.default.createDirectory(at: staging, withIntermediateDirectories: true)
@@ -237,7 +246,7 @@ public final class TuneJob {
         try AtomicFile.write(Data(ck.csv.utf8), to: staging.appendingPathComponent("loss.csv"))
         try AtomicFile.write(Data(LossChart.svg(csv: ck.csv).utf8), to: staging.appendingPathComponent("loss.svg"))
         try HFExport.commit(staging: staging, to: o.out, force: true)
-        try x.sync("export")
+        try x.sync(.export)
         let report = TuneReport(
             model: o.modelPath, data: o.dataPath, out: o.out.path, jobDir: dir.url.path, ranks: comm.size, epoch: x.epoch,
             resumedAtStep: resumedAt, trainExamples: train.count, validationExamples: validation.count,
@@ -250,7 +259,7 @@ public final class TuneJob {
         try dir.write(report, to: dir.file("report.json"))
         let names = Dictionary(uniqueKeysWithValues: (0..<comm.size).map { ($0, "rank \($0)") })
         try AtomicFile.write(try ChromeTrace.encode(events: events, rankNames: names), to: dir.file("trace.json"))
-        try dir.complete("export", epoch: x.epoch)
+        try dir.complete(TunePhase.export.rawValue, epoch: x.epoch)
         try dir.end(epoch: x.epoch, outcome: "complete")
         return report
     }

@@ -25,6 +25,7 @@ measure() {   # measure BIN TAG ROUND
     "$bin" bench --model "$model" --batch 8 --seq-len 128 --iters 5 --threads "$threads" --json > "$out/fwd-$tag-$r.json"
     "$bin" plan --model "$model" --plan "$out/plan-$tag.json" --ratio 0.25 --threads "$threads" --json \
         > "$out/imp-$tag-$r.json"
+    rm -f "$out/plan-$tag.json"
     "$bin" tune --model "$model" --data "$data" --out "$out/lora-$tag" --job-dir "$out/lora-$tag.job" --steps 3 --batch 8 \
         --micro-batch 4 --cutoff 256 --val-size 0 --warmup 0 --threads "$threads" --json --force > "$out/lora-$tag-$r.json"
     rm -rf "$out/lora-$tag" "$out/lora-$tag.job"
