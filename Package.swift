@@ -67,7 +67,7 @@ let package = Package(
         .testTarget(name: "FormatsTests", dependencies: ["Formats"], exclude: ["Resources"]),
         .testTarget(name: "TokenizerTests", dependencies: ["Tokenizer", "Formats", "Support", "Eval"], exclude: ["Resources"]),
         .testTarget(name: "TensorCoreTests", dependencies: ["TensorCore"]),
-        .testTarget(name: "LlamaModelTests", dependencies: ["LlamaModel", "Formats"], exclude: ["Resources"]),
+        .testTarget(name: "LlamaModelTests", dependencies: ["LlamaModel", "Formats", "TensorCore"], exclude: ["Resources"]),
         .testTarget(name: "EvalTests", dependencies: ["Eval", "LlamaModel", "Support"], exclude: ["Resources"]),
         .testTarget(name: "ModelExportTests", dependencies: ["ModelExport", "LlamaModel", "Formats"]),
         .testTarget(name: "PruningTests", dependencies: ["Pruning", "ModelExport", "LlamaModel", "Formats", "Support"],

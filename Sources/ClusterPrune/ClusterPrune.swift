@@ -168,7 +168,7 @@ public final class ClusterPruneJob {
         so.resumeHint = "llmprune cluster prune --resume \(dir.url.path)"
         let session = try ClusterSession<PrunePhase>(comm: comm, dir: dir, options: so) {
             if !options.resume, !options.force, FileManager.default.fileExists(atPath: options.out.path) {
-                throw PruneError.outputExists(path: options.out.path)
+                throw ExportError.outputExists(path: options.out.path)
             }
             let a = try dir.beginAttempt(spec: options.spec, resume: options.resume, force: options.force, ranks: comm.size,
                                          mode: options.shard.rawValue, phases: PrunePhase.checkpointed,

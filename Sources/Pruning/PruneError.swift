@@ -19,15 +19,13 @@ public enum PruneError: Error, CustomStringConvertible, Equatable {
     case calibrationTooFewWindows(path: String, tokens: Int, samples: Int, sampleLength: Int)
     /// A plan made for a different model (what differs is in `reason`).
     case planForAnotherModel(plan: String, reason: String)
-    /// The output directory exists and `--force` was not given.
-    case outputExists(path: String)
     /// A plan file that cannot be read, or whose content is inconsistent.
     case invalidPlan(path: String, reason: String)
     /// Another option out of range (`flag` names it, e.g. `--dtype`).
     case invalidSetting(flag: String, reason: String)
     /// Scores that do not fit the model (count, layer, or non-finite values).
     case invalidScores(String)
-    /// A file-system failure while writing output.
+    /// A file-system failure reading the model or writing the plan.
     case io(path: String, reason: String)
 
     /// One line (control characters from untrusted names escaped, length capped), starting with the file.
@@ -43,8 +41,6 @@ public enum PruneError: Error, CustomStringConvertible, Equatable {
             return "\(p): calibration file too short for \(n) non-overlapping samples of \(l) tokens (\(t) tokens hold at most \(t / max(l, 1)))"
         case .planForAnotherModel(let plan, let reason):
             return "\(plan): plan was made for another model: \(reason)"
-        case .outputExists(let p):
-            return "\(p): output directory exists; pass --force to replace it"
         case .invalidPlan(let p, let r):
             return "\(p): invalid prune plan: \(r)"
         case .invalidSetting(let flag, let r):

@@ -120,7 +120,7 @@ enum PruneCommand {
         _ = try calibFlags.file()
         if mode == .prune { try refuseExisting(out!, force: force) }
         if !force, FileManager.default.fileExists(atPath: planPath) {
-            throw PruneError.outputExists(path: planPath)
+            throw ExportError.outputExists(path: planPath)
         }
         var times = PhaseTimes()
         var t0 = Date()
@@ -177,7 +177,7 @@ enum PruneCommand {
     }
 
     static func refuseExisting(_ out: String, force: Bool) throws {
-        if !force, FileManager.default.fileExists(atPath: out) { throw PruneError.outputExists(path: out) }
+        if !force, FileManager.default.fileExists(atPath: out) { throw ExportError.outputExists(path: out) }
     }
 
     static func report(plan: PrunePlan, planPath: String?, out: String?, config: LlamaConfig, loss: Double?,

@@ -19,14 +19,17 @@ func llmpruneBinary() -> URL {
 /// Runs the llmprune binary.
 func llmprune(_ args: [String]) throws -> RunResult { try run(llmpruneBinary().path, args) }
 
-/// Runs a program with the shared data directory set, capturing both streams.
-func run(_ executable: String, _ args: [String]) throws -> RunResult {
+/// Runs a program with the shared data directory set (and `extra` environment, in `cwd` when given), capturing
+/// both streams.
+func run(_ executable: String, _ args: [String], env extra: [String: String] = [:], cwd: URL? = nil) throws -> RunResult {
     let p = Process()
     p.executableURL = URL(fileURLWithPath: executable)
     p.arguments = args
     var env = ProcessInfo.processInfo.environment
     env["LLMPRUNE_DATA"] = packageRoot.deletingLastPathComponent().appendingPathComponent("shared/data").path
+    for (k, v) in extra { env[k] = v }
     p.environment = env
+    if let cwd { p.currentDirectoryURL = cwd }
     let out = Pipe(), err = Pipe()
     p.standardOutput = out
     p.standardError = err

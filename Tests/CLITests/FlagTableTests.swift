@@ -8,22 +8,7 @@ import Testing
 
 /// Runs the binary with extra environment and, optionally, another working directory.
 func llmprune(_ args: [String], env extra: [String: String], cwd: URL? = nil) throws -> RunResult {
-    let p = Process()
-    p.executableURL = llmpruneBinary()
-    p.arguments = args
-    var env = ProcessInfo.processInfo.environment
-    env["LLMPRUNE_DATA"] = packageRoot.deletingLastPathComponent().appendingPathComponent("shared/data").path
-    for (k, v) in extra { env[k] = v }
-    p.environment = env
-    if let cwd { p.currentDirectoryURL = cwd }
-    let out = Pipe(), err = Pipe()
-    p.standardOutput = out
-    p.standardError = err
-    try p.run()
-    let o = out.fileHandleForReading.readDataToEndOfFile(), e = err.fileHandleForReading.readDataToEndOfFile()
-    p.waitUntilExit()
-    return RunResult(status: p.terminationStatus, signaled: p.terminationReason == .uncaughtSignal,
-                     stdout: String(decoding: o, as: UTF8.self), stderr: String(decoding: e, as: UTF8.self))
+    try run(llmpruneBinary().path, args, env: extra, cwd: cwd)
 }
 
 struct FlagTableTests {
