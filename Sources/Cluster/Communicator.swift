@@ -224,8 +224,14 @@ public final class Communicator: @unchecked Sendable {
     /// Ends every rank of the job (after a local error, so that no peer waits forever in a collective). Safe from
     /// any thread (MPI_THREAD_MULTIPLE).
     public func abort(code: Int32) -> Never {
-        // MPI_Abort returns only if it failed; then this rank at least says so and exits.
-        if usesMPI && size > 1 { Self.exitUnless(MPI_Abort(MPI_COMM_WORLD, code), "MPI_Abort", rank: rank, status: code) }
+        if usesMPI && size > 1 {
+            // The process manager forwards each rank's output asynchronously and stops forwarding once the abort
+            // kills the job: a short pause lets the line that says why reach the user (seen with hydra: a worker's
+            // "coordinator refused this worker" line lost in about 1 run in 12 under load).
+            usleep(200_000)
+            // MPI_Abort returns only if it failed; then this rank at least says so and exits.
+            Self.exitUnless(MPI_Abort(MPI_COMM_WORLD, code), "MPI_Abort", rank: rank, status: code)
+        }
         exit(code)
     }
 }

@@ -9,11 +9,11 @@ public enum AttentionCore {
     /// floats per worker, so attention's working memory stays bounded at any sequence length.
     public static let scoreBlockRows = 512
 
-    /// attn[N × nq·hd] = softmax(Q Kᵀ/√hd, causal) V per sequence and head. With `probs`, the softmax of sequence b,
+    /// attn[N × nq·hd] = softmax(Q Kᵀ/√hd, causal, within `window` keys when given) V per sequence and head. With `probs`, the softmax of sequence b,
     /// head h is kept at probs + (b·nq + h)·T² (the backward reads it); without, each worker holds the scores of
     /// one block of query rows at a time. Sequences of up to `scoreBlockRows` tokens are one block.
     public static func forward(qkv: UnsafePointer<Float>, probs: UnsafeMutablePointer<Float>?, attn: UnsafeMutablePointer<Float>,
-                        batch: Int, seqLen T: Int, nq: Int, nkv: Int, hd: Int) {
+                        batch: Int, seqLen T: Int, nq: Int, nkv: Int, hd: Int, window: Int? = nil) {
         let width = (nq + 2 * nkv) * hd, qWidth = nq * hd, rep = nq / nkv
         let scale = 1 / Float(hd).squareRoot()
         let pairs = batch * nq
@@ -38,7 +38,7 @@ public enum AttentionCore {
                     let scores = probs.map { $0 + p * T * T + r0 * T } ?? scratch!
                     BLAS.gemm(m: m, n: T, k: hd, a: q + r0 * width, lda: width, b: k, ldb: width, bTransposed: true,
                               c: scores)
-                    Kernels.causalSoftmax(scores, rows: m, cols: T, shift: r0, scale: scale)
+                    Kernels.causalSoftmax(scores, rows: m, cols: T, shift: r0, scale: scale, window: window)
                     BLAS.gemm(m: m, n: hd, k: T, a: scores, b: v, ldb: width, bTransposed: false, c: out + r0 * qWidth,
                               ldc: qWidth)
                     r0 += m
@@ -49,7 +49,8 @@ public enum AttentionCore {
         BLAS.threads = savedThreads
     }
 
-    /// Per (sequence, KV group), the group's query heads one after another (they share dK, dV):
+    /// Per (sequence, KV group), the group's query heads one after another (they share dK, dV). A sliding window
+    /// needs nothing here: the kept softmax is zero outside it, and so are the gradients there.
     /// dP = dO·Vᵀ, dV += Pᵀ·dO, dS = softmax'(dP)/√hd, dQ = dS·K, dK += dSᵀ·Q. Writes every column of dqkv.
     public static func backward(qkv: UnsafePointer<Float>, probs: UnsafePointer<Float>, dAttn: UnsafePointer<Float>,
                          dqkv: UnsafeMutablePointer<Float>, batch: Int, seqLen T: Int, nq: Int, nkv: Int, hd: Int) {

@@ -31,8 +31,21 @@ public struct LlamaConfig: Equatable, Sendable {
     public var tieWordEmbeddings: Bool
     public var bosTokenId: Int?
     public var eosTokenId: Int?
+    /// The family as config.json names it, written back on export: "llama" or "mistral" (the same math, plus
+    /// Mistral's sliding window).
+    public var modelType: String
+    /// Sliding-window attention: a query at position t sees keys in (t − window, t]. nil: full causal attention.
+    public var slidingWindow: Int?
+    /// Which layers use the window (empty: all of them, when `slidingWindow` is set).
+    public var windowedLayers: [Bool]
 
     public var numLayers: Int { layers.count }
+
+    /// The attention window of layer `l` (nil: full causal attention).
+    public func attentionWindow(layer l: Int) -> Int? {
+        guard let w = slidingWindow else { return nil }
+        return windowedLayers.isEmpty || windowedLayers[l] ? w : nil
+    }
 
     /// The Hugging Face tensor names and shapes ([out, in]) this config implies, in model order.
     public var huggingFaceTensorShapes: [(name: String, shape: [Int])] {
@@ -59,7 +72,8 @@ public struct LlamaConfig: Equatable, Sendable {
 
     public init(vocabSize: Int, hiddenSize: Int, headDim: Int, layers: [LayerShape], rmsNormEps: Float,
                 ropeTheta: Double, maxPositionEmbeddings: Int, tieWordEmbeddings: Bool,
-                bosTokenId: Int? = nil, eosTokenId: Int? = nil) {
+                bosTokenId: Int? = nil, eosTokenId: Int? = nil, modelType: String = "llama", slidingWindow: Int? = nil,
+                windowedLayers: [Bool] = []) {
         self.vocabSize = vocabSize
         self.hiddenSize = hiddenSize
         self.headDim = headDim
@@ -70,6 +84,9 @@ public struct LlamaConfig: Equatable, Sendable {
         self.tieWordEmbeddings = tieWordEmbeddings
         self.bosTokenId = bosTokenId
         self.eosTokenId = eosTokenId
+        self.modelType = modelType
+        self.slidingWindow = slidingWindow
+        self.windowedLayers = windowedLayers
     }
 
     /// Parameter count of the model this config describes (norms included, tied head counted once).
@@ -127,6 +144,10 @@ public struct LlamaConfig: Equatable, Sendable {
                            + "\(l.intermediateSize) MLP channels (heads must be a positive multiple of KV heads)")
             }
         }
+        if let w = slidingWindow, w <= 0 { throw fail("sliding_window \(w) must be positive") }
+        guard windowedLayers.isEmpty || windowedLayers.count == layers.count else {
+            throw fail("layer_types lists \(windowedLayers.count) layers for \(layers.count)")
+        }
         guard checkedParameterCount != nil else {
             throw fail("sizes too large: vocab_size \(vocabSize), hidden_size \(hiddenSize), head_dim \(headDim) and the "
                        + "layer widths give a parameter count that overflows")
@@ -151,8 +172,44 @@ extension LlamaConfig {
             }
             return v.intValue
         }
-        if let mt = obj["model_type"] as? String, !["llama", "mistral", "qwen2", "smollm"].contains(mt) {
-            throw ModelError.invalidConfig(source: source, reason: "model_type \"\(mt)\" is not a Llama-architecture model")
+        // The families whose math is exactly this model's; the others are refused by name, never computed otherwise.
+        let modelType = (obj["model_type"] as? String) ?? "llama"
+        switch modelType {
+        case "llama", "mistral": break
+        case "qwen2":
+            throw ModelError.invalidConfig(source: source, reason: "model_type \"qwen2\": its q/k/v biases are not implemented")
+        case "smollm3":
+            throw ModelError.invalidConfig(source: source,
+                                           reason: "model_type \"smollm3\": layers without RoPE (no_rope_layers) are not implemented")
+        default:
+            throw ModelError.invalidConfig(source: source, reason: "model_type \"\(modelType)\" is not a Llama-architecture model")
+        }
+        // Keys that would change the math and are not implemented.
+        for key in ["attention_bias", "mlp_bias"] where (obj[key] as? Bool) == true {
+            throw ModelError.invalidConfig(source: source, reason: "\(key): true (biases) is not implemented")
+        }
+        for key in ["hidden_act", "hidden_activation"] {
+            if let act = obj[key] as? String, act != "silu" {
+                throw ModelError.invalidConfig(source: source, reason: "\(key) \"\(act)\" is not implemented (only silu)")
+            }
+        }
+        if let f = obj["partial_rotary_factor"] as? NSNumber, f.doubleValue != 1 {
+            throw ModelError.invalidConfig(source: source, reason: "partial_rotary_factor \(f) is not implemented (only 1)")
+        }
+        // Mistral's window (transformers' MistralConfig: 4096 when the key is absent, none when null) applies to every
+        // layer (MistralAttention reads config.sliding_window; it ignores layer_types); a Llama config has no window
+        // (transformers' LlamaConfig ignores the key).
+        var slidingWindow: Int?
+        if modelType == "mistral" {
+            if let v = obj["sliding_window"] {
+                if v is NSNull { slidingWindow = nil } else if let n = v as? NSNumber, !(v is Bool) {
+                    slidingWindow = n.intValue
+                } else {
+                    throw ModelError.invalidConfig(source: source, reason: "sliding_window must be an integer or null")
+                }
+            } else {
+                slidingWindow = 4096
+            }
         }
         // transformers 4 writes rope_scaling, transformers 5 rope_parameters; only plain RoPE is implemented.
         for key in ["rope_scaling", "rope_parameters"] {
@@ -191,7 +248,8 @@ extension LlamaConfig {
                       ?? ((obj["rope_parameters"] as? [String: Any])?["rope_theta"] as? NSNumber)?.doubleValue ?? 10000,
                   maxPositionEmbeddings: (obj["max_position_embeddings"] as? NSNumber)?.intValue ?? 2048,
                   tieWordEmbeddings: (obj["tie_word_embeddings"] as? Bool) ?? false,
-                  bosTokenId: firstInt("bos_token_id"), eosTokenId: firstInt("eos_token_id"))
+                  bosTokenId: firstInt("bos_token_id"), eosTokenId: firstInt("eos_token_id"), modelType: modelType,
+                  slidingWindow: slidingWindow)
         try validate(source: source)
     }
 
@@ -201,7 +259,7 @@ extension LlamaConfig {
     public func configJSON(extra: [String: Any] = [:]) throws -> Data {
         let first = layers[0]
         var obj: [String: Any] = [
-            "architectures": ["LlamaForCausalLM"], "model_type": "llama",
+            "architectures": [modelType == "mistral" ? "MistralForCausalLM" : "LlamaForCausalLM"], "model_type": modelType,
             "vocab_size": vocabSize, "hidden_size": hiddenSize, "head_dim": headDim,
             "num_hidden_layers": numLayers,
             "num_attention_heads": isUniform ? first.numHeads : layers.map(\.numHeads).max()!,
@@ -212,6 +270,7 @@ extension LlamaConfig {
             "hidden_act": "silu", "attention_bias": false, "mlp_bias": false, "torch_dtype": "float32",
             "use_cache": true,
         ]
+        if modelType == "mistral" { obj["sliding_window"] = slidingWindow ?? NSNull() }
         if let b = bosTokenId { obj["bos_token_id"] = b }
         if let e = eosTokenId { obj["eos_token_id"] = e }
         if !isUniform {

@@ -131,11 +131,27 @@ extension ModelLoader {
         } else {
             throw ModelError.missingFile(path: dir.path, what: "model.safetensors or model.safetensors.index.json")
         }
+        try checkNoOtherTensors(source, config: config, path: dir.path)
         return OpenedModel(config: config, source: source, path: dir.path, format: "safetensors", chatTemplate: nil) {
             let tokURL = dir.appendingPathComponent("tokenizer.json")
             if fm.fileExists(atPath: tokURL.path) { return try BPETokenizer(tokenizerJSON: tokURL) }
             if needTokenizer { throw ModelError.missingFile(path: tokURL.path, what: "tokenizer (tokenizer.json)") }
             return nil
+        }
+    }
+
+    /// A checkpoint holds the tensors its config implies and nothing that would change the math unseen: a bias the
+    /// config does not declare, or any other unknown tensor, is refused by name. Ignored, as transformers ignores
+    /// them: the rotary `inv_freq` buffer older checkpoints saved (recomputed from the config), and an `lm_head` saved
+    /// beside a tied embedding.
+    static func checkNoOtherTensors(_ source: TensorSource, config: LlamaConfig, path: String) throws {
+        let expected = Set(config.huggingFaceTensorShapes.map(\.name))
+        for name in source.tensorNames.sorted() where !expected.contains(name) {
+            if name.hasSuffix("rotary_emb.inv_freq") || (name == "lm_head.weight" && config.tieWordEmbeddings) { continue }
+            let reason = name.hasSuffix(".bias")
+                ? "tensor \(name) is a bias, but config.json declares none (attention_bias / mlp_bias false)"
+                : "tensor \(name) is not part of a Llama model with this config.json"
+            throw ModelError.invalidConfig(source: path, reason: reason)
         }
     }
 

@@ -220,7 +220,7 @@ public final class TransformerBlock {
         if profile != nil { profile!.attentionFlops += 4.0 * Double(g.batch * nq * g.seqLen * g.seqLen * hd) }
         timed("attention") {
             AttentionCore.forward(qkv: t.qkv.p, probs: t.probs?.p, attn: t.attn.p, batch: g.batch, seqLen: g.seqLen,
-                                  nq: nq, nkv: nkv, hd: hd)
+                                  nq: nq, nkv: nkv, hd: hd, window: c.attentionWindow(layer: l))
         }
         if t.xMid.p != UnsafeMutablePointer(mutating: x) { t.xMid.p.update(from: x, count: n * d) }
         project(.o, t.attn.p, tokens: n, k: qWidth, weight: lw.wo, outWidth: d, out: t.xMid.p, accumulate: true)

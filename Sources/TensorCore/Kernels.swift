@@ -63,15 +63,20 @@ public enum Kernels {
         }
     }
 
-    /// In-place causal softmax of a [q × k] score block: row i keeps columns 0...(i + shift), the rest are 0.
-    /// `scale` multiplies the scores first.
-    public static func causalSoftmax(_ s: UnsafeMutablePointer<Float>, rows: Int, cols: Int, shift: Int, scale: Float) {
+    /// In-place causal softmax of a [q × k] score block: row i keeps columns 0...(i + shift), the rest are 0; with
+    /// a sliding `window` W, columns below i + shift + 1 − W are 0 too. `scale` multiplies the scores first.
+    public static func causalSoftmax(_ s: UnsafeMutablePointer<Float>, rows: Int, cols: Int, shift: Int, scale: Float,
+                                     window: Int? = nil) {
         for i in 0..<rows {
             let row = s + i * cols
             let n = min(cols, i + shift + 1)
-            VectorMath.scale(row, scale, row, n)
-            let sum = VectorMath.expInPlace(row, n, shift: VectorMath.max(row, n))
-            VectorMath.scale(row, 1 / sum, row, n)
+            // A sliding window of W keeps keys u with t − W < u ≤ t (transformers' sliding_window_overlay).
+            let lo = window.map { min(n, max(0, i + shift + 1 - $0)) } ?? 0
+            if lo > 0 { row.update(repeating: 0, count: lo) }
+            let r = row + lo, m = n - lo
+            VectorMath.scale(r, scale, r, m)
+            let sum = VectorMath.expInPlace(r, m, shift: VectorMath.max(r, m))
+            VectorMath.scale(r, 1 / sum, r, m)
             (row + n).update(repeating: 0, count: cols - n)
         }
     }

@@ -1,0 +1,105 @@
+// Sliding-window attention (Mistral) against transformers (scripts/reference/make_window_fixtures.py): a tiny random
+// MistralForCausalLM with a window of 5 over 17-token sequences — logits, loss and every linear weight's gradient.
+import Foundation
+import Testing
+import TensorCore
+@testable import LlamaModel
+
+struct WindowTests {
+    static let dir = resources.appendingPathComponent("tiny_mistral_swa")
+    nonisolated(unsafe) static let index = try! JSONSerialization.jsonObject(
+        with: Data(contentsOf: resources.appendingPathComponent("tiny_mistral_swa.json"))) as! [String: Any]
+    static var ids: [[Int]] { index["input_ids"] as! [[Int]] }
+    static var tokens: [Int32] { ids.flatMap { $0.map(Int32.init) } }
+
+    static func floats(_ file: String) throws -> [Float] {
+        try Data(contentsOf: resources.appendingPathComponent("golden/" + file)).withUnsafeBytes { Array($0.bindMemory(to: Float.self)) }
+    }
+
+    @Test func configCarriesTheWindow() throws {
+        let m = try ModelLoader.load(path: Self.dir.path, tokenizer: false)
+        #expect(m.config.modelType == "mistral" && m.config.slidingWindow == 5)
+        #expect((0..<m.config.numLayers).allSatisfy { m.config.attentionWindow(layer: $0) == 5 })
+    }
+
+    @Test func logitsAndLossMatchTransformers() throws {
+        let m = try ModelLoader.load(path: Self.dir.path, tokenizer: false)
+        let (b, t) = (Self.ids.count, Self.ids[0].count)
+        let runner = LlamaRunner(weights: m.weights)
+        let ours = try runner.logits(tokens: Self.tokens, batch: b, seqLen: t), ref = try Self.floats("tiny_mistral_swa_logits.bin")
+        #expect(ours.count == ref.count)
+        let maxDiff = zip(ours, ref).map { abs($0 - $1) }.max()!
+        #expect(maxDiff <= 1e-4, "max |logit diff| \(maxDiff)")
+        let loss = try runner.nextTokenNLL(tokens: Self.tokens, batch: b, seqLen: t).reduce(0, +) / Double(b * (t - 1))
+        let refLoss = (Self.index["loss"] as! NSNumber).doubleValue
+        #expect(abs(loss - refLoss) <= 1e-5, "loss \(loss) vs \(refLoss)")
+        print("sliding window vs transformers: max |logit diff| \(maxDiff), loss \(loss) vs \(refLoss)")
+
+        // The window matters: without it the same weights give transformers' full-attention loss.
+        var full = m.weights.config
+        full.slidingWindow = nil
+        let fullLoss = try LlamaRunner(weights: LlamaWeights(config: full, embed: m.weights.embed, layers: m.weights.layers,
+                                                             finalNorm: m.weights.finalNorm, lmHead: m.weights.lmHead))
+            .nextTokenNLL(tokens: Self.tokens, batch: b, seqLen: t).reduce(0, +) / Double(b * (t - 1))
+        let refFull = (Self.index["loss_without_window"] as! NSNumber).doubleValue
+        #expect(abs(fullLoss - refFull) <= 1e-5 && abs(fullLoss - refLoss) > 0.1, "without window \(fullLoss) vs \(refFull)")
+    }
+
+    @Test func gradientsMatchTransformers() throws {
+        let m = try ModelLoader.load(path: Self.dir.path, tokenizer: false)
+        let c = m.config, d = c.hiddenSize, hd = c.headDim
+        let r = try GradientPass(weights: m.weights).gradients(tokens: Self.tokens, batch: Self.ids.count,
+                                                              seqLen: Self.ids[0].count, layers: 0..<c.numLayers, fisher: false)
+        #expect(abs(r.loss - (Self.index["loss"] as! NSNumber).doubleValue) <= 1e-5)
+        let all = try Self.floats("tiny_mistral_swa_grads.bin")
+        var worst = 0.0
+        for entry in Self.index["grads"] as! [[String: Any]] {
+            let name = entry["name"] as! String, shape = entry["shape"] as! [Int], offset = entry["offset"] as! Int
+            let ref = Array(all[offset..<offset + shape.reduce(1, *)])
+            let layer = Int(name.split(separator: ".")[2])!, s = c.layers[layer], g = r.gradients[layer]!
+            let nq = s.numHeads * hd * d, nkv = s.numKVHeads * hd * d, i = s.intermediateSize * d
+            let ours: [Float]
+            switch name.split(separator: ".")[4] {
+            case "q_proj": ours = Array(g.wqkv[0..<nq])
+            case "k_proj": ours = Array(g.wqkv[nq..<nq + nkv])
+            case "v_proj": ours = Array(g.wqkv[(nq + nkv)...])
+            case "o_proj": ours = g.wo
+            case "gate_proj": ours = Array(g.wGateUp[0..<i])
+            case "up_proj": ours = Array(g.wGateUp[i...])
+            default: ours = g.wDown
+            }
+            #expect(ours.count == ref.count, "\(name)")
+            let scale = Double(ref.map { abs($0) }.max()!)
+            let err = zip(ours, ref).map { Double(abs($0 - $1)) }.max()! / scale
+            #expect(err <= 1e-4, "\(name): max error \(err) of max |g|")
+            worst = max(worst, err)
+        }
+        print("sliding window gradients vs transformers: worst max error / max |g| = \(worst)")
+    }
+
+    /// Past one block of scores (512 query rows) the window still holds: blocked attention with a window of 100
+    /// against plain windowed attention in Double.
+    @Test func windowHoldsAcrossScoreBlocks() {
+        let T = AttentionCore.scoreBlockRows + 88, B = BlockTests.B, nq = BlockTests.nq, nkv = BlockTests.nkv, hd = BlockTests.hd
+        let x = BlockTests.qkv(T: T), W = 100, width = (nq + 2 * nkv) * hd
+        var out = [Float](repeating: .nan, count: B * T * nq * hd)
+        x.withUnsafeBufferPointer { q in
+            out.withUnsafeMutableBufferPointer { o in
+                AttentionCore.forward(qkv: q.baseAddress!, probs: nil, attn: o.baseAddress!, batch: B, seqLen: T, nq: nq,
+                                      nkv: nkv, hd: hd, window: W)
+            }
+        }
+        var worst = 0.0
+        for b in 0..<B { for h in 0..<nq { for t in [0, 98, 99, 100, 511, 512, 513, T - 1] {
+            let g = h / (nq / nkv), lo = max(0, t + 1 - W)
+            func at(_ row: Int, _ col: Int) -> Double { Double(x[(b * T + row) * width + col]) }
+            let s = (lo...t).map { u in (0..<hd).reduce(0.0) { $0 + at(t, h * hd + $1) * at(u, (nq + g) * hd + $1) } / Double(hd).squareRoot() }
+            let m = s.max()!, e = s.map { exp($0 - m) }, z = e.reduce(0, +)
+            for j in 0..<hd {
+                let ref = zip(lo...t, e).reduce(0.0) { $0 + $1.1 / z * at($1.0, (nq + nkv + g) * hd + j) }
+                worst = max(worst, abs(Double(out[(b * T + t) * nq * hd + h * hd + j]) - ref))
+            }
+        }}}
+        #expect(worst < 1e-5, "worst |windowed − reference| \(worst)")
+    }
+}
