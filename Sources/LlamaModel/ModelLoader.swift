@@ -70,8 +70,22 @@ public enum ModelLoader {
             throw ModelError.invalidConfig(source: f.path, reason: "tokenizer.ggml.tokens is not a string array")
         }
         let model = m["tokenizer.ggml.model"]?.string ?? "?"
+        if model == "llama" {
+            guard let scores = m["tokenizer.ggml.scores"]?.floatArray else {
+                throw ModelError.invalidConfig(source: f.path, reason: "tokenizer.ggml.scores is not a float array")
+            }
+            do {
+                return try BPETokenizer(
+                    sentencePieceVocabulary: tokens, scores: scores, tokenTypes: m["tokenizer.ggml.token_type"]?.intArray,
+                    bosId: m["tokenizer.ggml.bos_token_id"]?.int, eosId: m["tokenizer.ggml.eos_token_id"]?.int,
+                    unkId: m["tokenizer.ggml.unknown_token_id"]?.int, padId: m["tokenizer.ggml.padding_token_id"]?.int,
+                    addBOS: m["tokenizer.ggml.add_bos_token"]?.bool ?? true,
+                    addEOS: m["tokenizer.ggml.add_eos_token"]?.bool ?? false,
+                    addSpacePrefix: m["tokenizer.ggml.add_space_prefix"]?.bool ?? true)
+            } catch let e as TokenizerError { throw e.in(f.path) }
+        }
         guard model == "gpt2" else {
-            throw ModelError.invalidConfig(source: f.path, reason: "tokenizer.ggml.model \"\(model)\" is not supported (byte-level BPE \"gpt2\" only)")
+            throw ModelError.invalidConfig(source: f.path, reason: "tokenizer.ggml.model \"\(model)\" is not supported (byte-level BPE \"gpt2\" or SentencePiece \"llama\")")
         }
         return try BPETokenizer(
             vocabulary: tokens, merges: m["tokenizer.ggml.merges"]?.stringArray ?? [],

@@ -8,11 +8,17 @@ enum DecoderKind: Sendable {
     case byteLevel
     /// No decoder: HF joins the tokens with spaces.
     case none
+    /// A chain of decoders (SentencePiece-style: Replace, ByteFallback, Fuse, Strip; or Metaspace).
+    case chain([DecodeStep])
 }
 
 public final class BPETokenizer: @unchecked Sendable {
     let model: BPEModel
     let steps: [PreTokenizerStep]
+    /// tokenizer.json normalizers (SentencePiece-style legacy form), applied to each segment between added tokens
+    let normalizer: [NormalizerStep]
+    /// Score-based SentencePiece merging (GGUF "llama" vocabularies) instead of the merge-list BPE model.
+    let spm: SPMModel?
     /// The last pre-tokenizer step is ByteLevel: pieces stay raw text and are spelled in bytes inside BPE.
     let byteLevelAtEnd: Bool
     let rawMatcher: AddedTokenMatcher
@@ -39,8 +45,11 @@ public final class BPETokenizer: @unchecked Sendable {
     private static let cacheLimit = 200_000
 
     init(model: BPEModel, addedTokens: [AddedToken], steps: [PreTokenizerStep], prefixIds: [Int32],
-         suffixIds: [Int32], decoder: DecoderKind, bosId: Int?, eosId: Int?, unkId: Int? = nil, padId: Int? = nil) {
+         suffixIds: [Int32], decoder: DecoderKind, bosId: Int?, eosId: Int?, unkId: Int? = nil, padId: Int? = nil,
+         normalizer: [NormalizerStep] = [], spm: SPMModel? = nil) {
         self.model = model
+        self.normalizer = normalizer
+        self.spm = spm
         self.addedTokens = addedTokens
         self.steps = steps
         if case .byteLevel = steps.last { byteLevelAtEnd = true } else { byteLevelAtEnd = false }
@@ -124,6 +133,53 @@ public final class BPETokenizer: @unchecked Sendable {
                   bosId: bosId, eosId: eosId, unkId: unkId, padId: padId)
     }
 
+    /// Builds the tokenizer for a GGUF whose `tokenizer.ggml.model` is "llama" (a SentencePiece vocabulary):
+    /// - tokens / scores / tokenTypes: `tokenizer.ggml.tokens`, `.scores`, `.token_type`;
+    /// - encoding: the text is cut at added tokens as transformers does (CONTROL (3) tokens and the BOS/EOS/UNK/PAD
+    ///   tokens are special, USER_DEFINED (4) ones plain added tokens, all matched whole), " " becomes "▁", and
+    ///   "▁" is put in front of the text when `addSpacePrefix` (`tokenizer.ggml.add_space_prefix`, default
+    ///   true) -- only at the start of the text, not after an added token (transformers' Metaspace "first";
+    ///   llama.cpp also prefixes the text after a special token). Each piece is then merged by llama.cpp's
+    ///   `llm_tokenizer_spm` (scores, byte fallback through `<0xNN>`; every byte must have its token);
+    /// - addBOS / addEOS: `tokenizer.ggml.add_bos_token` (absent: true, as llama.cpp and transformers) /
+    ///   `add_eos_token`.
+    public convenience init(sentencePieceVocabulary tokens: [String], scores: [Float], tokenTypes: [Int]?,
+                            bosId: Int?, eosId: Int?, unkId: Int?, padId: Int? = nil, addBOS: Bool, addEOS: Bool = false,
+                            addSpacePrefix: Bool = true) throws {
+        guard !tokens.isEmpty else { throw TokenizerError.invalidArgument("empty vocabulary") }
+        if let tt = tokenTypes, tt.count != tokens.count {
+            throw TokenizerError.invalidArgument("\(tt.count) token types for \(tokens.count) tokens")
+        }
+        for (name, id) in [("BOS", bosId), ("EOS", eosId), ("UNK", unkId), ("PAD", padId)] {
+            if let id, id < 0 || id >= tokens.count {
+                throw TokenizerError.invalidArgument("\(name) id \(id) outside the vocabulary of \(tokens.count)")
+            }
+        }
+        if addBOS && bosId == nil { throw TokenizerError.invalidArgument("addBOS without a BOS id") }
+        if addEOS && eosId == nil { throw TokenizerError.invalidArgument("addEOS without an EOS id") }
+        let spm = try SPMModel(tokens: tokens, scores: scores)
+        var vocab = [TokenKey: Int32](minimumCapacity: tokens.count)
+        for (i, t) in tokens.enumerated() where vocab[TokenKey(t)] == nil { vocab[TokenKey(t)] = Int32(i) }
+        var model = try BPEModel(vocab: vocab, merges: [], unkToken: nil)
+        model.enableByteFallback()
+        var added = [AddedToken]()
+        var seen = Set<Int32>()
+        func add(_ id: Int, special: Bool) {
+            guard !seen.contains(Int32(id)) else { return }
+            seen.insert(Int32(id))
+            added.append(AddedToken(content: Array(tokens[id].unicodeScalars), id: Int32(id), special: special, normalized: false))
+        }
+        if let tt = tokenTypes { for (i, ty) in tt.enumerated() where ty == 3 { add(i, special: true) } }
+        for id in [bosId, eosId, unkId, padId].compactMap({ $0 }) { add(id, special: true) }
+        if let tt = tokenTypes { for (i, ty) in tt.enumerated() where ty == 4 { add(i, special: false) } }
+        var chain: [DecodeStep] = [.replace("\u{2581}", " "), .byteFallback, .fuse]
+        if addSpacePrefix { chain.append(.strip(" ", start: 1, stop: 0)) }
+        self.init(model: model, addedTokens: added,
+                  steps: [.metaspace("\u{2581}", addSpacePrefix ? .first : .never, split: false)],
+                  prefixIds: addBOS ? [Int32(bosId!)] : [], suffixIds: addEOS ? [Int32(eosId!)] : [],
+                  decoder: .chain(chain), bosId: bosId, eosId: eosId, unkId: unkId, padId: padId, spm: spm)
+    }
+
     // MARK: lookups
 
     /// The id of a token, spelled as the vocabulary spells it (byte alphabet: "Ġthe"), or of an added token.
@@ -152,24 +208,33 @@ public final class BPETokenizer: @unchecked Sendable {
         if addSpecialTokens { out.append(contentsOf: prefixIds) }
         var segs = [Segment]()
         rawMatcher.split(scalars, 0..<scalars.count, into: &segs)
-        if !normalizedMatcher.isEmpty {
-            var again = [Segment]()
-            for seg in segs {
-                if case .text(let r) = seg { normalizedMatcher.split(scalars, r, into: &again) } else { again.append(seg) }
-            }
-            segs = again
-        }
         for seg in segs {
             switch seg {
             case .token(let id): out.append(id)
-            case .text(let r): encodeText(scalars[r], into: &out)
+            case .text(let r):
+                // normalize the segment (if any normalizer), then cut out the normalized added tokens
+                let text: [Unicode.Scalar]
+                let range: Range<Int>
+                if normalizer.isEmpty { text = scalars; range = r } else {
+                    text = NormalizerStep.apply(normalizer, scalars[r]); range = 0..<text.count
+                }
+                var parts = [Segment]()
+                normalizedMatcher.split(text, range, into: &parts)
+                for part in parts {
+                    switch part {
+                    case .token(let id): out.append(id)
+                    case .text(let q):
+                        // HF Metaspace "first": only a piece starting at original offset 0 gets the prefix
+                        encodeText(text[q], atStart: r.lowerBound == 0 && q.lowerBound == range.lowerBound, into: &out)
+                    }
+                }
             }
         }
         if addSpecialTokens { out.append(contentsOf: suffixIds) }
         return out
     }
 
-    private func encodeText(_ text: Piece, into out: inout [Int32]) {
+    private func encodeText(_ text: Piece, atStart: Bool, into out: inout [Int32]) {
         var pieces: [Piece] = [text]
         for (k, step) in steps.enumerated() {
             var next = [Piece]()
@@ -177,6 +242,17 @@ public final class BPETokenizer: @unchecked Sendable {
             switch step {
             case .split(let pattern, let behavior, let invert):
                 for p in pieces { PreTokenizerPipeline.split(p, pattern, behavior, invert: invert, into: &next) }
+            case .metaspace(let rep, let scheme, let split):
+                for p in pieces {
+                    var m = replaceAll(p, [" "], [rep])
+                    let first = atStart && p.startIndex == text.startIndex
+                    if (scheme == .always || (scheme == .first && first)) && m.first != rep { m.insert(rep, at: 0) }
+                    if split {
+                        PreTokenizerPipeline.split(m[...], .literal([rep]), .mergedWithNext, invert: false, into: &next)
+                    } else if !m.isEmpty {
+                        next.append(m[...])
+                    }
+                }
             case .byteLevel(let addPrefixSpace, let useRegex):
                 let last = k == steps.count - 1
                 for var p in pieces {
@@ -197,10 +273,18 @@ public final class BPETokenizer: @unchecked Sendable {
             }
             pieces = next
         }
-        for p in pieces { encodeWord(p, into: &out) }
+        if let spm {
+            for p in pieces { spm.encode(p, into: &out) }
+        } else {
+            for p in pieces { encodeWord(p, into: &out) }
+        }
     }
 
     private func encodeWord(_ piece: Piece, into out: inout [Int32]) {
+        if piece.count > 256 {  // whole texts (Metaspace split: false) are not worth caching
+            model.encodeWord(piece, byteLevel: byteLevelAtEnd, into: &out)
+            return
+        }
         var v = String.UnicodeScalarView()
         v.append(contentsOf: piece)
         let key = TokenKey(String(v))
@@ -238,6 +322,15 @@ public final class BPETokenizer: @unchecked Sendable {
                 if !ok { bytes.removeSubrange(start...); bytes.append(contentsOf: Array(t.utf8)) }
             }
             return String(decoding: bytes, as: UTF8.self)
+        case .chain(let chain):
+            var tokens = [String]()
+            tokens.reserveCapacity(ids.count)
+            for id in ids {
+                if skipSpecialTokens && specialIds.contains(id) { continue }
+                if let t = token(of: Int(id)) { tokens.append(t) }
+            }
+            for step in chain { tokens = step.apply(tokens) }
+            return tokens.joined()
         case .none:
             return ids.compactMap { id -> String? in
                 if skipSpecialTokens && specialIds.contains(id) { return nil }

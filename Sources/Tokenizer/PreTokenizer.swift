@@ -113,6 +113,8 @@ enum SplitPattern: @unchecked Sendable {
 enum PreTokenizerStep: Sendable {
     case split(SplitPattern, SplitBehavior, invert: Bool)
     case byteLevel(addPrefixSpace: Bool, useRegex: Bool)
+    /// HF Metaspace: " " -> replacement, the prefix per scheme, then (if split) cut before each replacement.
+    case metaspace(Unicode.Scalar, PrependScheme, split: Bool)
 }
 
 /// A piece of text during pre-tokenization.

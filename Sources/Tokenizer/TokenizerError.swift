@@ -14,6 +14,15 @@ public enum TokenizerError: Error, CustomStringConvertible, Equatable {
     case badRegex(pattern: String, reason: String)
     /// Inconsistent arguments (empty vocabulary, token type count mismatch, id out of range...).
     case invalidArgument(String)
+    /// Any of the above, found in this file (tokenizer.json read from disk).
+    indirect case inFile(path: String, TokenizerError)
+
+    /// This error, naming the file it was found in.
+    public func `in`(_ path: String) -> TokenizerError {
+        if case .inFile = self { return self }
+        if case .io = self { return self }
+        return .inFile(path: path, self)
+    }
 
     public var description: String {
         switch self {
@@ -23,6 +32,7 @@ public enum TokenizerError: Error, CustomStringConvertible, Equatable {
         case .badMerge(let index, let reason): return "tokenizer: bad merge #\(index): \(reason)"
         case .badRegex(let pattern, let reason): return "tokenizer: bad split regex \(pattern.debugDescription): \(reason)"
         case .invalidArgument(let what): return "tokenizer: \(what)"
+        case .inFile(let path, let e): return "\(path): \(e.description)"
         }
     }
 }

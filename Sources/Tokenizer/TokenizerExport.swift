@@ -17,6 +17,15 @@ import Foundation
 extension BPETokenizer {
     /// tokenizer.json (HF `tokenizers` format) that reproduces this tokenizer's ids exactly.
     public func tokenizerJSON() throws -> Data {
+        // SentencePiece-style pipelines (normalizer, Metaspace, decoder chain, score-based GGUF vocabularies) are
+        // not written back yet: refuse rather than write a tokenizer.json that encodes differently.
+        let metaspace = steps.contains { if case .metaspace = $0 { return true } else { return false } }
+        if spm != nil || !normalizer.isEmpty || metaspace {
+            throw TokenizerError.unsupported("writing tokenizer.json for a SentencePiece-style tokenizer (Metaspace / normalizer / GGUF \"llama\" vocabulary)")
+        }
+        if case .chain = decoder {
+            throw TokenizerError.unsupported("writing tokenizer.json for a tokenizer with a decoder chain")
+        }
         var root = [(String, JSONOut)]()
         root.append(("version", .string("1.0")))
         root.append(("truncation", .null))
@@ -29,7 +38,7 @@ extension BPETokenizer {
         case .byteLevel:
             root.append(("decoder", .object([("type", .string("ByteLevel")), ("add_prefix_space", .bool(true)),
                                              ("trim_offsets", .bool(true)), ("use_regex", .bool(true))])))
-        case .none:
+        case .none, .chain:
             root.append(("decoder", .null))
         }
         root.append(("model", try modelJSON()))
@@ -108,6 +117,8 @@ extension BPETokenizer {
     private func preTokenizerJSON() throws -> JSONOut {
         let parts = steps.map { step -> JSONOut in
             switch step {
+            case .metaspace:
+                return .null  // refused in tokenizerJSON()
             case .byteLevel(let addPrefixSpace, let useRegex):
                 return .object([("type", .string("ByteLevel")), ("add_prefix_space", .bool(addPrefixSpace)),
                                 ("trim_offsets", .bool(true)), ("use_regex", .bool(useRegex))])

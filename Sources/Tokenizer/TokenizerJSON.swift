@@ -5,15 +5,31 @@
 import Foundation
 
 extension BPETokenizer {
+    /// Reads `tokenizer.json` and, when present beside it, `tokenizer_config.json` (see `tokenizerConfigData`).
     public convenience init(tokenizerJSON url: URL) throws {
         let data: Data
         do { data = try Data(contentsOf: url) } catch {
             throw TokenizerError.io(path: url.path, reason: (error as NSError).localizedDescription)
         }
-        try self.init(tokenizerJSONData: data)
+        let cfgURL = url.deletingLastPathComponent().appendingPathComponent("tokenizer_config.json")
+        let cfg = FileManager.default.contents(atPath: cfgURL.path)
+        do { try self.init(tokenizerJSONData: data, tokenizerConfigData: cfg) } catch let e as TokenizerError {
+            throw e.in(url.path)
+        }
     }
 
-    public convenience init(tokenizerJSONData data: Data) throws {
+    /// `tokenizerConfigData` (tokenizer_config.json) matters in two ways, as in transformers 5:
+    /// - `tokenizer_class` "LlamaTokenizer"/"LlamaTokenizerFast" rebuilds the SentencePiece pipeline the way that
+    ///   class does: no normalizer, Metaspace(prepend_scheme "first" -- "always" with `legacy: true`, "never"
+    ///   with `add_prefix_space: false` --, split false), decoder Replace/ByteFallback/Fuse(/Strip), whatever
+    ///   tokenizer.json says (a Llama-2 tokenizer.json with the older Prepend+Replace normalizer is encoded as
+    ///   Metaspace "first" by AutoTokenizer);
+    /// - the BOS/EOS ids fall back to its `bos_token` / `eos_token`.
+    public convenience init(tokenizerJSONData data: Data, tokenizerConfigData: Data? = nil) throws {
+        var config: JSONValue? = nil
+        if let c = tokenizerConfigData {
+            do { config = try JSONValue.parse(c) } catch { throw TokenizerError.malformed("tokenizer_config.json is not JSON") }
+        }
         let root = try JSONValue.parse(data)
         guard root.members != nil else { throw TokenizerError.malformed("top level is not an object") }
 
@@ -73,13 +89,9 @@ extension BPETokenizer {
                                   uniquingKeysWith: { a, _ in a })
         func addedOrVocabId(_ token: String) -> Int32? { addedIds[TokenKey(token)] ?? vocab[TokenKey(token)] }
 
-        // normalizer: none, or an empty Sequence
-        if let n = root["normalizer"], !n.isNull {
-            let t = n["type"]?.string ?? "?"
-            if !(t == "Sequence" && (n["normalizers"]?.array?.isEmpty ?? false)) {
-                throw TokenizerError.unsupported("normalizer \(t)")
-            }
-        }
+        // normalizer: none, or Prepend / Replace(String) / Sequence of them
+        var normalizer = [NormalizerStep]()
+        if let n = root["normalizer"], !n.isNull { try Self.normalizer(n, into: &normalizer) }
 
         // pre-tokenizer
         var steps = [PreTokenizerStep]()
@@ -95,17 +107,98 @@ extension BPETokenizer {
         var decoder = DecoderKind.none
         if let d = root["decoder"], !d.isNull {
             guard let t = d["type"]?.string else { throw TokenizerError.malformed("decoder has no type") }
-            guard t == "ByteLevel" else { throw TokenizerError.unsupported("decoder \(t)") }
-            decoder = .byteLevel
+            if t == "ByteLevel" { decoder = .byteLevel } else {
+                var chain = [DecodeStep]()
+                try Self.decoder(d, into: &chain)
+                decoder = .chain(chain)
+            }
+        }
+
+        // transformers 5's LlamaTokenizer class replaces normalizer, pre-tokenizer and decoder
+        let cls = config?["tokenizer_class"]?.string ?? ""
+        if cls == "LlamaTokenizer" || cls == "LlamaTokenizerFast" {
+            guard model.byteFallback else {
+                throw TokenizerError.unsupported("tokenizer_class \(cls) with a BPE model without byte_fallback")
+            }
+            let addPrefixSpace = config?["add_prefix_space"].bool(default: true) ?? true
+            let legacy = config?["legacy"].bool(default: false) ?? false
+            normalizer = []
+            steps = [.metaspace("\u{2581}", addPrefixSpace ? (legacy ? .always : .first) : .never, split: false)]
+            var chain: [DecodeStep] = [.replace("\u{2581}", " "), .byteFallback, .fuse]
+            if addPrefixSpace { chain.append(.strip(" ", start: 1, stop: 0)) }
+            decoder = .chain(chain)
         }
 
         // BOS / EOS: the template's special tokens, else conventional names
-        let bos: Int? = prefix.first.map(Int.init)
+        func configToken(_ key: String) -> Int? {
+            guard let v = config?[key], let name = v.string ?? v["content"]?.string else { return nil }
+            return addedOrVocabId(name).map(Int.init)
+        }
+        let bos: Int? = prefix.first.map(Int.init) ?? configToken("bos_token")
             ?? ["<|begin_of_text|>", "<s>", "<|endoftext|>", "<|im_start|>"].lazy.compactMap { addedOrVocabId($0) }.first.map(Int.init)
-        let eos: Int? = suffix.last.map(Int.init)
+        let eos: Int? = suffix.last.map(Int.init) ?? configToken("eos_token")
             ?? ["<|end_of_text|>", "</s>", "<|endoftext|>", "<|im_end|>"].lazy.compactMap { addedOrVocabId($0) }.first.map(Int.init)
         self.init(model: model, addedTokens: added, steps: steps, prefixIds: prefix, suffixIds: suffix,
-                  decoder: decoder, bosId: bos, eosId: eos)
+                  decoder: decoder, bosId: bos, eosId: eos, normalizer: normalizer)
+    }
+
+    private static func normalizer(_ n: JSONValue, into steps: inout [NormalizerStep]) throws {
+        guard let type = n["type"]?.string else { throw TokenizerError.malformed("normalizer has no type") }
+        switch type {
+        case "Sequence":
+            guard let list = n["normalizers"]?.array else { throw TokenizerError.malformed("Sequence normalizer lacks normalizers") }
+            for q in list { try normalizer(q, into: &steps) }
+        case "Prepend":
+            guard let p = n["prepend"]?.string else { throw TokenizerError.malformed("Prepend normalizer lacks prepend") }
+            steps.append(.prepend(Array(p.unicodeScalars)))
+        case "Replace":
+            guard let c = n["content"]?.string else { throw TokenizerError.malformed("Replace normalizer lacks content") }
+            guard let pat = n["pattern"]?["String"]?.string else {
+                throw TokenizerError.unsupported("normalizer Replace with a non-String pattern")
+            }
+            steps.append(.replace(Array(pat.unicodeScalars), Array(c.unicodeScalars)))
+        default:
+            throw TokenizerError.unsupported("normalizer \(type)")
+        }
+    }
+
+    private static func decoder(_ d: JSONValue, into chain: inout [DecodeStep]) throws {
+        guard let type = d["type"]?.string else { throw TokenizerError.malformed("decoder has no type") }
+        func char(_ key: String) throws -> Character {
+            guard let s = d[key]?.string, s.count == 1, let c = s.first else {
+                throw TokenizerError.malformed("decoder \(type) \(key) is not one character")
+            }
+            return c
+        }
+        switch type {
+        case "Sequence":
+            guard let list = d["decoders"]?.array else { throw TokenizerError.malformed("Sequence decoder lacks decoders") }
+            for q in list { try decoder(q, into: &chain) }
+        case "ByteLevel": chain.append(.byteLevel)
+        case "ByteFallback": chain.append(.byteFallback)
+        case "Fuse": chain.append(.fuse)
+        case "Replace":
+            guard let pat = d["pattern"]?["String"]?.string, let c = d["content"]?.string else {
+                throw TokenizerError.unsupported("decoder Replace with a non-String pattern")
+            }
+            chain.append(.replace(pat, c))
+        case "Strip":
+            chain.append(.strip(try char("content"), start: d["start"]?.int32.map(Int.init) ?? 0,
+                                stop: d["stop"]?.int32.map(Int.init) ?? 0))
+        case "Metaspace":
+            chain.append(.metaspace(try char("replacement"), try prependScheme(d)))
+        default:
+            throw TokenizerError.unsupported("decoder \(type)")
+        }
+    }
+
+    /// Metaspace's prepend_scheme, or the older add_prefix_space (true: always).
+    private static func prependScheme(_ p: JSONValue) throws -> PrependScheme {
+        if let s = p["prepend_scheme"]?.string {
+            guard let v = PrependScheme(rawValue: s) else { throw TokenizerError.unsupported("Metaspace prepend_scheme \(s)") }
+            return v
+        }
+        return p["add_prefix_space"].bool(default: true) ? .always : .never
     }
 
     private static func preTokenizer(_ p: JSONValue, into steps: inout [PreTokenizerStep]) throws {
@@ -128,6 +221,11 @@ extension BPETokenizer {
             let bname = p["behavior"]?.string ?? "Isolated"
             guard let behavior = SplitBehavior(rawValue: bname) else { throw TokenizerError.unsupported("Split behavior \(bname)") }
             steps.append(.split(pattern, behavior, invert: p["invert"].bool()))
+        case "Metaspace":
+            guard let r = p["replacement"]?.string, r.unicodeScalars.count == 1, let rep = r.unicodeScalars.first else {
+                throw TokenizerError.malformed("Metaspace replacement is not one character")
+            }
+            steps.append(.metaspace(rep, try prependScheme(p), split: p["split"].bool(default: true)))
         default:
             throw TokenizerError.unsupported("pre_tokenizer \(type)")
         }

@@ -19,6 +19,9 @@ extension BPETokenizer {
     /// The result can be written with `writeHuggingFaceFiles(to:modelMaxLength:chatTemplate:)`.
     public func restricted(toVocabularySize v: Int) throws -> BPETokenizer {
         guard v > 0 else { throw TokenizerError.invalidArgument("vocabulary size \(v) is not positive") }
+        if spm != nil && vocabularySize > v {
+            throw TokenizerError.unsupported("restricting a GGUF SentencePiece (\"llama\") vocabulary")
+        }
         if vocabularySize <= v { return self }
         let limit = Int32(clamping: v)
         func fail(_ why: String) -> TokenizerError {
@@ -76,7 +79,7 @@ extension BPETokenizer {
 
         return BPETokenizer(model: m, addedTokens: addedTokens.filter { $0.id < limit }, steps: steps,
                             prefixIds: prefixIds, suffixIds: suffixIds, decoder: decoder, bosId: bosId, eosId: eosId,
-                            unkId: unkId, padId: padId)
+                            unkId: unkId, padId: padId, normalizer: normalizer)
     }
 }
 

@@ -41,8 +41,8 @@ struct ErrorTests {
     }
 
     @Test func unsupportedComponents() {
-        let pre = #"{"model": {"type": "BPE", "vocab": \#(Self.vocab), "merges": []}, "pre_tokenizer": {"type": "Metaspace"}}"#
-        #expect(throws: TokenizerError.unsupported("pre_tokenizer Metaspace")) { try Self.load(pre) }
+        let pre = #"{"model": {"type": "BPE", "vocab": \#(Self.vocab), "merges": []}, "pre_tokenizer": {"type": "WhitespaceSplit"}}"#
+        #expect(throws: TokenizerError.unsupported("pre_tokenizer WhitespaceSplit")) { try Self.load(pre) }
         let norm = #"{"model": {"type": "BPE", "vocab": \#(Self.vocab), "merges": []}, "normalizer": {"type": "NFKC"}}"#
         #expect(throws: TokenizerError.unsupported("normalizer NFKC")) { try Self.load(norm) }
         let regex = #"{"model": {"type": "BPE", "vocab": \#(Self.vocab), "merges": []}, "pre_tokenizer": {"type": "Split", "pattern": {"Regex": "(unclosed"}, "behavior": "Isolated"}}"#

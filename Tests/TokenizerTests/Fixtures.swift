@@ -80,6 +80,9 @@ struct GGUFTokenizerMetadata {
     var bosId: Int? = nil
     var eosId: Int? = nil
     var addBOS: Bool? = nil
+    var scores: [Float]? = nil
+    var unkId: Int? = nil
+    var addSpacePrefix: Bool? = nil
 
     init(url: URL) throws {
         let m = try GGUFFile(path: url.path).metadata
@@ -91,10 +94,18 @@ struct GGUFTokenizerMetadata {
         bosId = m["tokenizer.ggml.bos_token_id"]?.int
         eosId = m["tokenizer.ggml.eos_token_id"]?.int
         addBOS = m["tokenizer.ggml.add_bos_token"]?.bool
+        scores = m["tokenizer.ggml.scores"]?.floatArray
+        unkId = m["tokenizer.ggml.unknown_token_id"]?.int
+        addSpacePrefix = m["tokenizer.ggml.add_space_prefix"]?.bool
     }
 
     func tokenizer() throws -> BPETokenizer {
-        try BPETokenizer(vocabulary: tokens, merges: merges, tokenTypes: tokenTypes, preTokenizer: pre,
+        if model == "llama" {
+            return try BPETokenizer(sentencePieceVocabulary: tokens, scores: scores ?? [], tokenTypes: tokenTypes,
+                                    bosId: bosId, eosId: eosId, unkId: unkId, addBOS: addBOS ?? true,
+                                    addSpacePrefix: addSpacePrefix ?? true)
+        }
+        return try BPETokenizer(vocabulary: tokens, merges: merges, tokenTypes: tokenTypes, preTokenizer: pre,
                          bosId: bosId, eosId: eosId, addBOS: addBOS ?? false)
     }
 }
