@@ -9,11 +9,11 @@ here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 repo="$(cd "$here/../.." && pwd)"
 venv="${LLMPRUNE_VENV:-$repo/.venv-ref}"
 py="$venv/bin/python"
-pkgs=(transformers gguf peft safetensors numpy tokenizers sentencepiece)
+pkgs=(transformers gguf peft safetensors numpy tokenizers sentencepiece protobuf)
 
 check() {
   [ -x "$py" ] && "$py" - <<'PY' >/dev/null 2>&1
-import torch, transformers, gguf, peft, safetensors, numpy, tokenizers, sentencepiece
+import torch, transformers, gguf, peft, safetensors, numpy, tokenizers, sentencepiece, google.protobuf
 PY
 }
 
