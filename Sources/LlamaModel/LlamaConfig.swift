@@ -27,6 +27,7 @@ public struct LlamaConfig: Equatable, Sendable {
     public var layers: [LayerShape]
     public var rmsNormEps: Float
     public var ropeTheta: Double
+    public var ropeScaling: RopeScaling = .none   // RopeScaling.swift
     public var maxPositionEmbeddings: Int
     public var tieWordEmbeddings: Bool
     public var bosTokenId: Int?
@@ -211,12 +212,7 @@ extension LlamaConfig {
                 slidingWindow = 4096
             }
         }
-        // transformers 4 writes rope_scaling, transformers 5 rope_parameters; only plain RoPE is implemented.
-        for key in ["rope_scaling", "rope_parameters"] {
-            if let rs = obj[key] as? [String: Any], let t = (rs["rope_type"] ?? rs["type"]) as? String, t != "default" {
-                throw ModelError.invalidConfig(source: source, reason: "\(key) type \"\(t)\" is not supported")
-            }
-        }
+        let rope = try RopeScaling.parse(configJSON: obj, source: source)   // rope_scaling (v4) / rope_parameters (v5)
         let hidden = try int("hidden_size")
         let heads = try int("num_attention_heads")
         let kv = (obj["num_key_value_heads"] as? NSNumber)?.intValue ?? heads
@@ -244,12 +240,12 @@ extension LlamaConfig {
         }
         self.init(vocabSize: try int("vocab_size"), hiddenSize: hidden, headDim: headDim, layers: layers,
                   rmsNormEps: Float((obj["rms_norm_eps"] as? NSNumber)?.doubleValue ?? 1e-6),
-                  ropeTheta: (obj["rope_theta"] as? NSNumber)?.doubleValue
-                      ?? ((obj["rope_parameters"] as? [String: Any])?["rope_theta"] as? NSNumber)?.doubleValue ?? 10000,
+                  ropeTheta: rope.theta ?? (obj["rope_theta"] as? NSNumber)?.doubleValue ?? 10000,
                   maxPositionEmbeddings: (obj["max_position_embeddings"] as? NSNumber)?.intValue ?? 2048,
                   tieWordEmbeddings: (obj["tie_word_embeddings"] as? Bool) ?? false,
                   bosTokenId: firstInt("bos_token_id"), eosTokenId: firstInt("eos_token_id"), modelType: modelType,
                   slidingWindow: slidingWindow)
+        ropeScaling = rope.scaling
         try validate(source: source)
     }
 
@@ -273,6 +269,7 @@ extension LlamaConfig {
         if modelType == "mistral" { obj["sliding_window"] = slidingWindow ?? NSNull() }
         if let b = bosTokenId { obj["bos_token_id"] = b }
         if let e = eosTokenId { obj["eos_token_id"] = e }
+        if let r = try ropeScaling.configJSONValue() { obj["rope_scaling"] = r }
         if !isUniform {
             let raw = try JSONEncoder().encode(layers)
             obj[Self.layerWidthsKey] = try JSONSerialization.jsonObject(with: raw)

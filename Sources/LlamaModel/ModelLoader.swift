@@ -53,13 +53,14 @@ public enum ModelLoader {
         let vocab = m["llama.vocab_size"]?.int ?? m["tokenizer.ggml.tokens"]?.stringArray?.count
             ?? f.tensor(named: "token_embd.weight")?.shape.last ?? 0
         let layers = (0..<n).map { LayerShape(numHeads: heads[$0], numKVHeads: kv[$0], intermediateSize: ff[$0]) }
-        let cfg = LlamaConfig(
+        var cfg = LlamaConfig(
             vocabSize: vocab, hiddenSize: d, headDim: headDim, layers: layers,
             rmsNormEps: Float(m["llama.attention.layer_norm_rms_epsilon"]?.double ?? 1e-5),
             ropeTheta: m["llama.rope.freq_base"]?.double ?? 10000,
             maxPositionEmbeddings: m["llama.context_length"]?.int ?? 2048,
             tieWordEmbeddings: f.tensor(named: "output.weight") == nil,
             bosTokenId: m["tokenizer.ggml.bos_token_id"]?.int, eosTokenId: m["tokenizer.ggml.eos_token_id"]?.int)
+        cfg.ropeScaling = try RopeScaling.parse(gguf: f, arch: arch, headDim: headDim, contextLength: cfg.maxPositionEmbeddings)
         try cfg.validate(source: f.path)
         return cfg
     }

@@ -121,6 +121,7 @@ public final class TransformerBlock {
     private(set) var ropeSin: [Float] = []
     private var ropeNegSin: [Float] = []        // −sin: the backward rotates by −θ
     private var ropePositions = 0
+    private var ropeDynamicLength: Int?          // L the tables were built for under dynamic RoPE past max_pos
 
     public init(config: LlamaConfig) {
         self.config = config
@@ -136,26 +137,35 @@ public final class TransformerBlock {
         return r
     }
 
-    /// Makes the rotary tables cover positions 0..<positions.
+    /// Makes the rotary tables cover positions 0..<positions, for a batch of sequences `positions` long: dynamic
+    /// RoPE past max_position_embeddings depends on that length, and its tables are rebuilt when it changes.
     public func ensureRope(_ positions: Int) {
-        guard positions > ropePositions else { return }
+        let dynamic = config.ropeScaling.dynamicLength(seqLen: positions, maxPositionEmbeddings: config.maxPositionEmbeddings)
+        guard positions > ropePositions || dynamic != ropeDynamicLength else { return }
         (ropeCos, ropeSin) = Self.ropeTables(config: config, positions: positions)
         ropeNegSin = ropeSin.map { -$0 }
         ropePositions = positions
+        ropeDynamicLength = dynamic
     }
 
-    /// cos and sin [positions × hd/2] of the rotary angles. inv_freq as transformers computes it:
-    /// theta^(-2j/hd) in double, angles in fp32 like its matmul.
+    /// cos and sin [positions × hd/2] of the rotary angles for sequences `positions` long. inv_freq as transformers
+    /// computes it for the config's RoPE type (RopeScaling.swift; plain RoPE: theta^(-2j/hd) in double), angles in
+    /// fp32 like its matmul, cos and sin times the type's attention factor (yarn).
     public static func ropeTables(config: LlamaConfig, positions: Int) -> (cos: [Float], sin: [Float]) {
         let half = config.headDim / 2
         var cs = [Float](repeating: 0, count: positions * half), sn = cs
-        let inv = (0..<half).map { j in Float(1.0 / Foundation.pow(config.ropeTheta, Double(2 * j) / Double(config.headDim))) }
+        let (inv, attention) = config.ropeScaling.inverseFrequencies(
+            theta: config.ropeTheta, headDim: config.headDim, maxPositionEmbeddings: config.maxPositionEmbeddings,
+            seqLen: positions)
         for p in 0..<positions {
             for j in 0..<half {
                 let a = Float(p) * inv[j]
                 cs[p * half + j] = Foundation.cos(a)
                 sn[p * half + j] = Foundation.sin(a)
             }
+        }
+        if attention != 1 {
+            for i in cs.indices { cs[i] *= attention; sn[i] *= attention }
         }
         return (cs, sn)
     }

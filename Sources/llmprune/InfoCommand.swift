@@ -22,7 +22,9 @@ enum InfoCommand {
         if json { try CLI.printJSON(r); return }
         print("model       \(m.path) (\(m.format))")
         print("shape       vocab \(c.vocabSize), hidden \(c.hiddenSize), head_dim \(c.headDim), \(c.numLayers) layers")
-        print("rope        theta \(c.ropeTheta); rms_norm_eps \(c.rmsNormEps); embeddings \(c.tieWordEmbeddings ? "tied" : "untied")")
+        let rs = c.ropeScaling, scaling = rs.kind == .default && rs.frequencyDivisors == nil ? ""
+            : ", \(rs.kind.rawValue == "default" ? "GGUF rope_freqs" : rs.kind.rawValue) scaling" + (rs.factor.map { " factor \($0)" } ?? "")
+        print("rope        theta \(c.ropeTheta)\(scaling); rms_norm_eps \(c.rmsNormEps); embeddings \(c.tieWordEmbeddings ? "tied" : "untied")")
         print("parameters  \(c.parameterCount)")
         print("layer  q-heads  kv-heads  mlp   params")
         for (i, l) in c.layers.enumerated() {
