@@ -39,6 +39,8 @@ public struct LlamaConfig: Equatable, Sendable {
     public var slidingWindow: Int?
     /// Which layers use the window (empty: all of them, when `slidingWindow` is set).
     public var windowedLayers: [Bool]
+    /// Which layers rotate q and k (empty: all). SmolLM3 leaves every 4th layer without RoPE (`no_rope_layers`).
+    public var ropeLayers: [Bool]
 
     public var numLayers: Int { layers.count }
 
@@ -47,6 +49,9 @@ public struct LlamaConfig: Equatable, Sendable {
         guard let w = slidingWindow else { return nil }
         return windowedLayers.isEmpty || windowedLayers[l] ? w : nil
     }
+
+    /// Whether layer `l` applies rotary embedding to q and k.
+    public func usesRope(layer l: Int) -> Bool { ropeLayers.isEmpty || ropeLayers[l] }
 
     /// The Hugging Face tensor names and shapes ([out, in]) this config implies, in model order.
     public var huggingFaceTensorShapes: [(name: String, shape: [Int])] {
@@ -74,7 +79,7 @@ public struct LlamaConfig: Equatable, Sendable {
     public init(vocabSize: Int, hiddenSize: Int, headDim: Int, layers: [LayerShape], rmsNormEps: Float,
                 ropeTheta: Double, maxPositionEmbeddings: Int, tieWordEmbeddings: Bool,
                 bosTokenId: Int? = nil, eosTokenId: Int? = nil, modelType: String = "llama", slidingWindow: Int? = nil,
-                windowedLayers: [Bool] = []) {
+                windowedLayers: [Bool] = [], ropeLayers: [Bool] = []) {
         self.vocabSize = vocabSize
         self.hiddenSize = hiddenSize
         self.headDim = headDim
@@ -88,6 +93,7 @@ public struct LlamaConfig: Equatable, Sendable {
         self.modelType = modelType
         self.slidingWindow = slidingWindow
         self.windowedLayers = windowedLayers
+        self.ropeLayers = ropeLayers
     }
 
     /// Parameter count of the model this config describes (norms included, tied head counted once).
@@ -149,6 +155,9 @@ public struct LlamaConfig: Equatable, Sendable {
         guard windowedLayers.isEmpty || windowedLayers.count == layers.count else {
             throw fail("layer_types lists \(windowedLayers.count) layers for \(layers.count)")
         }
+        guard ropeLayers.isEmpty || ropeLayers.count == layers.count else {
+            throw fail("no_rope_layers lists \(ropeLayers.count) layers for \(layers.count)")
+        }
         guard checkedParameterCount != nil else {
             throw fail("sizes too large: vocab_size \(vocabSize), hidden_size \(hiddenSize), head_dim \(headDim) and the "
                        + "layer widths give a parameter count that overflows")
@@ -179,9 +188,7 @@ extension LlamaConfig {
         case "llama", "mistral": break
         case "qwen2":
             throw ModelError.invalidConfig(source: source, reason: "model_type \"qwen2\": its q/k/v biases are not implemented")
-        case "smollm3":
-            throw ModelError.invalidConfig(source: source,
-                                           reason: "model_type \"smollm3\": layers without RoPE (no_rope_layers) are not implemented")
+        case "smollm3": break
         default:
             throw ModelError.invalidConfig(source: source, reason: "model_type \"\(modelType)\" is not a Llama-architecture model")
         }
@@ -238,16 +245,53 @@ extension LlamaConfig {
             if let a = obj[k] as? [NSNumber] { return a.first?.intValue }
             return nil
         }
+        // SmolLM3 (transformers' SmolLM3Config): layer i rotates q and k unless no_rope_layers[i] is 0 (default: every
+        // no_rope_layer_interval-th layer, 4, goes without); with use_sliding_window, the layers layer_types marks
+        // sliding_attention (default: the NoPE layers) use the window.
+        var ropeLayers: [Bool] = [], windowedLayers: [Bool] = []
+        if modelType == "smollm3" {
+            func bad(_ m: String) -> ModelError { .invalidConfig(source: source, reason: m) }
+            if let list = obj["no_rope_layers"], !(list is NSNull) {
+                guard let a = list as? [NSNumber], a.count == n else { throw bad("no_rope_layers must list \(n) integers") }
+                ropeLayers = a.map { $0.intValue != 0 }
+            } else {
+                let interval = (obj["no_rope_layer_interval"] as? NSNumber)?.intValue ?? 4
+                guard interval > 0 else { throw bad("no_rope_layer_interval \(interval) must be positive") }
+                ropeLayers = (0..<n).map { ($0 + 1) % interval != 0 }
+            }
+            let useWindow = (obj["use_sliding_window"] as? Bool) ?? false
+            var window: Int?
+            if let v = obj["sliding_window"], !(v is NSNull) {
+                guard let w = v as? NSNumber, !(v is Bool) else { throw bad("sliding_window must be an integer or null") }
+                window = w.intValue
+            }
+            let types: [String]
+            if let t = obj["layer_types"], !(t is NSNull) {
+                guard let a = t as? [String], a.count == n, a.allSatisfy({ ["full_attention", "sliding_attention"].contains($0) })
+                else { throw bad("layer_types must list \(n) of full_attention / sliding_attention") }
+                types = a
+            } else {
+                types = ropeLayers.map { useWindow && window != nil && !$0 ? "sliding_attention" : "full_attention" }
+            }
+            if useWindow, let window {
+                slidingWindow = window
+                windowedLayers = types.map { $0 == "sliding_attention" }
+            }
+        }
         self.init(vocabSize: try int("vocab_size"), hiddenSize: hidden, headDim: headDim, layers: layers,
                   rmsNormEps: Float((obj["rms_norm_eps"] as? NSNumber)?.doubleValue ?? 1e-6),
                   ropeTheta: rope.theta ?? (obj["rope_theta"] as? NSNumber)?.doubleValue ?? 10000,
                   maxPositionEmbeddings: (obj["max_position_embeddings"] as? NSNumber)?.intValue ?? 2048,
                   tieWordEmbeddings: (obj["tie_word_embeddings"] as? Bool) ?? false,
                   bosTokenId: firstInt("bos_token_id"), eosTokenId: firstInt("eos_token_id"), modelType: modelType,
-                  slidingWindow: slidingWindow)
+                  slidingWindow: slidingWindow, windowedLayers: windowedLayers, ropeLayers: ropeLayers)
         ropeScaling = rope.scaling
         try validate(source: source)
     }
+
+    /// The transformers class of each family this model computes.
+    static let architectures = ["llama": "LlamaForCausalLM", "mistral": "MistralForCausalLM",
+                                "smollm3": "SmolLM3ForCausalLM"]
 
     /// A `config.json` that `transformers` loads as `LlamaForCausalLM`. Uniform models get plain Llama keys;
     /// heterogeneous ones also carry `layer_widths` (the plain keys then hold the widest layer, which stock
@@ -255,7 +299,7 @@ extension LlamaConfig {
     public func configJSON(extra: [String: Any] = [:]) throws -> Data {
         let first = layers[0]
         var obj: [String: Any] = [
-            "architectures": [modelType == "mistral" ? "MistralForCausalLM" : "LlamaForCausalLM"], "model_type": modelType,
+            "architectures": [Self.architectures[modelType] ?? "LlamaForCausalLM"], "model_type": modelType,
             "vocab_size": vocabSize, "hidden_size": hiddenSize, "head_dim": headDim,
             "num_hidden_layers": numLayers,
             "num_attention_heads": isUniform ? first.numHeads : layers.map(\.numHeads).max()!,
@@ -267,6 +311,12 @@ extension LlamaConfig {
             "use_cache": true,
         ]
         if modelType == "mistral" { obj["sliding_window"] = slidingWindow ?? NSNull() }
+        if modelType == "smollm3" {
+            obj["no_rope_layers"] = (0..<numLayers).map { usesRope(layer: $0) ? 1 : 0 }
+            obj["use_sliding_window"] = slidingWindow != nil
+            obj["sliding_window"] = slidingWindow ?? NSNull()
+            obj["layer_types"] = (0..<numLayers).map { attentionWindow(layer: $0) != nil ? "sliding_attention" : "full_attention" }
+        }
         if let b = bosTokenId { obj["bos_token_id"] = b }
         if let e = eosTokenId { obj["eos_token_id"] = e }
         if let r = try ropeScaling.configJSONValue() { obj["rope_scaling"] = r }

@@ -11,6 +11,7 @@
 //
 // The layer, as transformers' LlamaDecoderLayer computes it:
 //   h = rmsnorm₁(x);  q|k|v = h·Wqkvᵀ;  rope(q, k);  a = softmax(q kᵀ/√hd, causal)·v per head;  xMid = x + a·Woᵀ
+//   (rope skipped in SmolLM3's NoPE layers; the causal mask narrowed to a sliding window where the config sets one)
 //   h = rmsnorm₂(xMid);  g|u = h·Wguᵀ;  act = silu(g)·u;  y = xMid + act·Wdownᵀ
 import Foundation
 import TensorCore
@@ -226,7 +227,7 @@ public final class TransformerBlock {
         norm(lw.inputNorm, x, out: h, rows: n)
         project(.qkv, h, tokens: n, k: d, weight: lw.wqkv, outWidth: width, out: t.qkv.p, accumulate: false)
         hook?.forward(.qkv, layer: l, input: h, output: t.qkv.p, ld: width, shape: s, geometry: g)
-        timed("rope") { rope(t.qkv.p, shape: s, geometry: g, inverse: false) }
+        if c.usesRope(layer: l) { timed("rope") { rope(t.qkv.p, shape: s, geometry: g, inverse: false) } }
         if profile != nil { profile!.attentionFlops += 4.0 * Double(g.batch * nq * g.seqLen * g.seqLen * hd) }
         timed("attention") {
             AttentionCore.forward(qkv: t.qkv.p, probs: t.probs?.p, attn: t.attn.p, batch: g.batch, seqLen: g.seqLen,
@@ -294,7 +295,7 @@ public final class TransformerBlock {
         guard needQKV else { return }
         AttentionCore.backward(qkv: t.qkv.p, probs: probs.p, dAttn: b.dAttn, dqkv: b.dqkv, batch: g.batch,
                                seqLen: g.seqLen, nq: nq, nkv: nkv, hd: hd)
-        rope(b.dqkv, shape: s, geometry: g, inverse: true)
+        if c.usesRope(layer: l) { rope(b.dqkv, shape: s, geometry: g, inverse: true) }
         lw.inputNorm.withUnsafeBufferPointer { w in      // h = rmsnorm₁(x), the q|k|v input
             Kernels.rmsNorm(x, weight: w.baseAddress!, out: h, rows: n, dim: d, eps: eps)
         }

@@ -6,26 +6,51 @@ import Formats
 import LlamaModel
 
 public enum SyntheticShape: String, CaseIterable, Sendable {
-    case llama2_70b = "llama2-70b", llama13b = "llama-13b", llama7b = "llama-7b", llama3b = "llama-3b",
+    case llama2_70b = "llama2-70b", llama13b = "llama-13b", llama7b = "llama-7b", llama2_7b = "llama-2-7b",
+         llama3_1_8b = "llama-3.1-8b", llama3_2_1b = "llama-3.2-1b", mistral7b = "mistral-7b", llama3b = "llama-3b",
          tinyllama = "tinyllama-1.1b", smollm2 = "smollm2-135m", tiny
 
-    /// The published shapes (Llama-2-70B; LLaMA-13B; LLaMA-7B; OpenLLaMA-3B; TinyLlama-1.1B; SmolLM2-135M). `tiny`
-    /// is for tests.
+    /// The published shapes with their real configs: widths, vocabulary, tying, RoPE (base and scaling), context and
+    /// window — Llama-2-70B; LLaMA-13B; LLaMA-7B; Llama-2-7B; Llama-3.1-8B and Llama-3.2-1B (llama3 RoPE scaling);
+    /// Mistral-7B-v0.1 (sliding window 4096); OpenLLaMA-3B; TinyLlama-1.1B; SmolLM2-135M (their config.json files on
+    /// the Hugging Face hub). `tiny` is for tests.
     public func config(vocabSize: Int? = nil) -> LlamaConfig {
         func make(_ v: Int, _ d: Int, _ heads: Int, _ kv: Int, _ inter: Int, _ layers: Int, tied: Bool, theta: Double,
-                  eps: Float) -> LlamaConfig {
+                  eps: Float, context: Int = 2048, bos: Int = 1, eos: Int = 2) -> LlamaConfig {
             LlamaConfig(vocabSize: vocabSize ?? v, hiddenSize: d, headDim: d / heads,
                         layers: Array(repeating: LayerShape(numHeads: heads, numKVHeads: kv, intermediateSize: inter), count: layers),
-                        rmsNormEps: eps, ropeTheta: theta, maxPositionEmbeddings: 2048, tieWordEmbeddings: tied,
-                        bosTokenId: 1, eosTokenId: 2)
+                        rmsNormEps: eps, ropeTheta: theta, maxPositionEmbeddings: context, tieWordEmbeddings: tied,
+                        bosTokenId: bos, eosTokenId: eos)
+        }
+        /// Llama-3.1's RoPE scaling (rope_type llama3; low 1, high 4, original context 8192).
+        func llama3(_ c: LlamaConfig, factor: Double) -> LlamaConfig {
+            var c = c
+            c.ropeScaling = RopeScaling(kind: .llama3)
+            c.ropeScaling.factor = factor
+            c.ropeScaling.lowFreqFactor = 1
+            c.ropeScaling.highFreqFactor = 4
+            c.ropeScaling.originalMaxPositionEmbeddings = 8192
+            return c
         }
         switch self {
-        case .llama2_70b: return make(32000, 8192, 64, 8, 28672, 80, tied: false, theta: 10000, eps: 1e-5)
+        case .llama2_70b: return make(32000, 8192, 64, 8, 28672, 80, tied: false, theta: 10000, eps: 1e-5, context: 4096)
         case .llama13b: return make(32000, 5120, 40, 40, 13824, 40, tied: false, theta: 10000, eps: 1e-6)
         case .llama7b: return make(32000, 4096, 32, 32, 11008, 32, tied: false, theta: 10000, eps: 1e-6)
+        case .llama2_7b: return make(32000, 4096, 32, 32, 11008, 32, tied: false, theta: 10000, eps: 1e-5, context: 4096)
+        case .llama3_1_8b:
+            return llama3(make(128256, 4096, 32, 8, 14336, 32, tied: false, theta: 500000, eps: 1e-5, context: 131072,
+                               bos: 128000, eos: 128001), factor: 8)
+        case .llama3_2_1b:
+            return llama3(make(128256, 2048, 32, 8, 8192, 16, tied: true, theta: 500000, eps: 1e-5, context: 131072,
+                               bos: 128000, eos: 128001), factor: 32)
+        case .mistral7b:
+            var c = make(32000, 4096, 32, 8, 14336, 32, tied: false, theta: 10000, eps: 1e-5, context: 32768)
+            c.modelType = "mistral"
+            c.slidingWindow = 4096
+            return c
         case .llama3b: return make(32000, 3200, 32, 32, 8640, 26, tied: false, theta: 10000, eps: 1e-6)
         case .tinyllama: return make(32000, 2048, 32, 4, 5632, 22, tied: false, theta: 10000, eps: 1e-5)
-        case .smollm2: return make(49152, 576, 9, 3, 1536, 30, tied: true, theta: 100000, eps: 1e-5)
+        case .smollm2: return make(49152, 576, 9, 3, 1536, 30, tied: true, theta: 100000, eps: 1e-5, context: 8192)
         case .tiny: return make(256, 64, 4, 2, 96, 4, tied: false, theta: 10000, eps: 1e-5)
         }
     }

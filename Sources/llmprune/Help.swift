@@ -1,6 +1,8 @@
 // Help texts: `llmprune --help` prints the overview, `llmprune COMMAND --help` the command's page. The pages of
 // commands with flag tables (Flags.swift) print those tables, values shown being the defaults. docs/cli.md holds
 // every page verbatim (Tests/CLITests/HelpTests.swift checks it).
+import ModelExport
+
 enum Help {
     static let overview = """
     usage: llmprune <command> [flags]          llmprune <command> --help for the command's flags
@@ -17,7 +19,7 @@ enum Help {
       tune      LoRA recovery (one process, or data parallel under mpiexec), peft adapter out
       merge     fold a LoRA adapter into the weights → Hugging Face directory
       report    report.html (SVG charts) and summary.json of a run or job directory
-      synth     a random-weight Llama of a real shape (70B, 13B, 7B, 3B, 1.1B, 135M), streamed to a sharded directory
+      synth     a random-weight model of a real shape and config (Llama-2/3.x, Mistral, TinyLlama, SmolLM2), streamed
 
     PATH is a .gguf file or a Hugging Face model directory (config.json, safetensors, tokenizer.json).
     Named datasets (wikitext2, ptb, ptb-valid) are read from ../shared/data or $LLMPRUNE_DATA.
@@ -68,7 +70,7 @@ enum Help {
           W += (alpha/r)·B·A for every adapted weight; writes a Hugging Face directory.
         """,
         "synth": """
-        usage: llmprune synth --shape llama2-70b|llama-13b|llama-7b|llama-3b|tinyllama-1.1b|smollm2-135m|tiny --out DIR [flags]
+        usage: llmprune synth --shape \(SyntheticShape.allCases.map(\.rawValue).joined(separator: "|")) --out DIR [flags]
           --dtype bf16|f16|f32   weights on disk (default bf16)
           --seed 42              a tensor's values depend on the seed and its name only
           --vocab-size N         override the shape's vocabulary

@@ -59,7 +59,11 @@ struct ConfigVariantTests {
     @Test func unknownModelTypes() throws {
         expectRefused(try variant { $0["model_type"] = "gemma" }, mentions: ["model_type", "gemma"])
         expectRefused(try variant { $0["model_type"] = "qwen2" }, mentions: ["qwen2", "biases"])
-        expectRefused(try variant { $0["model_type"] = "smollm3" }, mentions: ["smollm3", "no_rope_layers"])
+        expectRefused(try variant { $0["model_type"] = "phi3" }, mentions: ["model_type", "phi3"])
+        expectRefused(try variant { $0["model_type"] = "smollm3"; $0["no_rope_layers"] = [1, 0, 1] },
+                      mentions: ["no_rope_layers"])
+        expectRefused(try variant { $0["model_type"] = "smollm3"; $0["use_sliding_window"] = true; $0["sliding_window"] = 0 },
+                      mentions: ["sliding_window"])
     }
 
     @Test func keysThatChangeTheMath() throws {

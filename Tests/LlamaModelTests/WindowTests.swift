@@ -1,65 +1,83 @@
-// Sliding-window attention (Mistral) against transformers (scripts/reference/make_window_fixtures.py): a tiny random
-// MistralForCausalLM with a window of 5 over 17-token sequences — logits, loss and every linear weight's gradient.
+// Attention variants against transformers (scripts/reference/make_window_fixtures.py), tiny random models over
+// 17-token sequences: Mistral's sliding window (5), and SmolLM3's layer without RoPE (with use_sliding_window, that
+// layer's window of 5) — logits, loss and every linear weight's gradient.
 import Foundation
 import Testing
 import TensorCore
 @testable import LlamaModel
 
+/// One golden fixture of make_window_fixtures.py.
+struct VariantGolden {
+    let name: String
+    var dir: URL { resources.appendingPathComponent(name) }
+    var index: [String: Any] {
+        try! JSONSerialization.jsonObject(with: Data(contentsOf: resources.appendingPathComponent(name + ".json"))) as! [String: Any]
+    }
+    var ids: [[Int]] { index["input_ids"] as! [[Int]] }
+    var tokens: [Int32] { ids.flatMap { $0.map(Int32.init) } }
+    func floats(_ suffix: String) throws -> [Float] {
+        try Data(contentsOf: resources.appendingPathComponent("golden/\(name)_\(suffix).bin"))
+            .withUnsafeBytes { Array($0.bindMemory(to: Float.self)) }
+    }
+}
+
 struct WindowTests {
     static let dir = resources.appendingPathComponent("tiny_mistral_swa")
-    nonisolated(unsafe) static let index = try! JSONSerialization.jsonObject(
-        with: Data(contentsOf: resources.appendingPathComponent("tiny_mistral_swa.json"))) as! [String: Any]
-    static var ids: [[Int]] { index["input_ids"] as! [[Int]] }
-    static var tokens: [Int32] { ids.flatMap { $0.map(Int32.init) } }
+    static let variants = ["tiny_mistral_swa", "tiny_smollm3"]
 
-    static func floats(_ file: String) throws -> [Float] {
-        try Data(contentsOf: resources.appendingPathComponent("golden/" + file)).withUnsafeBytes { Array($0.bindMemory(to: Float.self)) }
-    }
-
-    @Test func configCarriesTheWindow() throws {
+    @Test func configsCarryTheVariant() throws {
         let m = try ModelLoader.load(path: Self.dir.path, tokenizer: false)
         #expect(m.config.modelType == "mistral" && m.config.slidingWindow == 5)
-        #expect((0..<m.config.numLayers).allSatisfy { m.config.attentionWindow(layer: $0) == 5 })
+        #expect((0..<m.config.numLayers).allSatisfy { m.config.attentionWindow(layer: $0) == 5 && m.config.usesRope(layer: $0) })
+        let s = try ModelLoader.load(path: resources.appendingPathComponent("tiny_smollm3").path, tokenizer: false).config
+        #expect(s.modelType == "smollm3" && (0..<4).map { s.usesRope(layer: $0) } == [true, true, true, false])
+        #expect((0..<4).map { s.attentionWindow(layer: $0) } == [nil, nil, nil, 5])
+        #expect(try LlamaConfig(configJSON: s.configJSON(), source: "config.json") == s)
     }
 
-    @Test func logitsAndLossMatchTransformers() throws {
-        let m = try ModelLoader.load(path: Self.dir.path, tokenizer: false)
-        let (b, t) = (Self.ids.count, Self.ids[0].count)
+    @Test(arguments: variants)
+    func logitsAndLossMatchTransformers(_ name: String) throws {
+        let v = VariantGolden(name: name)
+        let m = try ModelLoader.load(path: v.dir.path, tokenizer: false)
+        let (b, t) = (v.ids.count, v.ids[0].count)
         let runner = LlamaRunner(weights: m.weights)
-        let ours = try runner.logits(tokens: Self.tokens, batch: b, seqLen: t), ref = try Self.floats("tiny_mistral_swa_logits.bin")
+        let ours = try runner.logits(tokens: v.tokens, batch: b, seqLen: t), ref = try v.floats("logits")
         #expect(ours.count == ref.count)
         let maxDiff = zip(ours, ref).map { abs($0 - $1) }.max()!
         #expect(maxDiff <= 1e-4, "max |logit diff| \(maxDiff)")
-        let loss = try runner.nextTokenNLL(tokens: Self.tokens, batch: b, seqLen: t).reduce(0, +) / Double(b * (t - 1))
-        let refLoss = (Self.index["loss"] as! NSNumber).doubleValue
+        let loss = try runner.nextTokenNLL(tokens: v.tokens, batch: b, seqLen: t).reduce(0, +) / Double(b * (t - 1))
+        let refLoss = (v.index["loss"] as! NSNumber).doubleValue
         #expect(abs(loss - refLoss) <= 1e-5, "loss \(loss) vs \(refLoss)")
-        print("sliding window vs transformers: max |logit diff| \(maxDiff), loss \(loss) vs \(refLoss)")
+        print("\(name) vs transformers: max |logit diff| \(maxDiff), loss \(loss) vs \(refLoss)")
 
-        // The window matters: without it the same weights give transformers' full-attention loss.
-        var full = m.weights.config
-        full.slidingWindow = nil
-        let fullLoss = try LlamaRunner(weights: LlamaWeights(config: full, embed: m.weights.embed, layers: m.weights.layers,
-                                                             finalNorm: m.weights.finalNorm, lmHead: m.weights.lmHead))
-            .nextTokenNLL(tokens: Self.tokens, batch: b, seqLen: t).reduce(0, +) / Double(b * (t - 1))
-        let refFull = (Self.index["loss_without_window"] as! NSNumber).doubleValue
-        #expect(abs(fullLoss - refFull) <= 1e-5 && abs(fullLoss - refLoss) > 0.1, "without window \(fullLoss) vs \(refFull)")
+        // The variant matters: as plain Llama math (full causal attention, RoPE everywhere) the same weights give
+        // transformers' plain loss.
+        var plain = m.weights.config
+        plain.modelType = "llama"; plain.slidingWindow = nil; plain.windowedLayers = []; plain.ropeLayers = []
+        let plainLoss = try LlamaRunner(weights: LlamaWeights(config: plain, embed: m.weights.embed, layers: m.weights.layers,
+                                                              finalNorm: m.weights.finalNorm, lmHead: m.weights.lmHead))
+            .nextTokenNLL(tokens: v.tokens, batch: b, seqLen: t).reduce(0, +) / Double(b * (t - 1))
+        let refPlain = (v.index["loss_without_variant"] as! NSNumber).doubleValue
+        #expect(abs(plainLoss - refPlain) <= 1e-5 && abs(plainLoss - refLoss) > 0.01, "plain \(plainLoss) vs \(refPlain)")
     }
 
-    @Test func gradientsMatchTransformers() throws {
-        let m = try ModelLoader.load(path: Self.dir.path, tokenizer: false)
+    @Test(arguments: variants)
+    func gradientsMatchTransformers(_ name: String) throws {
+        let v = VariantGolden(name: name)
+        let m = try ModelLoader.load(path: v.dir.path, tokenizer: false)
         let c = m.config, d = c.hiddenSize, hd = c.headDim
-        let r = try GradientPass(weights: m.weights).gradients(tokens: Self.tokens, batch: Self.ids.count,
-                                                              seqLen: Self.ids[0].count, layers: 0..<c.numLayers, fisher: false)
-        #expect(abs(r.loss - (Self.index["loss"] as! NSNumber).doubleValue) <= 1e-5)
-        let all = try Self.floats("tiny_mistral_swa_grads.bin")
+        let r = try GradientPass(weights: m.weights).gradients(tokens: v.tokens, batch: v.ids.count,
+                                                              seqLen: v.ids[0].count, layers: 0..<c.numLayers, fisher: false)
+        #expect(abs(r.loss - (v.index["loss"] as! NSNumber).doubleValue) <= 1e-5)
+        let all = try v.floats("grads")
         var worst = 0.0
-        for entry in Self.index["grads"] as! [[String: Any]] {
-            let name = entry["name"] as! String, shape = entry["shape"] as! [Int], offset = entry["offset"] as! Int
+        for entry in v.index["grads"] as! [[String: Any]] {
+            let pname = entry["name"] as! String, shape = entry["shape"] as! [Int], offset = entry["offset"] as! Int
             let ref = Array(all[offset..<offset + shape.reduce(1, *)])
-            let layer = Int(name.split(separator: ".")[2])!, s = c.layers[layer], g = r.gradients[layer]!
+            let layer = Int(pname.split(separator: ".")[2])!, s = c.layers[layer], g = r.gradients[layer]!
             let nq = s.numHeads * hd * d, nkv = s.numKVHeads * hd * d, i = s.intermediateSize * d
             let ours: [Float]
-            switch name.split(separator: ".")[4] {
+            switch pname.split(separator: ".")[4] {
             case "q_proj": ours = Array(g.wqkv[0..<nq])
             case "k_proj": ours = Array(g.wqkv[nq..<nq + nkv])
             case "v_proj": ours = Array(g.wqkv[(nq + nkv)...])
@@ -68,13 +86,13 @@ struct WindowTests {
             case "up_proj": ours = Array(g.wGateUp[i...])
             default: ours = g.wDown
             }
-            #expect(ours.count == ref.count, "\(name)")
+            #expect(ours.count == ref.count, "\(pname)")
             let scale = Double(ref.map { abs($0) }.max()!)
             let err = zip(ours, ref).map { Double(abs($0 - $1)) }.max()! / scale
-            #expect(err <= 1e-4, "\(name): max error \(err) of max |g|")
+            #expect(err <= 1e-4, "\(pname): max error \(err) of max |g|")
             worst = max(worst, err)
         }
-        print("sliding window gradients vs transformers: worst max error / max |g| = \(worst)")
+        print("\(name) gradients vs transformers: worst max error / max |g| = \(worst)")
     }
 
     /// Past one block of scores (512 query rows) the window still holds: blocked attention with a window of 100
