@@ -8,12 +8,14 @@ import LlamaModel
 public enum SyntheticShape: String, CaseIterable, Sendable {
     case llama2_70b = "llama2-70b", llama13b = "llama-13b", llama7b = "llama-7b", llama2_7b = "llama-2-7b",
          llama3_1_8b = "llama-3.1-8b", llama3_2_1b = "llama-3.2-1b", mistral7b = "mistral-7b", llama3b = "llama-3b",
-         tinyllama = "tinyllama-1.1b", smollm2 = "smollm2-135m", tiny
+         tinyllama = "tinyllama-1.1b", smollm2 = "smollm2-135m", tiny, tinyLlama3 = "tiny-llama3",
+         tinyMistral = "tiny-mistral"
 
     /// The published shapes with their real configs: widths, vocabulary, tying, RoPE (base and scaling), context and
     /// window — Llama-2-70B; LLaMA-13B; LLaMA-7B; Llama-2-7B; Llama-3.1-8B and Llama-3.2-1B (llama3 RoPE scaling);
     /// Mistral-7B-v0.1 (sliding window 4096); OpenLLaMA-3B; TinyLlama-1.1B; SmolLM2-135M (their config.json files on
-    /// the Hugging Face hub). `tiny` is for tests.
+    /// the Hugging Face hub). `tiny` is for tests, and so are `tiny-llama3` (tied, GQA, Llama-3.2's RoPE scaling: the
+    /// features of Llama-3.2 at test size) and `tiny-mistral` (a sliding window of 8).
     public func config(vocabSize: Int? = nil) -> LlamaConfig {
         func make(_ v: Int, _ d: Int, _ heads: Int, _ kv: Int, _ inter: Int, _ layers: Int, tied: Bool, theta: Double,
                   eps: Float, context: Int = 2048, bos: Int = 1, eos: Int = 2) -> LlamaConfig {
@@ -52,6 +54,13 @@ public enum SyntheticShape: String, CaseIterable, Sendable {
         case .tinyllama: return make(32000, 2048, 32, 4, 5632, 22, tied: false, theta: 10000, eps: 1e-5)
         case .smollm2: return make(49152, 576, 9, 3, 1536, 30, tied: true, theta: 100000, eps: 1e-5, context: 8192)
         case .tiny: return make(256, 64, 4, 2, 96, 4, tied: false, theta: 10000, eps: 1e-5)
+        case .tinyLlama3: return llama3(make(256, 64, 4, 2, 96, 6, tied: true, theta: 500000, eps: 1e-5, context: 131072),
+                                        factor: 32)
+        case .tinyMistral:
+            var c = make(256, 64, 4, 2, 96, 6, tied: false, theta: 10000, eps: 1e-5, context: 32768)
+            c.modelType = "mistral"
+            c.slidingWindow = 8
+            return c
         }
     }
 }
