@@ -84,4 +84,27 @@ struct BiasTests {
         #expect(biases == (name == "tiny_qwen2_bias" ? 6 : 14))
         print("\(name) gradients (weights and \(biases) biases) vs transformers: worst max error / max |g| = \(worst)")
     }
+
+    /// A low-memory stage (layers widened from the mapped file one at a time) reads the biases too: its loss and
+    /// gradients, biases included, are those of the full load bit for bit.
+    @Test(arguments: names) func streamedStageMatchesTheFullLoad(_ name: String) throws {
+        let path = resources.appendingPathComponent(name).path
+        let meta = try Self.meta(name), (tokens, b, t) = Self.tokens(meta)
+        let full = try ModelLoader.load(path: path, tokenizer: false).weights
+        let ref = try GradientPass(weights: full).gradients(tokens: tokens, batch: b, seqLen: t, layers: 0..<2, fisher: true)
+        let stage = try ModelLoader.loadStage(path: path, layers: 0..<2, embedding: true, head: true, tokenizer: false,
+                                              lowMemory: true)
+        #expect(stage.streamed != nil && stage.weights.layers.allSatisfy { $0.biasCount == 0 })
+        let pass = StageGradientPass(stage: stage, scored: 0..<2)
+        _ = try pass.forward(tokens: tokens, batch: b, seqLen: t, input: nil)
+        _ = try pass.lossBackward()
+        _ = try pass.backward(outputGradient: nil, fisher: true)
+        let r = pass.result()
+        #expect(r.loss == ref.loss)
+        for l in 0..<2 {
+            #expect(r.gradients[l]!.parts == ref.gradients[l]!.parts, "layer \(l)")
+            #expect(r.fisher![l]!.parts == ref.fisher![l]!.parts, "layer \(l)")
+            #expect(r.gradients[l]!.bqkv.count == full.layers[l].bqkv.count && !r.gradients[l]!.bqkv.isEmpty)
+        }
+    }
 }
