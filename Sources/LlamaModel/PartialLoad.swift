@@ -107,6 +107,7 @@ extension ModelLoader {
         let gguf = try GGUFFile(path: file)
         let config = try ggufConfig(gguf)
         let source = try GGUFLlamaSource(gguf)
+        try checkNoOtherTensors(source, config: config, path: file)
         return OpenedModel(config: config, source: source, path: file, format: "gguf",
                            chatTemplate: gguf.metadata["tokenizer.chat_template"]?.string) {
             if gguf.metadata["tokenizer.ggml.tokens"] != nil { return try ggufTokenizer(gguf) }
@@ -144,7 +145,8 @@ extension ModelLoader {
     }
 
     /// A checkpoint holds the tensors its config implies and nothing that would change the math unseen: a bias the
-    /// config does not declare, or any other unknown tensor, is refused by name. Ignored, as transformers ignores
+    /// config does not declare, or any other unknown tensor, is refused by name (for a GGUF: under its HF name; GGUF
+    /// tensors with no HF counterpart, such as rope_freqs, are read elsewhere or not at all). Ignored, as transformers ignores
     /// them: the rotary `inv_freq` buffer older checkpoints saved (recomputed from the config), and an `lm_head` saved
     /// beside a tied embedding.
     static func checkNoOtherTensors(_ source: TensorSource, config: LlamaConfig, path: String) throws {
@@ -152,9 +154,9 @@ extension ModelLoader {
         for name in source.tensorNames.sorted() where !expected.contains(name) {
             if name.hasSuffix("rotary_emb.inv_freq") || (name == "lm_head.weight" && config.tieWordEmbeddings) { continue }
             let reason = name.hasSuffix(".bias")
-                ? "tensor \(name) is a bias, but config.json declares no such bias (model_type \(config.modelType), "
+                ? "tensor \(name) is a bias, but the config declares no such bias (model_type \(config.modelType), "
                     + "attention_bias \(config.oBias), mlp_bias \(config.mlpBias))"
-                : "tensor \(name) is not part of a Llama model with this config.json"
+                : "tensor \(name) is not part of a Llama model with this config"
             throw ModelError.invalidConfig(source: path, reason: reason)
         }
     }

@@ -107,4 +107,24 @@ struct BiasTests {
             #expect(r.gradients[l]!.bqkv.count == full.layers[l].bqkv.count && !r.gradients[l]!.bqkv.isEmpty)
         }
     }
+
+    /// The same weights as F32 GGUFs: arch qwen2 (q/k in HF order) against transformers' own load of that GGUF (which
+    /// has no sliding-window key, hence no window), and arch llama (q/k weights and biases permuted as llama.cpp's
+    /// converter does) against the safetensors model (transformers' GGUF loader drops llama biases).
+    @Test(arguments: names) func ggufGivesTheSameModel(_ name: String) throws {
+        let m = try ModelLoader.load(path: resources.appendingPathComponent(name + ".gguf").path, tokenizer: false)
+        let hf = try ModelLoader.load(path: resources.appendingPathComponent(name).path, tokenizer: false)
+        let qwen = name == "tiny_qwen2_bias"
+        #expect(m.config.modelType == (qwen ? "qwen2" : "llama") && m.config.slidingWindow == nil)
+        #expect((m.config.qkvBias, m.config.oBias, m.config.mlpBias) == (hf.config.qkvBias, hf.config.oBias, hf.config.mlpBias))
+        for (a, b) in zip(m.weights.layers, hf.weights.layers) {
+            #expect(a.wqkv == b.wqkv && a.bqkv == b.bqkv && a.bo == b.bo && a.bGateUp == b.bGateUp && a.bDown == b.bDown)
+        }
+        let meta = try Self.meta(name), (tokens, b, t) = Self.tokens(meta)
+        let ours = try LlamaRunner(weights: m.weights).logits(tokens: tokens, batch: b, seqLen: t)
+        let ref = try Self.floats(qwen ? name + "_gguf_logits.bin" : name + "_logits.bin")
+        let diff = zip(ours, ref).map { abs($0 - $1) }.max()!
+        #expect(ours.count == ref.count && diff <= 1e-4, "max |logit diff| \(diff)")
+        print("\(name).gguf vs \(qwen ? "transformers' load of the GGUF" : "the safetensors model"): max |logit diff| \(diff)")
+    }
 }

@@ -10,6 +10,12 @@ Output (default Tests/LlamaModelTests/Resources/), for NAME in tiny_qwen2_bias, 
   NAME.json                  input ids, loss, the gradient index (name, shape, offset), and Taylor unit scores
                              (importance.py with the bias element counted in its row: element1, vector, param_second;
                              reductions sum and max; Fisher from LLM-Pruner's per-sample loop)
+  NAME.gguf                  the same weights as an F32 GGUF written like convert_hf_to_gguf.py: arch qwen2 (no q/k
+                             permutation; the GGUF has no sliding-window key, so transformers loads it without the
+                             window) / arch llama (q/k weights AND biases permuted); byte-level vocab
+  golden/tiny_qwen2_bias_gguf_logits.bin  logits of transformers' own load of the qwen2 GGUF (gguf_file=...).
+                             transformers' GGUF loader builds a llama model without biases (it ignores the bias
+                             tensors), so the llama GGUF's reference is the safetensors model (the same tensors).
 
 Run: scripts/reference/run.sh make_bias_fixtures.py [--out DIR]
 """
@@ -54,6 +60,55 @@ def build(kind, cfg):
                 p.copy_(0.08 * torch.randn_like(p))
     model.eval()
     return model
+
+
+def write_gguf(kind, cfg, model, path):
+    import gguf
+    import numpy as np
+    from make_tiny_fixtures import byte_vocab, llamacpp_permute, gguf_name
+    n_head, n_kv, hd = cfg["num_attention_heads"], cfg["num_key_value_heads"], cfg["head_dim"]
+    w = gguf.GGUFWriter(str(path), kind)
+    w.add_type(gguf.GGUFType.MODEL)
+    w.add_name(path.stem)
+    w.add_block_count(cfg["num_hidden_layers"])
+    w.add_context_length(cfg["max_position_embeddings"])
+    w.add_embedding_length(cfg["hidden_size"])
+    w.add_feed_forward_length(cfg["intermediate_size"])
+    w.add_head_count(n_head)
+    w.add_head_count_kv(n_kv)
+    w.add_rope_freq_base(float(cfg["rope_theta"]))
+    w.add_layer_norm_rms_eps(float(cfg["rms_norm_eps"]))
+    w.add_key_length(hd)
+    w.add_value_length(hd)
+    w.add_file_type(gguf.LlamaFileType.ALL_F32)
+    w.add_vocab_size(cfg["vocab_size"])
+    w.add_rope_dimension_count(hd)
+    tokens, types = byte_vocab()
+    w.add_tokenizer_model("gpt2")
+    w.add_tokenizer_pre("default")
+    w.add_token_list(tokens)
+    w.add_token_types(types)
+    w.add_token_scores([0.0] * len(tokens))
+    w.add_bos_token_id(cfg["bos_token_id"])
+    w.add_eos_token_id(cfg["eos_token_id"])
+    sd = {k: v.detach().float().numpy() for k, v in model.state_dict().items()}
+    if cfg["tie_word_embeddings"]:
+        sd.pop("lm_head.weight", None)
+    order = sorted(sd, key=lambda k: (0, 0, "") if k == "model.embed_tokens.weight" else
+                   ((1, int(k.split(".")[2]), k) if k.startswith("model.layers.") else (2, 0, k)))
+    for k in order:
+        data = sd[k].astype(np.float32)
+        # LlamaModel.modify_tensors permutes q/k weights and biases; Qwen2Model keeps HF order.
+        if kind == "llama" and (k.endswith("q_proj.weight") or k.endswith("q_proj.bias")):
+            data = llamacpp_permute(data, n_head, n_head)
+        elif kind == "llama" and (k.endswith("k_proj.weight") or k.endswith("k_proj.bias")):
+            data = llamacpp_permute(data, n_head, n_kv)
+        name = gguf_name(k[:-len(".bias")] + ".weight")[:-len(".weight")] + ".bias" if k.endswith(".bias") else gguf_name(k)
+        w.add_tensor(name, np.ascontiguousarray(data))
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
 
 
 def main():
@@ -107,6 +162,23 @@ def main():
                 "grads": index, "scores": scores, "torch": torch.__version__,
                 "transformers": __import__("transformers").__version__}
         (out / f"{name}.json").write_text(json.dumps(meta, indent=1) + "\n")
+
+        from transformers import AutoModelForCausalLM
+        write_gguf(kind, cfg, model, out / f"{name}.gguf")
+        if kind != "qwen2":
+            continue
+        gm = AutoModelForCausalLM.from_pretrained(str(out), gguf_file=f"{name}.gguf", dtype=torch.float32,
+                                                  attn_implementation="eager")
+        gm.eval()
+        with torch.no_grad():
+            gl = gm(input_ids=ids).logits
+            sd, gsd = model.state_dict(), gm.state_dict()
+            # transformers' GGUF load holds the same tensors (its q/k un-permuted for llama)
+            worst = max(float((sd[k] - gsd[k]).abs().max()) for k in gsd if k in sd)
+        assert worst == 0.0 and all(k in gsd for k in sd if k.endswith(".bias")), (name, worst)
+        gl.to(torch.float32).numpy().astype("<f4").tofile(out / "golden" / f"{name}_gguf_logits.bin")
+        print(f"{name}.gguf: transformers loads it as {type(gm).__name__}, tensors identical; max |logit diff| vs the "
+              f"safetensors model {float((gl - res.logits).abs().max()):.3e}", file=sys.stderr)
         print(f"{name}: loss {res.loss.item():.6f} (biases zeroed {no_bias_loss:.6f}); {offset} gradient values",
               file=sys.stderr)
 
