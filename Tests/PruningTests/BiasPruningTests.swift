@@ -107,3 +107,42 @@ func biasedCutEqualsMaskedOriginalAndExports(_ name: String) throws {
         .write(to: root.appendingPathComponent(name + ".json"))
     print("\(name): pruned vs masked original max |logit diff| \(diff); export at \(out.path)")
 }
+
+/// The cluster job's cut-and-write, per stage, on the biased fixtures: low-memory stages (layers widened from the
+/// mapped file, cut and streamed to their shard one at a time) and fp32-held stages give the single-process cut,
+/// biases included; the index's total size counts them.
+@Test(arguments: BiasFixtures.names, [true, false])
+func biasedShardsLoadBackAsTheSingleProcessCut(_ name: String, streamed: Bool) throws {
+    let path = BiasFixtures.dir.appendingPathComponent(name).path
+    let w = try ModelLoader.load(path: path, tokenizer: false).weights
+    let dir = try PlanTempDir()
+    let settings = PruneSettings(ratio: 0.5, layerStart: 0, layerEnd: 2, criterion: .l1, attentionUnit: .queryHead,
+                                 allocation: .global)
+    let plan = try PlanFixtures.plan(w.config, settings, dir: dir)
+    let want = try Pruner.apply(plan: plan, to: w)
+    #expect(want.layers.allSatisfy { $0.biasCount > 0 })
+    let out = dir.file("out")
+    let staging = try HFExport.createStaging(for: out, tag: "test", force: false)
+    let blocks = [0..<1, 1..<2]
+    var shards: [ShardFile] = []
+    for (k, block) in blocks.enumerated() {
+        let embedding = k == 0, head = k == blocks.count - 1
+        let stage = try ModelLoader.loadStage(path: path, layers: block, embedding: embedding, head: head, tokenizer: false,
+                                              lowMemory: streamed)
+        shards.append(streamed
+            ? try HFExport.writeStreamedShard(plan: plan, stage: stage, embedding: embedding, head: head, dtype: "F32",
+                                              index: k, count: blocks.count, into: staging)
+            : try HFExport.writeHeldShard(plan: plan, weights: stage.weights, layers: block, embedding: embedding,
+                                          head: head, index: k, count: blocks.count, into: staging))
+    }
+    try HFExport.writeIndex(shards: shards, into: staging)
+    try HFExport.writeModelFiles(config: want.config, tokenizerSource: .none, into: staging)
+    try HFExport.commit(staging: staging, to: out, force: false)
+    let back = try ModelLoader.load(path: out.path, tokenizer: false).weights
+    #expect(back.config == want.config)
+    let ta = back.huggingFaceTensors(), tb = want.huggingFaceTensors()
+    #expect(ta.map(\.name) == tb.map(\.name) && ta.contains { $0.name.hasSuffix(".bias") })
+    for (x, y) in zip(ta, tb) { #expect(x.shape == y.shape && x.values == y.values, "\(x.name)") }
+    let index = try JSONSerialization.jsonObject(with: Data(contentsOf: out.appendingPathComponent(HFExport.indexFileName))) as! [String: Any]
+    #expect((index["metadata"] as! [String: Any])["total_size"] as? Int == 4 * plan.parametersAfter)
+}
