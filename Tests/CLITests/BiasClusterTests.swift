@@ -36,3 +36,30 @@ import Testing
         }
     }
 }
+
+/// A bias the config declares but the file lacks, and a bias tensor the config does not declare: one line naming the
+/// file and the tensor, exit ≠ 0.
+@Suite struct BiasBadInput {
+    func copy(_ s: Scratch, _ name: String, edit: (inout [String: Any]) -> Void) throws -> String {
+        let src = fixtures.appendingPathComponent(name), dir = s.url.appendingPathComponent(name + "-edited")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        try FileManager.default.copyItem(at: src.appendingPathComponent("model.safetensors"),
+                                         to: dir.appendingPathComponent("model.safetensors"))
+        var obj = try readJSON(src.appendingPathComponent("config.json").path)
+        edit(&obj)
+        try JSONSerialization.data(withJSONObject: obj).write(to: dir.appendingPathComponent("config.json"))
+        return dir.path
+    }
+
+    @Test func declaredBiasMissingFromTheFile() throws {
+        let s = Scratch()
+        let dir = try copy(s, "tiny") { $0["attention_bias"] = true }
+        expectCleanFailure(try llmprune(["info", "--model", dir]), mentions: [dir, "model.layers.0.self_attn.q_proj.bias"])
+    }
+
+    @Test func biasTensorTheConfigDoesNotDeclare() throws {
+        let s = Scratch()
+        let dir = try copy(s, "tiny_llama_bias") { $0["mlp_bias"] = false }
+        expectCleanFailure(try llmprune(["info", "--model", dir]), mentions: [dir, "mlp.down_proj.bias", "mlp_bias false"])
+    }
+}
