@@ -35,30 +35,27 @@ public enum ShardedGradients {
     }
 
     private static func append(_ g: LayerGradients, scaled s: Float, to flat: inout [Float]) {
-        for part in [g.wqkv, g.wo, g.wGateUp, g.wDown] { flat.append(contentsOf: part.map { $0 * s }) }
+        for part in g.parts { flat.append(contentsOf: part.map { $0 * s }) }
     }
 
     private static func take(like w: LayerWeights, from flat: [Float], at offset: inout Int) -> LayerGradients {
         func next(_ n: Int) -> [Float] { defer { offset += n }; return Array(flat[offset..<offset + n]) }
-        return LayerGradients(wqkv: next(w.wqkv.count), wo: next(w.wo.count), wGateUp: next(w.wGateUp.count),
-                              wDown: next(w.wDown.count))
+        return LayerGradients(parts: LayerGradients(zerosLike: w).parts.map { next($0.count) })
     }
 }
 
 extension LayerGradients {
     /// Elements over the four weight matrices.
-    var count: Int { wqkv.count + wo.count + wGateUp.count + wDown.count }
+    var count: Int { parts.reduce(0) { $0 + $1.count } }
 
     /// Every element times `s`.
     func scaled(by s: Float) -> LayerGradients {
-        LayerGradients(wqkv: wqkv.map { $0 * s }, wo: wo.map { $0 * s }, wGateUp: wGateUp.map { $0 * s },
-                       wDown: wDown.map { $0 * s })
+        LayerGradients(parts: parts.map { $0.map { $0 * s } })
     }
 
     /// self + s·other, element-wise.
     func adding(_ other: LayerGradients, scaledBy s: Float) -> LayerGradients {
         func add(_ a: [Float], _ b: [Float]) -> [Float] { zip(a, b).map { $0 + s * $1 } }
-        return LayerGradients(wqkv: add(wqkv, other.wqkv), wo: add(wo, other.wo), wGateUp: add(wGateUp, other.wGateUp),
-                              wDown: add(wDown, other.wDown))
+        return LayerGradients(parts: zip(parts, other.parts).map { add($0, $1) })
     }
 }

@@ -92,8 +92,11 @@ public final class GGUFLlamaSource: TensorSource, @unchecked Sendable {
     public let unmappedTensorNames: [String]
     private let byHF: [String: GGUFTensorInfo]
 
-    /// Architectures whose q/k were permuted by llama.cpp's converter in the Llama way.
-    public static let supportedArchitectures: Set<String> = ["llama", "mistral"]
+    /// Architectures of the Llama family: llama and mistral, whose q/k rows llama.cpp's converter permuted in the
+    /// Llama way, and qwen2, whose rows it keeps in Hugging Face order (Qwen2Model has no permute: NEOX rope).
+    public static let supportedArchitectures: Set<String> = ["llama", "mistral", "qwen2"]
+    /// Whether q/k rows (and biases) are stored permuted (every supported architecture but qwen2).
+    public let permutesQK: Bool
 
     public init(_ file: GGUFFile) throws {
         self.file = file
@@ -101,6 +104,7 @@ public final class GGUFLlamaSource: TensorSource, @unchecked Sendable {
         guard GGUFLlamaSource.supportedArchitectures.contains(arch) else {
             throw FormatError.malformed(path: file.path, reason: "architecture \(arch) is not a Llama-family model")
         }
+        permutesQK = arch != "qwen2"
         func int(_ key: String) -> Int? { file.metadata["\(arch).\(key)"]?.int }
         func required(_ key: String) throws -> Int {
             guard let v = int(key) else {
@@ -172,7 +176,7 @@ public final class GGUFLlamaSource: TensorSource, @unchecked Sendable {
     /// Rows of a tensor, decoding only their blocks; q/k (whose rows llama.cpp permuted) go through `floats`.
     public func readRows(_ name: String, rows: [Int], into out: UnsafeMutablePointer<Float>) throws {
         guard let info = byHF[name] else { throw FormatError.tensorNotFound(path: file.path, tensor: name) }
-        if GGUFLlamaSource.permutedRole(info.name) != nil { return try gatherRows(name, rows: rows, into: out) }
+        if permutesQK, GGUFLlamaSource.permutedRole(info.name) != nil { return try gatherRows(name, rows: rows, into: out) }
         try file.rows(info, rows, into: out)
     }
 
@@ -181,7 +185,7 @@ public final class GGUFLlamaSource: TensorSource, @unchecked Sendable {
 
     public func floats(_ name: String) throws -> [Float] {
         guard let info = byHF[name] else { throw FormatError.tensorNotFound(path: file.path, tensor: name) }
-        guard let (layer, isQ) = GGUFLlamaSource.permutedRole(info.name) else { return try file.floats(info) }
+        guard permutesQK, let (layer, isQ) = GGUFLlamaSource.permutedRole(info.name) else { return try file.floats(info) }
         guard layer < hyperparameters.blockCount else {
             throw FormatError.malformed(path: file.path,
                 reason: "tensor \(info.name) belongs to layer \(layer) but \(hyperparameters.architecture).block_count is \(hyperparameters.blockCount)")

@@ -215,5 +215,38 @@ final class WeightGradientHook: ProjectionHook {
         pass.weightGradient(dY: dY, ldY: ld, x: input, ldX: inFeatures, out: ld, in: inFeatures, batch: g.batch,
                             seqLen: g.seqLen, grad: &grads![keyPath: keyPath], fisher: &f)
         if let f { fisher![keyPath: keyPath] = f }
+
+        let biasPath: WritableKeyPath<LayerGradients, [Float]>
+        switch p {
+        case .qkv: biasPath = \.bqkv
+        case .o: biasPath = \.bo
+        case .gateUp: biasPath = \.bGateUp
+        case .down: biasPath = \.bDown
+        }
+        guard !grads![keyPath: biasPath].isEmpty else { return }
+        var fb = fisher?[keyPath: biasPath]
+        if fisher != nil { fisher![keyPath: biasPath] = [] }
+        Self.biasGradient(dY: dY, ld: ld, batch: g.batch, seqLen: g.seqLen, grad: &grads![keyPath: biasPath], fisher: &fb)
+        if let fb { fisher![keyPath: biasPath] = fb }
+    }
+
+    /// gb[j] += Σ over all rows of dY[·, j] (the bias gradient); with `fisher`, F[j] += B · Σ_samples (Σ_rows of the
+    /// sample dY[·, j])², as `GradientPass.weightGradient` does for weights. Sums in Double.
+    static func biasGradient(dY: UnsafePointer<Float>, ld: Int, batch: Int, seqLen: Int, grad: inout [Float],
+                             fisher: inout [Float]?) {
+        let width = grad.count
+        var sample = [Double](repeating: 0, count: width), total = [Double](repeating: 0, count: width)
+        var squares: [Double]? = fisher == nil ? nil : [Double](repeating: 0, count: width)
+        for b in 0..<batch {
+            for j in 0..<width { sample[j] = 0 }
+            for t in 0..<seqLen {
+                let row = dY + (b * seqLen + t) * ld
+                for j in 0..<width { sample[j] += Double(row[j]) }
+            }
+            for j in 0..<width { total[j] += sample[j] }
+            if squares != nil { for j in 0..<width { squares![j] += Double(batch) * sample[j] * sample[j] } }
+        }
+        for j in 0..<width { grad[j] += Float(total[j]) }
+        if let squares { for j in 0..<width { fisher![j] += Float(squares[j]) } }
     }
 }

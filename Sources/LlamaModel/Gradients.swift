@@ -5,20 +5,38 @@ public struct LayerGradients: Sendable {
     public var wo: [Float]        // [d × nq·hd]
     public var wGateUp: [Float]   // [2·I × d]
     public var wDown: [Float]     // [d × I]
+    // Bias gradients (column sums of each product's output gradient), empty when the layer has no such bias.
+    public var bqkv: [Float]      // [W]
+    public var bo: [Float]        // [d]
+    public var bGateUp: [Float]   // [2·I]
+    public var bDown: [Float]     // [d]
 
-    public init(wqkv: [Float], wo: [Float], wGateUp: [Float], wDown: [Float]) {
+    public init(wqkv: [Float], wo: [Float], wGateUp: [Float], wDown: [Float], bqkv: [Float] = [], bo: [Float] = [],
+                bGateUp: [Float] = [], bDown: [Float] = []) {
         self.wqkv = wqkv
         self.wo = wo
         self.wGateUp = wGateUp
         self.wDown = wDown
+        self.bqkv = bqkv
+        self.bo = bo
+        self.bGateUp = bGateUp
+        self.bDown = bDown
     }
 
-    /// Zero gradients shaped like `w`.
+    /// Zero gradients shaped like `w` (its biases included).
     public init(zerosLike w: LayerWeights) {
-        wqkv = .init(repeating: 0, count: w.wqkv.count)
-        wo = .init(repeating: 0, count: w.wo.count)
-        wGateUp = .init(repeating: 0, count: w.wGateUp.count)
-        wDown = .init(repeating: 0, count: w.wDown.count)
+        func z(_ a: [Float]) -> [Float] { .init(repeating: 0, count: a.count) }
+        self.init(wqkv: z(w.wqkv), wo: z(w.wo), wGateUp: z(w.wGateUp), wDown: z(w.wDown), bqkv: z(w.bqkv), bo: z(w.bo),
+                  bGateUp: z(w.bGateUp), bDown: z(w.bDown))
+    }
+
+    /// Every array, weights then biases, in a fixed order (for flattening and element-wise maps).
+    public var parts: [[Float]] { [wqkv, wo, wGateUp, wDown, bqkv, bo, bGateUp, bDown] }
+
+    /// Gradients from `parts` in that order.
+    public init(parts p: [[Float]]) {
+        precondition(p.count == 8)
+        self.init(wqkv: p[0], wo: p[1], wGateUp: p[2], wDown: p[3], bqkv: p[4], bo: p[5], bGateUp: p[6], bDown: p[7])
     }
 }
 

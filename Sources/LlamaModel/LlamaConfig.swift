@@ -41,6 +41,11 @@ public struct LlamaConfig: Equatable, Sendable {
     public var windowedLayers: [Bool]
     /// Which layers rotate q and k (empty: all). SmolLM3 leaves every 4th layer without RoPE (`no_rope_layers`).
     public var ropeLayers: [Bool]
+    /// Biases of the linear products: q/k/v (Qwen2, Llama `attention_bias`), o (Llama `attention_bias`), and
+    /// gate/up/down (Llama `mlp_bias`).
+    public var qkvBias = false
+    public var oBias = false
+    public var mlpBias = false
 
     public var numLayers: Int { layers.count }
 
@@ -63,14 +68,32 @@ public struct LlamaConfig: Equatable, Sendable {
         return out
     }
 
-    /// Layer `i`'s nine tensors, in the order `LlamaWeights.huggingFaceTensors(layer:)` gives their values.
+    /// Layer `i`'s nine weight tensors, then the biases the config declares (q, k, v, o, gate, up, down), in the
+    /// order `LlamaWeights.huggingFaceTensors(layer:)` gives their values.
     public func huggingFaceLayerTensorShapes(_ i: Int) -> [(name: String, shape: [Int])] {
         let l = layers[i], d = hiddenSize, hd = headDim, p = "model.layers.\(i)."
-        return [(p + "input_layernorm.weight", [d]), (p + "self_attn.q_proj.weight", [l.numHeads * hd, d]),
-                (p + "self_attn.k_proj.weight", [l.numKVHeads * hd, d]), (p + "self_attn.v_proj.weight", [l.numKVHeads * hd, d]),
-                (p + "self_attn.o_proj.weight", [d, l.numHeads * hd]), (p + "post_attention_layernorm.weight", [d]),
-                (p + "mlp.gate_proj.weight", [l.intermediateSize, d]), (p + "mlp.up_proj.weight", [l.intermediateSize, d]),
-                (p + "mlp.down_proj.weight", [d, l.intermediateSize])]
+        var out: [(name: String, shape: [Int])] = [
+            (p + "input_layernorm.weight", [d]), (p + "self_attn.q_proj.weight", [l.numHeads * hd, d]),
+            (p + "self_attn.k_proj.weight", [l.numKVHeads * hd, d]), (p + "self_attn.v_proj.weight", [l.numKVHeads * hd, d]),
+            (p + "self_attn.o_proj.weight", [d, l.numHeads * hd]), (p + "post_attention_layernorm.weight", [d]),
+            (p + "mlp.gate_proj.weight", [l.intermediateSize, d]), (p + "mlp.up_proj.weight", [l.intermediateSize, d]),
+            (p + "mlp.down_proj.weight", [d, l.intermediateSize])]
+        if qkvBias {
+            out += [(p + "self_attn.q_proj.bias", [l.numHeads * hd]), (p + "self_attn.k_proj.bias", [l.numKVHeads * hd]),
+                    (p + "self_attn.v_proj.bias", [l.numKVHeads * hd])]
+        }
+        if oBias { out.append((p + "self_attn.o_proj.bias", [d])) }
+        if mlpBias {
+            out += [(p + "mlp.gate_proj.bias", [l.intermediateSize]), (p + "mlp.up_proj.bias", [l.intermediateSize]),
+                    (p + "mlp.down_proj.bias", [d])]
+        }
+        return out
+    }
+
+    /// Elements of layer `l`'s bias vectors.
+    public func layerBiasCount(_ l: LayerShape) -> Int {
+        (qkvBias ? (l.numHeads + 2 * l.numKVHeads) * headDim : 0) + (oBias ? hiddenSize : 0)
+            + (mlpBias ? 2 * l.intermediateSize + hiddenSize : 0)
     }
 
     /// True when every layer has the same widths, i.e. a plain `LlamaConfig` describes the model.
@@ -110,6 +133,7 @@ public struct LlamaConfig: Equatable, Sendable {
         return 2 * d                                                  // two RMSNorm weights
             + (l.numHeads + 2 * l.numKVHeads) * hd * d + d * l.numHeads * hd   // q, k, v, o
             + 3 * d * l.intermediateSize                              // gate, up, down
+            + layerBiasCount(l)
     }
 
     /// Most layers a config may declare (far above any real model; bounds what a corrupt file can allocate).
@@ -126,7 +150,8 @@ public struct LlamaConfig: Equatable, Sendable {
             guard let q = mul(l.numHeads, hd), let kv = mul(l.numKVHeads, hd), let qkv = add(q, mul(kv, 2) ?? -1),
                   let attn = mul(add(qkv, q) ?? -1, d), let mlp = mul(mul(l.intermediateSize, d) ?? -1, 3),
                   let layer = add(add(attn, mlp) ?? -1, mul(d, 2) ?? -1), attn >= 0, mlp >= 0, layer >= 0,
-                  let total = add(n, layer) else { return nil }
+                  let biased = add(layer, qkv + 3 * d + 2 * l.intermediateSize),   // a bound on the biases
+                  let total = add(n, layer + layerBiasCount(l)), biased >= 0 else { return nil }
             n = total
         }
         return n
@@ -168,6 +193,10 @@ public struct LlamaConfig: Equatable, Sendable {
 // MARK: - config.json
 
 extension LlamaConfig {
+    /// The transformers class of each model_type written back.
+    static let architectures = ["llama": "LlamaForCausalLM", "mistral": "MistralForCausalLM", "qwen2": "Qwen2ForCausalLM",
+                                "smollm3": "SmolLM3ForCausalLM"]
+
     /// Key holding per-layer widths when they differ between layers (see docs/formats.md).
     public static let layerWidthsKey = "layer_widths"
 
@@ -185,17 +214,26 @@ extension LlamaConfig {
         // The families whose math is exactly this model's; the others are refused by name, never computed otherwise.
         let modelType = (obj["model_type"] as? String) ?? "llama"
         switch modelType {
-        case "llama", "mistral": break
-        case "qwen2":
-            throw ModelError.invalidConfig(source: source, reason: "model_type \"qwen2\": its q/k/v biases are not implemented")
-        case "smollm3": break
+        case "llama", "mistral", "qwen2", "smollm3": break
         default:
             throw ModelError.invalidConfig(source: source, reason: "model_type \"\(modelType)\" is not a Llama-architecture model")
         }
-        // Keys that would change the math and are not implemented.
-        for key in ["attention_bias", "mlp_bias"] where (obj[key] as? Bool) == true {
-            throw ModelError.invalidConfig(source: source, reason: "\(key): true (biases) is not implemented")
+        // Biases: Qwen2 always has q/k/v biases and no others (Qwen2Attention / Qwen2MLP ignore attention_bias and
+        // mlp_bias); Llama's attention_bias gives q/k/v/o biases, mlp_bias gate/up/down; Mistral has none (its
+        // config has no such keys: one that says true is refused rather than guessed).
+        var biases = (qkv: false, o: false, mlp: false)
+        for key in ["attention_bias", "mlp_bias"] {
+            guard let v = obj[key], !(v is NSNull) else { continue }
+            guard let b = v as? Bool else {
+                throw ModelError.invalidConfig(source: source, reason: "\(key) must be true or false")
+            }
+            if modelType == "mistral" && b {
+                throw ModelError.invalidConfig(source: source, reason: "\(key): true is not part of a mistral model")
+            }
+            if modelType == "llama" && key == "attention_bias" { biases.qkv = b; biases.o = b }
+            if modelType == "llama" && key == "mlp_bias" { biases.mlp = b }
         }
+        if modelType == "qwen2" { biases.qkv = true }
         for key in ["hidden_act", "hidden_activation"] {
             if let act = obj[key] as? String, act != "silu" {
                 throw ModelError.invalidConfig(source: source, reason: "\(key) \"\(act)\" is not implemented (only silu)")
@@ -208,16 +246,34 @@ extension LlamaConfig {
         // layer (MistralAttention reads config.sliding_window; it ignores layer_types); a Llama config has no window
         // (transformers' LlamaConfig ignores the key).
         var slidingWindow: Int?
-        if modelType == "mistral" {
-            if let v = obj["sliding_window"] {
-                if v is NSNull { slidingWindow = nil } else if let n = v as? NSNumber, !(v is Bool) {
-                    slidingWindow = n.intValue
-                } else {
-                    throw ModelError.invalidConfig(source: source, reason: "sliding_window must be an integer or null")
-                }
-            } else {
-                slidingWindow = 4096
+        var windowedLayers: [Bool] = []
+        func windowKey() throws -> Int? {
+            guard let v = obj["sliding_window"] else { return 4096 }
+            if v is NSNull { return nil }
+            guard let n = v as? NSNumber, !(v is Bool) else {
+                throw ModelError.invalidConfig(source: source, reason: "sliding_window must be an integer or null")
             }
+            return n.intValue
+        }
+        if modelType == "mistral" { slidingWindow = try windowKey() }
+        if modelType == "qwen2" {
+            // Qwen2Config: sliding_window (default 4096) only when use_sliding_window; layer_types, when absent,
+            // marks layers i >= max_window_layers (default 28) "sliding_attention", and only those use the window.
+            let use = obj["use_sliding_window"] as? Bool ?? false
+            slidingWindow = use ? try windowKey() : nil
+            let count = (obj["num_hidden_layers"] as? NSNumber)?.intValue ?? 0
+            if let types = obj["layer_types"], !(types is NSNull) {
+                guard let t = types as? [String],
+                      t.allSatisfy({ $0 == "sliding_attention" || $0 == "full_attention" }) else {
+                    throw ModelError.invalidConfig(source: source,
+                                                   reason: "layer_types must list \"full_attention\" / \"sliding_attention\"")
+                }
+                windowedLayers = t.map { $0 == "sliding_attention" }
+            } else if slidingWindow != nil, count >= 0, count <= Self.maxLayers {
+                let maxWindowLayers = (obj["max_window_layers"] as? NSNumber)?.intValue ?? 28
+                windowedLayers = (0..<count).map { $0 >= maxWindowLayers }
+            }
+            if slidingWindow == nil { windowedLayers = [] }
         }
         let rope = try RopeScaling.parse(configJSON: obj, source: source)   // rope_scaling (v4) / rope_parameters (v5)
         let hidden = try int("hidden_size")
@@ -248,7 +304,7 @@ extension LlamaConfig {
         // SmolLM3 (transformers' SmolLM3Config): layer i rotates q and k unless no_rope_layers[i] is 0 (default: every
         // no_rope_layer_interval-th layer, 4, goes without); with use_sliding_window, the layers layer_types marks
         // sliding_attention (default: the NoPE layers) use the window.
-        var ropeLayers: [Bool] = [], windowedLayers: [Bool] = []
+        var ropeLayers: [Bool] = []
         if modelType == "smollm3" {
             func bad(_ m: String) -> ModelError { .invalidConfig(source: source, reason: m) }
             if let list = obj["no_rope_layers"], !(list is NSNull) {
@@ -286,12 +342,12 @@ extension LlamaConfig {
                   bosTokenId: firstInt("bos_token_id"), eosTokenId: firstInt("eos_token_id"), modelType: modelType,
                   slidingWindow: slidingWindow, windowedLayers: windowedLayers, ropeLayers: ropeLayers)
         ropeScaling = rope.scaling
+        (qkvBias, oBias, mlpBias) = biases
         try validate(source: source)
     }
 
     /// The transformers class of each family this model computes.
-    static let architectures = ["llama": "LlamaForCausalLM", "mistral": "MistralForCausalLM",
-                                "smollm3": "SmolLM3ForCausalLM"]
+
 
     /// A `config.json` that `transformers` loads as `LlamaForCausalLM`. Uniform models get plain Llama keys;
     /// heterogeneous ones also carry `layer_widths` (the plain keys then hold the widest layer, which stock
@@ -307,7 +363,7 @@ extension LlamaConfig {
             "intermediate_size": isUniform ? first.intermediateSize : layers.map(\.intermediateSize).max()!,
             "rms_norm_eps": Double(rmsNormEps), "rope_theta": ropeTheta,
             "max_position_embeddings": maxPositionEmbeddings, "tie_word_embeddings": tieWordEmbeddings,
-            "hidden_act": "silu", "attention_bias": false, "mlp_bias": false, "torch_dtype": "float32",
+            "hidden_act": "silu", "attention_bias": qkvBias, "mlp_bias": mlpBias, "torch_dtype": "float32",
             "use_cache": true,
         ]
         if modelType == "mistral" { obj["sliding_window"] = slidingWindow ?? NSNull() }
@@ -316,6 +372,16 @@ extension LlamaConfig {
             obj["use_sliding_window"] = slidingWindow != nil
             obj["sliding_window"] = slidingWindow ?? NSNull()
             obj["layer_types"] = (0..<numLayers).map { attentionWindow(layer: $0) != nil ? "sliding_attention" : "full_attention" }
+        }
+        if modelType == "qwen2" {
+            // Qwen2 has q/k/v biases by architecture: no bias keys. The window as layer_types, explicitly.
+            obj["attention_bias"] = nil
+            obj["mlp_bias"] = nil
+            obj["use_sliding_window"] = slidingWindow != nil
+            obj["sliding_window"] = slidingWindow ?? NSNull()
+            let windowed = (0..<numLayers).map { attentionWindow(layer: $0) != nil }
+            obj["max_window_layers"] = windowed.firstIndex(of: true) ?? numLayers
+            if slidingWindow != nil { obj["layer_types"] = windowed.map { $0 ? "sliding_attention" : "full_attention" } }
         }
         if let b = bosTokenId { obj["bos_token_id"] = b }
         if let e = eosTokenId { obj["eos_token_id"] = e }

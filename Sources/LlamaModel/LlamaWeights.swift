@@ -11,9 +11,16 @@ public struct LayerWeights: Sendable {
     public var postNorm: [Float]    // [d]
     public var wGateUp: [Float]     // [2·I × d]: gate rows, then up rows
     public var wDown: [Float]       // [d × I]
+    // Biases, each empty when the config declares none (LlamaConfig.qkvBias / oBias / mlpBias); added right after
+    // their product (before RoPE for q|k).
+    public var bqkv: [Float]        // [W]: q, then k, then v
+    public var bo: [Float]          // [d]
+    public var bGateUp: [Float]     // [2·I]: gate, then up
+    public var bDown: [Float]       // [d]
 
     public init(shape: LayerShape, inputNorm: [Float], wqkv: [Float], wo: [Float], postNorm: [Float],
-                wGateUp: [Float], wDown: [Float]) {
+                wGateUp: [Float], wDown: [Float], bqkv: [Float] = [], bo: [Float] = [], bGateUp: [Float] = [],
+                bDown: [Float] = []) {
         self.shape = shape
         self.inputNorm = inputNorm
         self.wqkv = wqkv
@@ -21,18 +28,33 @@ public struct LayerWeights: Sendable {
         self.postNorm = postNorm
         self.wGateUp = wGateUp
         self.wDown = wDown
+        self.bqkv = bqkv
+        self.bo = bo
+        self.bGateUp = bGateUp
+        self.bDown = bDown
     }
 }
 
 extension LayerWeights {
-    /// Where each of the layer's nine Hugging Face tensors lies in the fused arrays, in the order of
-    /// `LlamaConfig.huggingFaceLayerTensorShapes` (norm, q, k, v, o, post norm, gate, up, down): no copies.
+    /// Where each of the layer's Hugging Face tensors lies in the fused arrays, in the order of
+    /// `LlamaConfig.huggingFaceLayerTensorShapes` (norm, q, k, v, o, post norm, gate, up, down, then the biases
+    /// the layer holds: q, k, v, o, gate, up, down): no copies.
     public func huggingFaceParts(hiddenSize d: Int, headDim hd: Int) -> [(array: [Float], range: Range<Int>)] {
         let q = shape.numHeads * hd * d, kv = shape.numKVHeads * hd * d, inter = shape.intermediateSize * d
-        return [(inputNorm, 0..<inputNorm.count), (wqkv, 0..<q), (wqkv, q..<(q + kv)), (wqkv, (q + kv)..<(q + 2 * kv)),
-                (wo, 0..<wo.count), (postNorm, 0..<postNorm.count), (wGateUp, 0..<inter),
-                (wGateUp, inter..<(2 * inter)), (wDown, 0..<wDown.count)]
+        var parts: [(array: [Float], range: Range<Int>)] = [
+            (inputNorm, 0..<inputNorm.count), (wqkv, 0..<q), (wqkv, q..<(q + kv)), (wqkv, (q + kv)..<(q + 2 * kv)),
+            (wo, 0..<wo.count), (postNorm, 0..<postNorm.count), (wGateUp, 0..<inter),
+            (wGateUp, inter..<(2 * inter)), (wDown, 0..<wDown.count)]
+        let bq = shape.numHeads * hd, bkv = shape.numKVHeads * hd, bi = shape.intermediateSize
+        if !bqkv.isEmpty { parts += [(bqkv, 0..<bq), (bqkv, bq..<(bq + bkv)), (bqkv, (bq + bkv)..<(bq + 2 * bkv))] }
+        if !bo.isEmpty { parts.append((bo, 0..<bo.count)) }
+        if !bGateUp.isEmpty { parts += [(bGateUp, 0..<bi), (bGateUp, bi..<(2 * bi))] }
+        if !bDown.isEmpty { parts.append((bDown, 0..<bDown.count)) }
+        return parts
     }
+
+    /// Elements of the bias vectors the layer holds.
+    public var biasCount: Int { bqkv.count + bo.count + bGateUp.count + bDown.count }
 
     /// A layer that keeps only its shape (the layers a pipeline stage does not hold).
     public static func placeholder(_ shape: LayerShape) -> LayerWeights {
@@ -90,9 +112,14 @@ public final class LlamaWeights: @unchecked Sendable {
         func norm(_ n: Int) -> [Float] { (0..<n).map { _ in 1 + rng.nextGaussian() * 0.1 } }
         let d = config.hiddenSize, hd = config.headDim
         let layers = config.layers.map { s in
-            LayerWeights(shape: s, inputNorm: norm(d), wqkv: randn((s.numHeads + 2 * s.numKVHeads) * hd * d, scale),
-                         wo: randn(d * s.numHeads * hd, scale), postNorm: norm(d),
-                         wGateUp: randn(2 * s.intermediateSize * d, scale), wDown: randn(d * s.intermediateSize, scale))
+            var l = LayerWeights(shape: s, inputNorm: norm(d), wqkv: randn((s.numHeads + 2 * s.numKVHeads) * hd * d, scale),
+                                 wo: randn(d * s.numHeads * hd, scale), postNorm: norm(d),
+                                 wGateUp: randn(2 * s.intermediateSize * d, scale), wDown: randn(d * s.intermediateSize, scale))
+            // Drawn after the weights, so a model without biases is the same as before they existed.
+            if config.qkvBias { l.bqkv = randn((s.numHeads + 2 * s.numKVHeads) * hd, scale) }
+            if config.oBias { l.bo = randn(d, scale) }
+            if config.mlpBias { l.bGateUp = randn(2 * s.intermediateSize, scale); l.bDown = randn(d, scale) }
+            return l
         }
         return LlamaWeights(config: config, embed: randn(config.vocabSize * d, scale * 4), layers: layers,
                             finalNorm: norm(d), lmHead: config.tieWordEmbeddings ? nil : randn(config.vocabSize * d, scale))

@@ -23,19 +23,21 @@ public enum ModelLoader {
                            chatTemplate: opened.chatTemplate)
     }
 
-    /// LlamaConfig from `llama.*` GGUF metadata (head counts and feed-forward length may be per-layer arrays).
+    /// LlamaConfig from `llama.*` (or `qwen2.*`) GGUF metadata (head counts and feed-forward length may be
+    /// per-layer arrays). Biases: a qwen2 GGUF has q/k/v biases; a llama GGUF has the ones its layer-0 tensors show
+    /// (q/k/v and o together, as attention_bias; gate/up/down together, as mlp_bias), and any other is refused.
     static func ggufConfig(_ f: GGUFFile) throws -> LlamaConfig {
         let m = f.metadata
         func fail(_ r: String) -> ModelError { .invalidConfig(source: f.path, reason: r) }
         let arch = m["general.architecture"]?.string ?? "?"
-        guard arch == "llama" else { throw fail("general.architecture \"\(arch)\" is not llama") }
+        guard arch == "llama" || arch == "qwen2" else { throw fail("general.architecture \"\(arch)\" is not llama or qwen2") }
         func int(_ k: String) throws -> Int {
-            guard let v = m["llama." + k]?.int else { throw fail("missing llama.\(k)") }
+            guard let v = m["\(arch)." + k]?.int else { throw fail("missing \(arch).\(k)") }
             return v
         }
         func perLayer(_ k: String, _ n: Int) throws -> [Int] {
-            if let a = m["llama." + k]?.intArray {
-                guard a.count == n else { throw fail("llama.\(k) has \(a.count) entries for \(n) layers") }
+            if let a = m["\(arch)." + k]?.intArray {
+                guard a.count == n else { throw fail("\(arch).\(k) has \(a.count) entries for \(n) layers") }
                 return a
             }
             return Array(repeating: try int(k), count: n)
@@ -43,23 +45,36 @@ public enum ModelLoader {
         let n = try int("block_count"), d = try int("embedding_length")
         // Before any per-layer array is built: a corrupt count must not trap (negative) or allocate gigabytes.
         guard n > 0, n <= LlamaConfig.maxLayers else {
-            throw fail("llama.block_count \(n) is not in 1...\(LlamaConfig.maxLayers)")
+            throw fail("\(arch).block_count \(n) is not in 1...\(LlamaConfig.maxLayers)")
         }
         let heads = try perLayer("attention.head_count", n)
-        let kv = m["llama.attention.head_count_kv"] == nil ? heads : try perLayer("attention.head_count_kv", n)
+        let kv = m["\(arch).attention.head_count_kv"] == nil ? heads : try perLayer("attention.head_count_kv", n)
         let ff = try perLayer("feed_forward_length", n)
         guard let h0 = heads.first(where: { $0 > 0 }) else { throw fail("no attention heads") }
-        let headDim = m["llama.attention.key_length"]?.int ?? (d / h0)
-        let vocab = m["llama.vocab_size"]?.int ?? m["tokenizer.ggml.tokens"]?.stringArray?.count
+        let headDim = m["\(arch).attention.key_length"]?.int ?? (d / h0)
+        let vocab = m["\(arch).vocab_size"]?.int ?? m["tokenizer.ggml.tokens"]?.stringArray?.count
             ?? f.tensor(named: "token_embd.weight")?.shape.last ?? 0
         let layers = (0..<n).map { LayerShape(numHeads: heads[$0], numKVHeads: kv[$0], intermediateSize: ff[$0]) }
         var cfg = LlamaConfig(
             vocabSize: vocab, hiddenSize: d, headDim: headDim, layers: layers,
-            rmsNormEps: Float(m["llama.attention.layer_norm_rms_epsilon"]?.double ?? 1e-5),
-            ropeTheta: m["llama.rope.freq_base"]?.double ?? 10000,
-            maxPositionEmbeddings: m["llama.context_length"]?.int ?? 2048,
+            rmsNormEps: Float(m["\(arch).attention.layer_norm_rms_epsilon"]?.double ?? 1e-5),
+            ropeTheta: m["\(arch).rope.freq_base"]?.double ?? 10000,
+            maxPositionEmbeddings: m["\(arch).context_length"]?.int ?? 2048,
             tieWordEmbeddings: f.tensor(named: "output.weight") == nil,
-            bosTokenId: m["tokenizer.ggml.bos_token_id"]?.int, eosTokenId: m["tokenizer.ggml.eos_token_id"]?.int)
+            bosTokenId: m["tokenizer.ggml.bos_token_id"]?.int, eosTokenId: m["tokenizer.ggml.eos_token_id"]?.int,
+            modelType: arch)
+        func has(_ t: String) -> Bool { f.tensor(named: "blk.0.\(t).bias") != nil }
+        if arch == "qwen2" {
+            cfg.qkvBias = true
+        } else {
+            let attention = ["attn_q", "attn_k", "attn_v", "attn_output"].map(has)
+            let mlp = ["ffn_gate", "ffn_up", "ffn_down"].map(has)
+            guard Set(attention).count == 1, Set(mlp).count == 1 else {
+                throw fail("layer 0 has biases on only some of attn_q/k/v/output (\(attention)) or ffn_gate/up/down (\(mlp)); "
+                           + "a llama model has all or none of each")
+            }
+            (cfg.qkvBias, cfg.oBias, cfg.mlpBias) = (attention[0], attention[0], mlp[0])
+        }
         cfg.ropeScaling = try RopeScaling.parse(gguf: f, arch: arch, headDim: headDim, contextLength: cfg.maxPositionEmbeddings)
         try cfg.validate(source: f.path)
         return cfg

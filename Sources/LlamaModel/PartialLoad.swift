@@ -49,7 +49,10 @@ public struct StageWeights {
     /// fp32 bytes of every array in `w` (placeholders count zero).
     public static func bytes(of w: LlamaWeights) -> Int {
         var n = w.embed.count + w.finalNorm.count + (w.lmHead?.count ?? 0)
-        for l in w.layers { n += l.inputNorm.count + l.wqkv.count + l.wo.count + l.postNorm.count + l.wGateUp.count + l.wDown.count }
+        for l in w.layers {
+            n += l.inputNorm.count + l.wqkv.count + l.wo.count + l.postNorm.count + l.wGateUp.count + l.wDown.count
+                + l.biasCount
+        }
         return 4 * n
     }
 
@@ -104,6 +107,7 @@ extension ModelLoader {
         let gguf = try GGUFFile(path: file)
         let config = try ggufConfig(gguf)
         let source = try GGUFLlamaSource(gguf)
+        try checkNoOtherTensors(source, config: config, path: file)
         return OpenedModel(config: config, source: source, path: file, format: "gguf",
                            chatTemplate: gguf.metadata["tokenizer.chat_template"]?.string) {
             if gguf.metadata["tokenizer.ggml.tokens"] != nil { return try ggufTokenizer(gguf) }
@@ -141,7 +145,8 @@ extension ModelLoader {
     }
 
     /// A checkpoint holds the tensors its config implies and nothing that would change the math unseen: a bias the
-    /// config does not declare, or any other unknown tensor, is refused by name. Ignored, as transformers ignores
+    /// config does not declare, or any other unknown tensor, is refused by name (for a GGUF: under its HF name; GGUF
+    /// tensors with no HF counterpart, such as rope_freqs, are read elsewhere or not at all). Ignored, as transformers ignores
     /// them: the rotary `inv_freq` buffer older checkpoints saved (recomputed from the config), and an `lm_head` saved
     /// beside a tied embedding.
     static func checkNoOtherTensors(_ source: TensorSource, config: LlamaConfig, path: String) throws {
@@ -149,8 +154,9 @@ extension ModelLoader {
         for name in source.tensorNames.sorted() where !expected.contains(name) {
             if name.hasSuffix("rotary_emb.inv_freq") || (name == "lm_head.weight" && config.tieWordEmbeddings) { continue }
             let reason = name.hasSuffix(".bias")
-                ? "tensor \(name) is a bias, but config.json declares none (attention_bias / mlp_bias false)"
-                : "tensor \(name) is not part of a Llama model with this config.json"
+                ? "tensor \(name) is a bias, but the config declares no such bias (model_type \(config.modelType), "
+                    + "attention_bias \(config.oBias), mlp_bias \(config.mlpBias))"
+                : "tensor \(name) is not part of a Llama model with this config"
             throw ModelError.invalidConfig(source: path, reason: reason)
         }
     }
@@ -245,9 +251,17 @@ extension ModelLoader {
                 initialized = total
             }
         }
+        // The biases the config declares follow the nine weights, in the order q, k, v, o, gate, up, down.
+        var at = 9
+        func biases(_ declared: Bool, _ count: Int) throws -> [Float] {
+            guard declared else { return [] }
+            defer { at += count }
+            return try read(t[at..<(at + count)])
+        }
         return LayerWeights(shape: c.layers[i], inputNorm: try read(t[0...0]), wqkv: try read(t[1...3]),
                             wo: try read(t[4...4]), postNorm: try read(t[5...5]), wGateUp: try read(t[6...7]),
-                            wDown: try read(t[8...8]))
+                            wDown: try read(t[8...8]), bqkv: try biases(c.qkvBias, 3), bo: try biases(c.oBias, 1),
+                            bGateUp: try biases(c.mlpBias, 2), bDown: try biases(c.mlpBias, 1))
     }
 }
 

@@ -10,9 +10,10 @@
 //   I   intermediate (MLP) size of a layer                               r   LoRA rank
 //
 // The layer, as transformers' LlamaDecoderLayer computes it:
-//   h = rmsnorm₁(x);  q|k|v = h·Wqkvᵀ;  rope(q, k);  a = softmax(q kᵀ/√hd, causal)·v per head;  xMid = x + a·Woᵀ
+//   h = rmsnorm₁(x);  q|k|v = h·Wqkvᵀ (+ bqkv);  rope(q, k);  a = softmax(q kᵀ/√hd, causal)·v per head;
+//   xMid = x + a·Woᵀ (+ bo);  h = rmsnorm₂(xMid);  g|u = h·Wguᵀ (+ bgu);  act = silu(g)·u;  y = xMid + act·Wdownᵀ (+ bdown)
+// (each bias only when the config declares it: LayerWeights holds it, or holds an empty array).
 //   (rope skipped in SmolLM3's NoPE layers; the causal mask narrowed to a sliding window where the config sets one)
-//   h = rmsnorm₂(xMid);  g|u = h·Wguᵀ;  act = silu(g)·u;  y = xMid + act·Wdownᵀ
 import Foundation
 import TensorCore
 
@@ -204,6 +205,22 @@ public final class TransformerBlock {
         }
     }
 
+    /// out[r, 0..<bias.count] += bias for each of the N rows (leading dimension `ld`); nothing for an empty bias.
+    func addBias(_ p: Projection, _ bias: [Float], out: UnsafeMutablePointer<Float>, tokens n: Int, ld: Int) {
+        guard !bias.isEmpty else { return }
+        timed(p.phase) {
+            bias.withUnsafeBufferPointer { b in
+                let bp = b.baseAddress!, w = b.count
+                Kernels.parallelRows(n, minRowsPerChunk: 64) { range in
+                    for r in range {
+                        let row = out + r * ld
+                        for j in 0..<w { row[j] += bp[j] }
+                    }
+                }
+            }
+        }
+    }
+
     /// dX[N × k] = dY[N × outWidth] · W for a weight W stored [outWidth × k].
     func projectBack(_ dY: UnsafePointer<Float>, tokens n: Int, k: Int, weight: [Float], outWidth: Int,
                      dX: UnsafeMutablePointer<Float>) {
@@ -226,6 +243,7 @@ public final class TransformerBlock {
         // Attention: xMid = x + attention(rope(q|k|v(rmsnorm₁(x)))) · Woᵀ
         norm(lw.inputNorm, x, out: h, rows: n)
         project(.qkv, h, tokens: n, k: d, weight: lw.wqkv, outWidth: width, out: t.qkv.p, accumulate: false)
+        addBias(.qkv, lw.bqkv, out: t.qkv.p, tokens: n, ld: width)
         hook?.forward(.qkv, layer: l, input: h, output: t.qkv.p, ld: width, shape: s, geometry: g)
         if c.usesRope(layer: l) { timed("rope") { rope(t.qkv.p, shape: s, geometry: g, inverse: false) } }
         if profile != nil { profile!.attentionFlops += 4.0 * Double(g.batch * nq * g.seqLen * g.seqLen * hd) }
@@ -235,15 +253,18 @@ public final class TransformerBlock {
         }
         if t.xMid.p != UnsafeMutablePointer(mutating: x) { t.xMid.p.update(from: x, count: n * d) }
         project(.o, t.attn.p, tokens: n, k: qWidth, weight: lw.wo, outWidth: d, out: t.xMid.p, accumulate: true)
+        addBias(.o, lw.bo, out: t.xMid.p, tokens: n, ld: d)
         hook?.forward(.o, layer: l, input: t.attn.p, output: t.xMid.p, ld: d, shape: s, geometry: g)
 
         // MLP: out = xMid + (silu(gate)·up)(rmsnorm₂(xMid)) · Wdownᵀ
         norm(lw.postNorm, t.xMid.p, out: h, rows: n)
         project(.gateUp, h, tokens: n, k: d, weight: lw.wGateUp, outWidth: 2 * inter, out: t.gu.p, accumulate: false)
+        addBias(.gateUp, lw.bGateUp, out: t.gu.p, tokens: n, ld: 2 * inter)
         hook?.forward(.gateUp, layer: l, input: h, output: t.gu.p, ld: 2 * inter, shape: s, geometry: g)
         timed("swiglu") { Kernels.swiglu(t.gu.p, out: t.act.p, rows: n, inner: inter) }
         if out != t.xMid.p { out.update(from: t.xMid.p, count: n * d) }
         project(.down, t.act.p, tokens: n, k: inter, weight: lw.wDown, outWidth: d, out: out, accumulate: true)
+        addBias(.down, lw.bDown, out: out, tokens: n, ld: d)
         hook?.forward(.down, layer: l, input: t.act.p, output: out, ld: d, shape: s, geometry: g)
     }
 

@@ -96,5 +96,7 @@ extension LayerWeights {
         return inputNorm.count == d && postNorm.count == d
             && wqkv.count == (s.numHeads + 2 * s.numKVHeads) * hd * d && wo.count == d * s.numHeads * hd
             && wGateUp.count == 2 * s.intermediateSize * d && wDown.count == d * s.intermediateSize
+            && bqkv.count == (c.qkvBias ? (s.numHeads + 2 * s.numKVHeads) * hd : 0) && bo.count == (c.oBias ? d : 0)
+            && bGateUp.count == (c.mlpBias ? 2 * s.intermediateSize : 0) && bDown.count == (c.mlpBias ? d : 0)
     }
 }

@@ -10,7 +10,7 @@
 //   MLP: I − Int(I·(1−r)) channels go.
 // global: one ranking over all pruned layers and both modules. A unit's score is divided by the parameters
 //   removing it saves, so heads and channels compare per parameter: KV group (2·n_rep + 2)·hd·d, MLP channel
-//   3·d. With the query-head unit, one unit is "one head from every KV group" (the GQA ratio must stay
+//   3·d (plus their bias entries when the model has biases: (n_rep + 2)·hd q/k/v, 2 gate/up). With the query-head unit, one unit is "one head from every KV group" (the GQA ratio must stay
 //   whole): its score is the sum of each group's lowest remaining head, its cost n_kv·2·hd·d. Units go in
 //   ascending normalised score until the parameter count is at or below the target (so it may undershoot
 //   by less than one unit). The target is the local plan's count at `ratio`, or `targetParams`·total.
@@ -171,6 +171,7 @@ public enum Allocator {
     static func global(config: LlamaConfig, unit: AttentionUnit, scores: [AllocationScores], target: Int,
                        normalization: GlobalNormalization = .parameters, setting: PruneSetting) throws -> [LayerKeep] {
         let d = config.hiddenSize, hd = config.headDim
+        let qkvBias = config.qkvBias ? 1 : 0, mlpBias = config.mlpBias ? 2 : 0     // bias entries that go with a unit
         var keep = scores.map { LayerKeep(layer: $0.layer, shape: config.layers[$0.layer], unit: unit) }
         var units: [Unit] = []
         // per layer, for the query-head unit: each group's heads in ascending score order
@@ -180,17 +181,19 @@ public enum Allocator {
             let rep = l.numHeads / l.numKVHeads
             if keep[slot].groupUnit {
                 for g in 0..<l.numKVHeads {
-                    units.append(Unit(slot: slot, kind: .kvGroup(g), score: sc.attention[g], cost: (2 * rep + 2) * hd * d))
+                    units.append(Unit(slot: slot, kind: .kvGroup(g), score: sc.attention[g],
+                                      cost: (2 * rep + 2) * hd * d + qkvBias * (rep + 2) * hd))
                 }
             } else {
                 headOrder[slot] = (0..<l.numKVHeads).map { g in ascending(Array(sc.attention[(g * rep)..<((g + 1) * rep)])) }
                 for j in 0..<(rep - 1) {
                     let s = (0..<l.numKVHeads).reduce(0.0) { $0 + sc.attention[$1 * rep + headOrder[slot][$1][j]] }
-                    units.append(Unit(slot: slot, kind: .headRound(j), score: s, cost: l.numKVHeads * 2 * hd * d))
+                    units.append(Unit(slot: slot, kind: .headRound(j), score: s,
+                                      cost: l.numKVHeads * (2 * hd * d + qkvBias * hd)))
                 }
             }
             for c in 0..<l.intermediateSize {
-                units.append(Unit(slot: slot, kind: .mlp(c), score: sc.mlp[c], cost: 3 * d))
+                units.append(Unit(slot: slot, kind: .mlp(c), score: sc.mlp[c], cost: 3 * d + mlpBias))
             }
         }
         if normalization == .layer {

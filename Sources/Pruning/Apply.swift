@@ -86,12 +86,26 @@ public enum Pruner {
         for r in 0..<d {
             for (j, ch) in keptC.enumerated() { down[r * keptC.count + j] = w.wDown[r * inter + ch] }
         }
+        // Biases: q entries of kept query heads, k and v entries of kept KV heads, gate and up entries of kept
+        // channels; o and down biases are over the hidden size and stay whole.
+        var bqkv: [Float] = []
+        if !w.bqkv.isEmpty {
+            for h in lp.keptQueryHeads { bqkv += w.bqkv[(h * hd)..<((h + 1) * hd)] }
+            for base in [nq, nq + nkv] {
+                for h in lp.keptKVHeads { bqkv += w.bqkv[((base + h) * hd)..<((base + h + 1) * hd)] }
+            }
+        }
+        var bgu: [Float] = []
+        if !w.bGateUp.isEmpty {
+            for base in [0, inter] { for ch in keptC { bgu.append(w.bGateUp[base + ch]) } }
+        }
         return LayerWeights(shape: lp.pruned, inputNorm: w.inputNorm, wqkv: qkv, wo: wo, postNorm: w.postNorm,
-                            wGateUp: gu, wDown: down)
+                            wGateUp: gu, wDown: down, bqkv: bqkv, bo: w.bo, bGateUp: bgu, bDown: w.bDown)
     }
 
     /// A stage's stand-in for a layer it does not hold (see `StageWeights`).
     static func isPlaceholder(_ w: LayerWeights) -> Bool {
         w.inputNorm.isEmpty && w.wqkv.isEmpty && w.wo.isEmpty && w.postNorm.isEmpty && w.wGateUp.isEmpty && w.wDown.isEmpty
+            && w.biasCount == 0
     }
 }

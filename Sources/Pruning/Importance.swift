@@ -86,6 +86,19 @@ public enum Importance {
         if criterion.needsFisher && fisher == nil { throw ImportanceError.missingFisher(layer: layer, criterion: criterion) }
         if criterion.needsGradient, let g = gradient { try checkAll("gradient ", g.wqkv, g.wo, g.wGateUp, g.wDown) }
         if criterion.needsFisher, let f = fisher { try checkAll("Fisher ", f.wqkv, f.wo, f.wGateUp, f.wDown) }
+        // Biases: q/k/v and gate/up entries belong to their head / channel; o and down biases (over the hidden size)
+        // belong to no unit and are never scored.
+        let qkvBias = config.qkvBias ? (nq + 2 * nkv) * hd : 0, guBias = config.mlpBias ? 2 * inter : 0
+        try check("bqkv", weights.bqkv.count, qkvBias)
+        try check("bGateUp", weights.bGateUp.count, guBias)
+        if criterion.needsGradient, let g = gradient {
+            try check("gradient bqkv", g.bqkv.count, qkvBias)
+            try check("gradient bGateUp", g.bGateUp.count, guBias)
+        }
+        if criterion.needsFisher, let f = fisher {
+            try check("Fisher bqkv", f.bqkv.count, qkvBias)
+            try check("Fisher bGateUp", f.bGateUp.count, guBias)
+        }
 
         // Member vectors, one value per channel.
         var qkvRows = [Double](repeating: 0, count: (nq + 2 * nkv) * hd)   // q rows, k rows, v rows
@@ -94,9 +107,12 @@ public enum Importance {
         var downCols = [Double](repeating: 0, count: inter)
         let g = criterion.needsGradient ? gradient : nil
         let f = criterion.needsFisher ? fisher : nil
-        channelSums(criterion, weights.wqkv, g?.wqkv, f?.wqkv, rows: (nq + 2 * nkv) * hd, cols: d, byRow: true, into: &qkvRows)
+        // A row's bias element is one more element of the row (LLM-Pruner counts it in the group).
+        channelSums(criterion, weights.wqkv, g?.wqkv, f?.wqkv, rows: (nq + 2 * nkv) * hd, cols: d, byRow: true,
+                    bias: .init(w: weights.bqkv, g: g?.bqkv, f: f?.bqkv), into: &qkvRows)
         channelSums(criterion, weights.wo, g?.wo, f?.wo, rows: d, cols: nq * hd, byRow: false, into: &oCols)
-        channelSums(criterion, weights.wGateUp, g?.wGateUp, f?.wGateUp, rows: 2 * inter, cols: d, byRow: true, into: &guRows)
+        channelSums(criterion, weights.wGateUp, g?.wGateUp, f?.wGateUp, rows: 2 * inter, cols: d, byRow: true,
+                    bias: .init(w: weights.bGateUp, g: g?.bGateUp, f: f?.bGateUp), into: &guRows)
         channelSums(criterion, weights.wDown, g?.wDown, f?.wDown, rows: d, cols: inter, byRow: false, into: &downCols)
 
         // Attention.

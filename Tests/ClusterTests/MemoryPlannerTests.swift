@@ -52,6 +52,26 @@ struct MemoryPlannerTests {
         }
     }
 
+    /// Biases (Qwen2's q/k/v; Llama's attention_bias + mlp_bias) are weights, mapped bytes and gradients too.
+    @Test func biasesAreCounted() throws {
+        let c = SyntheticShape.llama7b.config()
+        var b = c
+        (b.qkvBias, b.oBias, b.mlpBias) = (true, true, true)
+        let s = c.layers[0], perLayer = (s.numHeads + 2 * s.numKVHeads) * c.headDim + c.hiddenSize
+            + 2 * s.intermediateSize + c.hiddenSize
+        #expect(b.layerBiasCount(s) == perLayer && b.parameterCount == c.parameterCount + c.numLayers * perLayer)
+        let (pc, pb) = (try MemoryPlanner.plan(inputs(c, ranks: 4, low: false)), try MemoryPlanner.plan(inputs(b, ranks: 4, low: false)))
+        let (lc, lb) = (try MemoryPlanner.plan(inputs(c, ranks: 4)), try MemoryPlanner.plan(inputs(b, ranks: 4)))
+        for r in 0..<4 {
+            let layers = pc.ranks[r].layerEnd - pc.ranks[r].layerStart
+            #expect(pb.ranks[r].layerEnd - pb.ranks[r].layerStart == layers)
+            #expect(pb.ranks[r].weightBytes - pc.ranks[r].weightBytes == 4 * layers * perLayer)
+            #expect(lb.ranks[r].mappedBytes - lc.ranks[r].mappedBytes == 2 * layers * perLayer)
+            #expect(lb.ranks[r].layerBytes - lc.ranks[r].layerBytes == 4 * perLayer)
+            if pc.ranks[r].gradientBytes > 0 { #expect(pb.ranks[r].gradientBytes - pc.ranks[r].gradientBytes == 4 * perLayer) }
+        }
+    }
+
     @Test func theActivationCacheTakesOnlyTheRoomLeft() throws {
         let c = SyntheticShape.llama7b.config(), budget = 6 << 30
         var x = inputs(c, ranks: 4)

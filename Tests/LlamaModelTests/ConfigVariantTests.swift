@@ -58,7 +58,7 @@ struct ConfigVariantTests {
 
     @Test func unknownModelTypes() throws {
         expectRefused(try variant { $0["model_type"] = "gemma" }, mentions: ["model_type", "gemma"])
-        expectRefused(try variant { $0["model_type"] = "qwen2" }, mentions: ["qwen2", "biases"])
+        expectRefused(try variant { $0["model_type"] = "qwen2" }, mentions: ["model.layers.0.self_attn.q_proj.bias"])   // declared, absent
         expectRefused(try variant { $0["model_type"] = "phi3" }, mentions: ["model_type", "phi3"])
         expectRefused(try variant { $0["model_type"] = "smollm3"; $0["no_rope_layers"] = [1, 0, 1] },
                       mentions: ["no_rope_layers"])
@@ -67,8 +67,9 @@ struct ConfigVariantTests {
     }
 
     @Test func keysThatChangeTheMath() throws {
-        expectRefused(try variant { $0["attention_bias"] = true }, mentions: ["attention_bias"])
-        expectRefused(try variant { $0["mlp_bias"] = true }, mentions: ["mlp_bias"])
+        expectRefused(try variant { $0["attention_bias"] = true }, mentions: ["attention_bias", "mistral"])
+        expectRefused(try variant { $0["mlp_bias"] = true }, mentions: ["mlp_bias", "mistral"])
+        expectRefused(try variant { $0["attention_bias"] = "yes" }, mentions: ["attention_bias"])
         expectRefused(try variant { $0["hidden_act"] = "gelu" }, mentions: ["hidden_act", "gelu"])
         expectRefused(try variant { $0["partial_rotary_factor"] = 0.5 }, mentions: ["partial_rotary_factor"])
     }
@@ -78,6 +79,30 @@ struct ConfigVariantTests {
         expectRefused(try variant({ _ in }, extraTensors: [bias]), mentions: ["model.layers.0.self_attn.q_proj.bias", "bias"])
         let other = (name: "model.layers.1.mlp.experts.gate", shape: [4], values: [Float](repeating: 0, count: 4))
         expectRefused(try variant({ _ in }, extraTensors: [other]), mentions: ["model.layers.1.mlp.experts.gate"])
+    }
+
+    /// Biases a Llama config declares must be in the file (the reverse of an undeclared bias tensor).
+    @Test func declaredBiasTensorsMustExist() throws {
+        let edit: (String) -> (inout [String: Any]) -> Void = { key in { o in o["model_type"] = "llama"; o[key] = true } }
+        expectRefused(try variant(edit("attention_bias")), mentions: ["model.layers.0.self_attn.q_proj.bias"])
+        expectRefused(try variant(edit("mlp_bias")), mentions: ["model.layers.0.mlp.gate_proj.bias"])
+    }
+
+    @Test func exportWritesBiasesAndQwen2Back() throws {
+        for name in BiasTests.names {
+            let c = try ModelLoader.load(path: resources.appendingPathComponent(name).path, tokenizer: false).config
+            let obj = try JSONSerialization.jsonObject(with: c.configJSON()) as! [String: Any]
+            if c.modelType == "qwen2" {
+                #expect(obj["architectures"] as? [String] == ["Qwen2ForCausalLM"] && obj["attention_bias"] == nil)
+                #expect(obj["use_sliding_window"] as? Bool == true && obj["sliding_window"] as? Int == 5)
+                #expect(obj["max_window_layers"] as? Int == 1
+                        && obj["layer_types"] as? [String] == ["full_attention", "sliding_attention"])
+            } else {
+                #expect(obj["architectures"] as? [String] == ["LlamaForCausalLM"])
+                #expect(obj["attention_bias"] as? Bool == true && obj["mlp_bias"] as? Bool == true)
+            }
+            #expect(try LlamaConfig(configJSON: c.configJSON(), source: "config.json") == c)
+        }
     }
 
     @Test func exportWritesTheFamilyBack() throws {

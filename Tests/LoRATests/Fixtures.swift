@@ -19,13 +19,16 @@ enum LoRAFixtures {
     static var smolExists: Bool { FileManager.default.fileExists(atPath: smolGGUF.path) }
     static let alpaca = packageRoot.deletingLastPathComponent().appendingPathComponent("shared/data/alpaca/alpaca_data_1k.json")
 
-    static func load<T: Decodable>(_ t: T.Type, _ name: String) throws -> T {
-        try JSONDecoder().decode(T.self, from: Data(contentsOf: resources.appendingPathComponent(name)))
+    /// The same fixtures for the model with attention_bias and mlp_bias (make_lora_fixtures.py --bias).
+    static let biasResources = resources.appendingPathComponent("bias")
+
+    static func load<T: Decodable>(_ t: T.Type, _ name: String, in dir: URL = resources) throws -> T {
+        try JSONDecoder().decode(T.self, from: Data(contentsOf: dir.appendingPathComponent(name)))
     }
 
     /// A safetensors file with peft tensor names, read into the flat layout of `like`.
-    static func flat(_ name: String, like a: LoRAAdapters) throws -> [Float] {
-        let f = try SafetensorsFile(path: resources.appendingPathComponent(name).path)
+    static func flat(_ name: String, like a: LoRAAdapters, in dir: URL = resources) throws -> [Float] {
+        let f = try SafetensorsFile(path: dir.appendingPathComponent(name).path)
         var out = [Float](repeating: 0, count: a.parameterCount)
         for s in a.slots {
             let av = try f.floats(PEFTFormat.tensorName(layer: s.layer, target: s.target, matrix: "lora_A"))

@@ -101,8 +101,12 @@ struct FormatTests {
         #expect { try PEFTFormat.load(from: dir, model: heterogeneousConfig) } throws: { "\($0)".contains("adapter_model.safetensors") }
     }
 
-    @Test func mergeEqualsForwardWithAdapters() throws {
-        let w = LlamaWeights.random(config: heterogeneousConfig, seed: 4, scale: 0.25)
+    /// Also with every bias (q/k/v/o, gate/up/down): the merge keeps the frozen base biases as they are.
+    @Test(arguments: [false, true]) func mergeEqualsForwardWithAdapters(_ biases: Bool) throws {
+        var c = heterogeneousConfig
+        (c.qkvBias, c.oBias, c.mlpBias) = (biases, biases, biases)
+        let w = LlamaWeights.random(config: c, seed: 4, scale: 0.25)
+        #expect(w.layers.allSatisfy { ($0.biasCount > 0) == biases })
         let a = try randomAdapters(heterogeneousConfig, config: LoRAConfig(rank: 8, alpha: 16, dropout: 0.05), seed: 2, bScale: 0.3)
         let tokens = syntheticExamples(vocab: 80, lengths: [13, 13], masked: [0, 0], seed: 1).flatMap(\.ids)
         let withAdapters = try LoRAPass(base: w, adapters: a).logits(tokens: tokens, batch: 2, seqLen: 13)
@@ -123,5 +127,6 @@ struct FormatTests {
         var expected = w.layers[2].wGateUp[(inter + i) * 24 + j]
         for k in 0..<8 { expected += 2 * B[i * 8 + k] * A[k * 24 + j] }
         #expect(abs(merged.layers[2].wGateUp[(inter + i) * 24 + j] - expected) < 1e-6)
+        #expect(zip(merged.layers, w.layers).allSatisfy { $0.bqkv == $1.bqkv && $0.bo == $1.bo && $0.bGateUp == $1.bGateUp && $0.bDown == $1.bDown })
     }
 }

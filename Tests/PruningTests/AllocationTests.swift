@@ -113,6 +113,28 @@ import LlamaModel
         #expect(r.targetParameters == Int((Double(total) * frac).rounded(.down)))
     }
 
+    /// With biases a unit saves its bias entries too (MLP channel: 3·d + 2 with gate/up biases; KV group:
+    /// (2·n_rep + 2)·hd·d + (n_rep + 2)·hd with q/k/v biases): a target exactly five biased channels below the total
+    /// removes exactly five.
+    @Test func globalCountsTheBiasesAUnitTakes() throws {
+        var c = PlanFixtures.config(layers: 2, heads: 4, kv: 2, inter: 16)
+        (c.qkvBias, c.oBias, c.mlpBias) = (true, true, true)
+        let total = c.parameterCount
+        for (unitCost, attention) in [(3 * 32 + 2, false), ((2 * 2 + 2) * 8 * 32 + (2 + 2) * 8, true)] {
+            let frac = (Double(total - unitCost * (attention ? 1 : 5)) + 0.5) / Double(total)
+            let s = PruneSettings(ratio: 0, layerStart: 0, layerEnd: 2, criterion: .l1, allocation: .global, targetParams: frac)
+            let a = AllocationScores(layer: 0, attention: attention ? [1, 1e9] : [1e9, 1e9],
+                                     mlp: (1...16).map { attention ? 1e9 : Double($0) })
+            let b = AllocationScores(layer: 1, attention: [1e9, 1e9], mlp: Array(repeating: 1e9, count: 16))
+            let r = try Allocator.allocate(config: c, settings: s, scores: [a, b])
+            #expect(r.layers[0].keptMLPChannels.count == (attention ? 16 : 11))
+            #expect(r.layers[0].keptKVHeads == (attention ? [1] : [0, 1]))
+            var after = c
+            for l in r.layers { after.layers[l.layer] = l.pruned }
+            #expect(after.parameterCount == r.targetParameters)
+        }
+    }
+
     @Test func globalMeetsTheLocalTargetWithinOneUnit() throws {
         let c = PlanFixtures.config(layers: 8, heads: 8, kv: 2, inter: 48)
         for unit in AttentionUnit.allCases {

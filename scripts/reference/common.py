@@ -120,7 +120,7 @@ def load_heterogeneous_model(d, dtype=None):
     import torch
     from torch import nn
     from safetensors.torch import load_file
-    from transformers import AutoConfig, LlamaForCausalLM
+    from transformers import AutoConfig, LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM
 
     dtype = dtype or torch.float32
     config = AutoConfig.from_pretrained(d, local_files_only=True)
@@ -132,7 +132,11 @@ def load_heterogeneous_model(d, dtype=None):
     prev = torch.get_default_dtype()
     torch.set_default_dtype(dtype)
     try:
-        model = LlamaForCausalLM(config)
+        # The model_type's own class (Qwen2: q/k/v biases, no o or MLP bias; Mistral: its window); the Linears
+        # replaced below are the same in all three.
+        qwen2 = config.model_type == "qwen2"
+        cls = {"qwen2": Qwen2ForCausalLM, "mistral": MistralForCausalLM}.get(config.model_type, LlamaForCausalLM)
+        model = cls(config)
         for i, (layer, w) in enumerate(zip(model.model.layers, widths)):
             nq, nkv, inter = int(w["num_attention_heads"]), int(w["num_key_value_heads"]), int(w["intermediate_size"])
             if nq == 0:
@@ -144,14 +148,14 @@ def load_heterogeneous_model(d, dtype=None):
                     raise ValueError(f"layer {i}: num_attention_heads {nq} not a multiple of num_key_value_heads {nkv}")
                 a = layer.self_attn
                 ab = bool(getattr(config, "attention_bias", False))
-                a.q_proj = nn.Linear(H, nq * hd, bias=ab)
-                a.k_proj = nn.Linear(H, nkv * hd, bias=ab)
-                a.v_proj = nn.Linear(H, nkv * hd, bias=ab)
-                a.o_proj = nn.Linear(nq * hd, H, bias=ab)
+                a.q_proj = nn.Linear(H, nq * hd, bias=ab or qwen2)
+                a.k_proj = nn.Linear(H, nkv * hd, bias=ab or qwen2)
+                a.v_proj = nn.Linear(H, nkv * hd, bias=ab or qwen2)
+                a.o_proj = nn.Linear(nq * hd, H, bias=ab and not qwen2)
                 a.num_key_value_groups = nq // nkv
                 a.num_heads, a.num_key_value_heads = nq, nkv
             m = layer.mlp
-            mb = bool(getattr(config, "mlp_bias", False))
+            mb = bool(getattr(config, "mlp_bias", False)) and not qwen2
             m.gate_proj = nn.Linear(H, inter, bias=mb)
             m.up_proj = nn.Linear(H, inter, bias=mb)
             m.down_proj = nn.Linear(inter, H, bias=mb)

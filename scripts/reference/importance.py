@@ -211,6 +211,13 @@ def score_layers(model, layers, criteria, reductions, fisher, dtype):
                 W = lin.weight.detach().to(dtype)
                 g = lin.weight.grad.detach().to(dtype) if lin.weight.grad is not None else None
                 F = fisher[lin.weight].to(dtype) if fisher is not None and lin.weight in fisher else None
+                if lin.bias is not None and name in ROW_MATS:
+                    # A row's bias element belongs to its channel: one more column of the row's sum.
+                    def col(t):
+                        return t.detach().to(dtype).reshape(-1, 1)
+                    W = torch.cat([W, col(lin.bias)], 1)
+                    g = torch.cat([g, col(lin.bias.grad)], 1) if g is not None else None
+                    F = torch.cat([F, col(fisher[lin.bias])], 1) if F is not None else None
                 tensors[name] = (W, g, F)
             per_crit = {}
             for crit in criteria:

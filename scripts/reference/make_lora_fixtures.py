@@ -20,7 +20,11 @@ Writes (default Tests/LoRATests/Resources/):
   lora_golden.json          examples, hyper-parameters, per-step loss / grad norm / lr
   alpaca_tokens.json        SmolLM2 tokenization of a few Alpaca records as post_training.py does it, and
                             numpy default_rng(seed).permutation(n) (datasets.train_test_split's shuffle)
-Run: LLMPRUNE_VENV=... scripts/reference/run.sh make_lora_fixtures.py [--out DIR] [--no-tokens]
+With --bias (default out Tests/LoRATests/Resources/bias/, no tokenization fixture): the same model with
+attention_bias and mlp_bias true (q/k/v/o and gate/up/down biases, drawn after every other tensor), frozen under
+peft's bias="none" like the weights: the base biases enter the forward and get no gradient.
+
+Run: LLMPRUNE_VENV=... scripts/reference/run.sh make_lora_fixtures.py [--out DIR] [--no-tokens] [--bias]
 """
 import argparse
 import json
@@ -44,7 +48,7 @@ EXAMPLES = [(9, 3), (12, 5), (7, 2), (12, 4), (10, 6), (5, 1)]
 STEPS = [[0, 1, 2, 3], [4, 5], [0, 1, 2, 3]]
 
 
-def build_model(out_dir: Path):
+def build_model(out_dir: Path, bias=False):
     import torch
     from safetensors.torch import save_file
     g = torch.Generator().manual_seed(SEED)
@@ -66,13 +70,21 @@ def build_model(out_dir: Path):
         sd[p + "mlp.up_proj.weight"] = randn(inter, HIDDEN, std=0.2)
         sd[p + "mlp.down_proj.weight"] = randn(HIDDEN, inter, std=0.2)
     sd["model.norm.weight"] = 1 + randn(HIDDEN, std=0.1)
+    if bias:
+        for i, w in enumerate(WIDTHS):
+            nq, nkv, inter = w["num_attention_heads"] * HEAD_DIM, w["num_key_value_heads"] * HEAD_DIM, w["intermediate_size"]
+            p = f"model.layers.{i}."
+            for name, n in [("self_attn.q_proj", nq), ("self_attn.k_proj", nkv), ("self_attn.v_proj", nkv),
+                            ("self_attn.o_proj", HIDDEN), ("mlp.gate_proj", inter), ("mlp.up_proj", inter),
+                            ("mlp.down_proj", HIDDEN)]:
+                sd[p + name + ".bias"] = randn(n, std=0.2)
     cfg = dict(architectures=["LlamaForCausalLM"], model_type="llama", vocab_size=VOCAB, hidden_size=HIDDEN,
                head_dim=HEAD_DIM, num_hidden_layers=len(WIDTHS),
                num_attention_heads=max(w["num_attention_heads"] for w in WIDTHS),
                num_key_value_heads=max(w["num_key_value_heads"] for w in WIDTHS),
                intermediate_size=max(w["intermediate_size"] for w in WIDTHS), layer_widths=WIDTHS,
                rms_norm_eps=1e-5, rope_theta=10000.0, max_position_embeddings=64, tie_word_embeddings=True,
-               bos_token_id=1, eos_token_id=2, hidden_act="silu", attention_bias=False, mlp_bias=False,
+               bos_token_id=1, eos_token_id=2, hidden_act="silu", attention_bias=bias, mlp_bias=bias,
                torch_dtype="float32")
     if out_dir.exists():
         shutil.rmtree(out_dir)
@@ -128,12 +140,12 @@ def write_tensors(path: Path, tensors):
     save_file({k: v.detach().contiguous().clone() for k, v in tensors.items()}, str(path), metadata={"format": "pt"})
 
 
-def make_lora(out: Path):
+def make_lora(out: Path, bias=False):
     import torch
     from peft import LoraConfig, get_peft_model
     from transformers import get_linear_schedule_with_warmup
 
-    model = build_model(out / "model")
+    model = build_model(out / "model", bias)
     for p in model.parameters():
         p.requires_grad_(False)
     pm = get_peft_model(model, LoraConfig(r=RANK, lora_alpha=ALPHA, lora_dropout=0.0, target_modules=TARGETS,
@@ -265,13 +277,14 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", default=str(OUT))
     ap.add_argument("--no-tokens", action="store_true", help="skip the SmolLM2 tokenization fixture")
+    ap.add_argument("--bias", action="store_true", help="the model with attention_bias and mlp_bias (into bias/)")
     common.add_threads_arg(ap)
     args = ap.parse_args()
     common.set_threads(args.threads)
-    out = Path(args.out)
+    out = Path(args.out) / ("bias" if args.bias else "")
     out.mkdir(parents=True, exist_ok=True)
-    make_lora(out)
-    if not args.no_tokens:
+    make_lora(out, args.bias)
+    if not args.no_tokens and not args.bias:
         make_tokens(out)
     total = sum(p.stat().st_size for p in out.rglob("*") if p.is_file())
     common.log(f"wrote {total} bytes to {out}")
