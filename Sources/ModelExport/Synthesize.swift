@@ -7,13 +7,14 @@ import LlamaModel
 
 public enum SyntheticShape: String, CaseIterable, Sendable {
     case llama2_70b = "llama2-70b", llama13b = "llama-13b", llama7b = "llama-7b", llama2_7b = "llama-2-7b",
-         llama3_1_8b = "llama-3.1-8b", llama3_2_1b = "llama-3.2-1b", mistral7b = "mistral-7b", llama3b = "llama-3b",
+         llama3_1_8b = "llama-3.1-8b", llama3_2_1b = "llama-3.2-1b", mistral7b = "mistral-7b", qwen2_5_0_5b = "qwen2.5-0.5b",
+         qwen2_5_7b = "qwen2.5-7b", llama3b = "llama-3b",
          tinyllama = "tinyllama-1.1b", smollm2 = "smollm2-135m", tiny, tinyLlama3 = "tiny-llama3",
          tinyMistral = "tiny-mistral"
 
     /// The published shapes with their real configs: widths, vocabulary, tying, RoPE (base and scaling), context and
     /// window — Llama-2-70B; LLaMA-13B; LLaMA-7B; Llama-2-7B; Llama-3.1-8B and Llama-3.2-1B (llama3 RoPE scaling);
-    /// Mistral-7B-v0.1 (sliding window 4096); OpenLLaMA-3B; TinyLlama-1.1B; SmolLM2-135M (their config.json files on
+    /// Mistral-7B-v0.1 (sliding window 4096); Qwen2.5-0.5B and -7B (q/k/v biases, no window); OpenLLaMA-3B; TinyLlama-1.1B; SmolLM2-135M (their config.json files on
     /// the Hugging Face hub). `tiny` is for tests, and so are `tiny-llama3` (tied, GQA, Llama-3.2's RoPE scaling: the
     /// features of Llama-3.2 at test size) and `tiny-mistral` (a sliding window of 8).
     public func config(vocabSize: Int? = nil) -> LlamaConfig {
@@ -49,6 +50,15 @@ public enum SyntheticShape: String, CaseIterable, Sendable {
             var c = make(32000, 4096, 32, 8, 14336, 32, tied: false, theta: 10000, eps: 1e-5, context: 32768)
             c.modelType = "mistral"
             c.slidingWindow = 4096
+            return c
+        case .qwen2_5_0_5b, .qwen2_5_7b:
+            let small = self == .qwen2_5_0_5b
+            var c = small ? make(151936, 896, 14, 2, 4864, 24, tied: true, theta: 1_000_000, eps: 1e-6, context: 32768,
+                                 bos: 151643, eos: 151643)
+                          : make(152064, 3584, 28, 4, 18944, 28, tied: false, theta: 1_000_000, eps: 1e-6, context: 32768,
+                                 bos: 151643, eos: 151643)
+            c.modelType = "qwen2"
+            c.qkvBias = true
             return c
         case .llama3b: return make(32000, 3200, 32, 32, 8640, 26, tied: false, theta: 10000, eps: 1e-6)
         case .tinyllama: return make(32000, 2048, 32, 4, 5632, 22, tied: false, theta: 10000, eps: 1e-5)

@@ -8,7 +8,7 @@ import Testing
 struct SyntheticShapeTests {
     @Test(arguments: [
         (SyntheticShape.llama2_7b, 6_738_415_616), (.llama3_1_8b, 8_030_261_248), (.llama3_2_1b, 1_235_814_400),
-        (.mistral7b, 7_241_732_096), (.tinyllama, 1_100_048_384), (.smollm2, 134_515_008), (.llama2_70b, 68_976_648_192),
+        (.mistral7b, 7_241_732_096), (.qwen2_5_0_5b, 494_032_768), (.qwen2_5_7b, 7_615_616_512), (.tinyllama, 1_100_048_384), (.smollm2, 134_515_008), (.llama2_70b, 68_976_648_192),
     ])
     func parameterCountsArePublished(shape: SyntheticShape, count: Int) {
         #expect(shape.config().parameterCount == count, "\(shape.rawValue)")
