@@ -197,6 +197,11 @@ extension LlamaConfig {
     static let architectures = ["llama": "LlamaForCausalLM", "mistral": "MistralForCausalLM", "qwen2": "Qwen2ForCausalLM",
                                 "smollm3": "SmolLM3ForCausalLM"]
 
+    /// A JSON true/false (not a number). `v is Bool` cannot tell: on Linux an NSNumber holding 0 or 1 casts to Bool;
+    /// JSONSerialization gives booleans a class of their own, which is what is compared here.
+    static func isJSONBool(_ v: Any) -> Bool { type(of: v) == jsonBoolType }
+    private static let jsonBoolType: Any.Type = type(of: (try! JSONSerialization.jsonObject(with: Data("[true]".utf8)) as! [Any])[0])
+
     /// Key holding per-layer widths when they differ between layers (see docs/formats.md).
     public static let layerWidthsKey = "layer_widths"
 
@@ -250,7 +255,7 @@ extension LlamaConfig {
         func windowKey() throws -> Int? {
             guard let v = obj["sliding_window"] else { return 4096 }
             if v is NSNull { return nil }
-            guard let n = v as? NSNumber, !(v is Bool) else {
+            guard let n = v as? NSNumber, !Self.isJSONBool(v) else {
                 throw ModelError.invalidConfig(source: source, reason: "sliding_window must be an integer or null")
             }
             return n.intValue
@@ -318,7 +323,7 @@ extension LlamaConfig {
             let useWindow = (obj["use_sliding_window"] as? Bool) ?? false
             var window: Int?
             if let v = obj["sliding_window"], !(v is NSNull) {
-                guard let w = v as? NSNumber, !(v is Bool) else { throw bad("sliding_window must be an integer or null") }
+                guard let w = v as? NSNumber, !Self.isJSONBool(v) else { throw bad("sliding_window must be an integer or null") }
                 window = w.intValue
             }
             let types: [String]
