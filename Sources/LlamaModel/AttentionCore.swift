@@ -31,7 +31,8 @@ public enum AttentionCore {
                 let q = rows + h * hd, k = rows + (nq + g) * hd, v = rows + (nq + nkv + g) * hd
                 let out = attn + b * T * qWidth + h * hd
                 // Blocks of query rows against all T keys (the masked tail is zero after the softmax), the same
-                // blocks whether the softmax is kept or not, so both forwards give the same values.
+                // blocks whether the softmax is kept or not, so both forwards give the same values (to rounding: BLAS may pick
+                // another kernel for another address).
                 var r0 = 0
                 while r0 < T {
                     let m = min(blockRows, T - r0)

@@ -1,5 +1,6 @@
 // The one transformer block: attention scores computed in blocks of query rows agree with plain causal attention
-// (in Double) at lengths past one block, a forward that keeps no softmax gives the values of one that keeps it,
+// (in Double) at lengths past one block, a forward that keeps no softmax gives the values of one that keeps it
+// (to rounding),
 // and the block's internals count what they hold.
 import Foundation
 import Testing
@@ -39,7 +40,10 @@ struct BlockTests {
     func blockedScoresAreCausalAttention(T: Int) {
         let x = Self.qkv(T: T)
         let blocked = Self.attention(x, T: T, keep: false), kept = Self.attention(x, T: T, keep: true)
-        #expect(blocked == kept)       // the same blocks either way: bit for bit
+        // The same blocks either way; OpenBLAS may still pick another kernel for the softmax's other address (seen: a
+        // 1-ulp difference in the 1-row last block), so the two agree to rounding.
+        let apart = zip(blocked, kept).map { abs($0 - $1) }.max()!
+        #expect(apart <= 1e-6, "kept vs not kept: \(apart)")
         var worst = 0.0
         // Rows on both sides of each block boundary, and the last one, of every (sequence, head).
         let rows = [0, 1, 511, 512, 513, T - 1]
