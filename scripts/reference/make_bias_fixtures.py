@@ -48,18 +48,8 @@ def build(kind, cfg):
     config._attn_implementation = "eager"
     torch.manual_seed(SEED)
     model = (Qwen2ForCausalLM if kind == "qwen2" else LlamaForCausalLM)(config)
-    with torch.no_grad():   # the scales of make_tiny_fixtures.py; biases large enough to matter
-        for name, p in model.named_parameters():
-            if name.endswith("norm.weight"):
-                p.copy_(1.0 + 0.1 * torch.randn_like(p))
-            elif "embed_tokens" in name:
-                p.copy_(0.25 * torch.randn_like(p))
-            elif name.endswith(".bias"):
-                p.copy_(0.2 * torch.randn_like(p))
-            else:
-                p.copy_(0.08 * torch.randn_like(p))
-    model.eval()
-    return model
+    from make_tiny_fixtures import scale_weights
+    return scale_weights(model, bias_std=0.2)   # biases large enough to matter
 
 
 def write_gguf(kind, cfg, model, path):

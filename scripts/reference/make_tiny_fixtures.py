@@ -58,12 +58,22 @@ def make_model(config_kwargs, seed):
     config = LlamaConfig(**config_kwargs)
     torch.manual_seed(seed)
     model = LlamaForCausalLM(config)  # default init, then scaled up deterministically below
+    return scale_weights(model)
+
+
+def scale_weights(model, bias_std=None):
+    """Redraws every parameter in order from torch's generator at the fixtures' scales (logits with std ~1-2):
+    norms 1 + NORM_STD*randn, embeddings EMBED_STD*randn, biases bias_std*randn (when given), the rest
+    PROJ_STD*randn. Returns the model in eval mode. Every fixture script shares it."""
+    import torch
     with torch.no_grad():
         for name, p in model.named_parameters():  # tied lm_head is not listed separately
             if name.endswith("norm.weight"):
                 p.copy_(1.0 + NORM_STD * torch.randn_like(p))
             elif "embed_tokens" in name:
                 p.copy_(EMBED_STD * torch.randn_like(p))
+            elif bias_std is not None and name.endswith(".bias"):
+                p.copy_(bias_std * torch.randn_like(p))
             else:
                 p.copy_(PROJ_STD * torch.randn_like(p))
     model.eval()

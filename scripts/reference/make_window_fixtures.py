@@ -56,16 +56,8 @@ def make(out, name, cls, config, plain_cls, plain_config):
     import torch
     config._attn_implementation = "eager"
     torch.manual_seed(SEED)
-    model = cls(config)
-    with torch.no_grad():   # the scales of make_tiny_fixtures.py: logits with std ~1-2
-        for pname, p in model.named_parameters():
-            if pname.endswith("norm.weight"):
-                p.copy_(1.0 + 0.1 * torch.randn_like(p))
-            elif "embed_tokens" in pname:
-                p.copy_(0.25 * torch.randn_like(p))
-            else:
-                p.copy_(0.08 * torch.randn_like(p))
-    model.eval()
+    from make_tiny_fixtures import scale_weights
+    model = scale_weights(cls(config))
     d = out / name
     if d.exists():
         shutil.rmtree(d)
