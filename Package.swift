@@ -74,6 +74,8 @@ let package = Package(
                     exclude: ["Resources"]),
         .testTarget(name: "LoRATests", dependencies: ["LoRA", "LlamaModel", "Formats", "Tokenizer"],
                     exclude: ["Resources"]),
+        .testTarget(name: "VariantTests", dependencies: ["LoRA", "Pruning", "LlamaModel", "Formats"],
+                    exclude: ["Resources"]),
         .testTarget(name: "ClusterTests", dependencies: ["CMPI", "CZeroMQ", "Cluster", "ClusterPrune", "LlamaModel",
                                                          "ModelExport", "Pruning"]),
         .testTarget(name: "CLITests", dependencies: ["Formats"]),

@@ -32,6 +32,9 @@ public struct LlamaConfig: Equatable, Sendable {
     public var tieWordEmbeddings: Bool
     public var bosTokenId: Int?
     public var eosTokenId: Int?
+    /// config.json pad_token_id (GGUF tokenizer.ggml.padding_token_id), written back: a family's own default can
+    /// lie outside a small vocabulary (SmolLM3Config's 128004), so transformers needs the model's value.
+    public var padTokenId: Int?
     /// The family as config.json names it, written back on export: "llama" or "mistral" (the same math, plus
     /// Mistral's sliding window).
     public var modelType: String
@@ -347,6 +350,7 @@ extension LlamaConfig {
                   bosTokenId: firstInt("bos_token_id"), eosTokenId: firstInt("eos_token_id"), modelType: modelType,
                   slidingWindow: slidingWindow, windowedLayers: windowedLayers, ropeLayers: ropeLayers)
         ropeScaling = rope.scaling
+        padTokenId = firstInt("pad_token_id")
         (qkvBias, oBias, mlpBias) = biases
         try validate(source: source)
     }
@@ -366,7 +370,8 @@ extension LlamaConfig {
             "num_attention_heads": isUniform ? first.numHeads : layers.map(\.numHeads).max()!,
             "num_key_value_heads": isUniform ? first.numKVHeads : layers.map(\.numKVHeads).max()!,
             "intermediate_size": isUniform ? first.intermediateSize : layers.map(\.intermediateSize).max()!,
-            "rms_norm_eps": Double(rmsNormEps), "rope_theta": ropeTheta,
+            // The Float's shortest decimal (1e-05, not 9.999999747378752e-06): the value the source config wrote.
+            "rms_norm_eps": Double("\(rmsNormEps)") ?? Double(rmsNormEps), "rope_theta": ropeTheta,
             "max_position_embeddings": maxPositionEmbeddings, "tie_word_embeddings": tieWordEmbeddings,
             "hidden_act": "silu", "attention_bias": qkvBias, "mlp_bias": mlpBias, "torch_dtype": "float32",
             "use_cache": true,
@@ -390,6 +395,7 @@ extension LlamaConfig {
         }
         if let b = bosTokenId { obj["bos_token_id"] = b }
         if let e = eosTokenId { obj["eos_token_id"] = e }
+        if let p = padTokenId { obj["pad_token_id"] = p }
         if let r = try ropeScaling.configJSONValue() { obj["rope_scaling"] = r }
         if !isUniform {
             let raw = try JSONEncoder().encode(layers)

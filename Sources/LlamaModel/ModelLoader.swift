@@ -63,6 +63,7 @@ public enum ModelLoader {
             tieWordEmbeddings: f.tensor(named: "output.weight") == nil,
             bosTokenId: m["tokenizer.ggml.bos_token_id"]?.int, eosTokenId: m["tokenizer.ggml.eos_token_id"]?.int,
             modelType: arch)
+        cfg.padTokenId = m["tokenizer.ggml.padding_token_id"]?.int
         func has(_ t: String) -> Bool { f.tensor(named: "blk.0.\(t).bias") != nil }
         if arch == "qwen2" {
             cfg.qkvBias = true

@@ -250,6 +250,11 @@ extension RopeScaling {
 extension RopeScaling {
     /// The sequence length the tables depend on: non-nil only for dynamic scaling past max_position_embeddings
     /// (transformers recomputes inv_freq from L = max(position_ids) + 1 there; at L ≤ max_pos it is the init value).
+    /// Every batch gets the tables of its own length, as a freshly loaded transformers model computes it. A model
+    /// that has already run a longer batch keeps that batch's frequencies in transformers (dynamic_rope_update in
+    /// modeling_rope_utils.py grows its cache and resets it only below max_pos), so there a result depends on the
+    /// batches run before it; that history is not a property of the checkpoint, and ranks of a data-parallel job
+    /// would not share it.
     public func dynamicLength(seqLen: Int, maxPositionEmbeddings: Int) -> Int? {
         kind == .dynamic && seqLen > maxPositionEmbeddings ? seqLen : nil
     }

@@ -53,6 +53,7 @@ public enum HFExport {
         var gen: [String: Any] = ["_from_model_config": true]
         if let b = c.bosTokenId { gen["bos_token_id"] = b }
         if let e = c.eosTokenId { gen["eos_token_id"] = e }
+        if let p = c.padTokenId { gen["pad_token_id"] = p }
         try AtomicFile.write(try JSONSerialization.data(withJSONObject: gen, options: [.prettyPrinted, .sortedKeys]),
                              to: dir.appendingPathComponent("generation_config.json"))
         try writeTokenizerFiles(tokenizerSource, into: dir, modelMaxLength: c.maxPositionEmbeddings)

@@ -317,8 +317,10 @@ struct CommandFlags {
 
 extension CLI {
     /// Refuses a sequence longer than the model's context, naming the flag, before anything large is allocated.
+    /// Dynamic RoPE scaling has no such bound: rescaling the frequencies for sequences past max_position_embeddings
+    /// is what it is for (transformers computes any length).
     static func checkContext(_ flag: String, _ length: Int, _ config: LlamaConfig) throws {
-        guard length <= config.maxPositionEmbeddings else {
+        guard length <= config.maxPositionEmbeddings || config.ropeScaling.kind == .dynamic else {
             throw UsageError("--\(flag): \(length) tokens exceed the model's context of \(config.maxPositionEmbeddings) tokens")
         }
     }

@@ -173,6 +173,17 @@ struct FlagTableTests {
         #expect(ok["calibLen"] as? Int == 8192)
     }
 
+    /// The context is max_position_embeddings, except under dynamic RoPE scaling, which exists to run past it.
+    @Test func dynamicRopeRunsPastMaxPositions() throws {
+        let s = Scratch()
+        let plain = fixtures.appendingPathComponent("tiny").path, dynamic = fixtures.appendingPathComponent("rope/dynamic").path
+        expectCleanFailure(try llmprune(["plan", "--model", plain, "--plan", s.url.appendingPathComponent("a.json").path,
+                                         "--layers", "0:2", "--calib-len", "300"]), mentions: ["--calib-len", "context of 256"])
+        let ok = try parsed(["plan", "--model", dynamic, "--plan", s.url.appendingPathComponent("b.json").path,
+                             "--layers", "0:2", "--calib-len", "64"])     // max_position_embeddings 16
+        #expect(ok["calibLen"] as? Int == 64)
+    }
+
     /// A window as long as the context runs, in bounded memory (attention scores in blocks of query rows, the LM
     /// head over ≈512 rows at a time), and reports its peak memory. The whole T × T softmax of one head alone
     /// would be 256 MiB per head here, 2.3 GiB for SmolLM2's 9 heads; the logits of the window 1.6 GB.
