@@ -10,13 +10,14 @@ public enum SyntheticShape: String, CaseIterable, Sendable {
          llama3_1_8b = "llama-3.1-8b", llama3_2_1b = "llama-3.2-1b", mistral7b = "mistral-7b", qwen2_5_0_5b = "qwen2.5-0.5b",
          qwen2_5_7b = "qwen2.5-7b", llama3b = "llama-3b",
          tinyllama = "tinyllama-1.1b", smollm2 = "smollm2-135m", tiny, tinyLlama3 = "tiny-llama3",
-         tinyMistral = "tiny-mistral"
+         tinyMistral = "tiny-mistral", tinyQwen2 = "tiny-qwen2"
 
     /// The published shapes with their real configs: widths, vocabulary, tying, RoPE (base and scaling), context and
     /// window — Llama-2-70B; LLaMA-13B; LLaMA-7B; Llama-2-7B; Llama-3.1-8B and Llama-3.2-1B (llama3 RoPE scaling);
     /// Mistral-7B-v0.1 (sliding window 4096); Qwen2.5-0.5B and -7B (q/k/v biases, no window); OpenLLaMA-3B; TinyLlama-1.1B; SmolLM2-135M (their config.json files on
     /// the Hugging Face hub). `tiny` is for tests, and so are `tiny-llama3` (tied, GQA, Llama-3.2's RoPE scaling: the
-    /// features of Llama-3.2 at test size) and `tiny-mistral` (a sliding window of 8).
+    /// features of Llama-3.2 at test size), `tiny-mistral` (a sliding window of 8) and `tiny-qwen2` (Qwen2.5's layout:
+    /// q/k/v biases, tied, RoPE base 1e6, no window).
     public func config(vocabSize: Int? = nil) -> LlamaConfig {
         func make(_ v: Int, _ d: Int, _ heads: Int, _ kv: Int, _ inter: Int, _ layers: Int, tied: Bool, theta: Double,
                   eps: Float, context: Int = 2048, bos: Int = 1, eos: Int = 2) -> LlamaConfig {
@@ -70,6 +71,11 @@ public enum SyntheticShape: String, CaseIterable, Sendable {
             var c = make(256, 64, 4, 2, 96, 6, tied: false, theta: 10000, eps: 1e-5, context: 32768)
             c.modelType = "mistral"
             c.slidingWindow = 8
+            return c
+        case .tinyQwen2:
+            var c = make(256, 64, 4, 2, 96, 6, tied: true, theta: 1_000_000, eps: 1e-6, context: 32768)
+            c.modelType = "qwen2"
+            c.qkvBias = true
             return c
         }
     }
