@@ -177,7 +177,7 @@ struct JobFlags {
         parse: Parse.choice(ShardMode.self))
     static let lowMemory = Switch("low-memory",
         help: "with --shard layers: layers stay mapped in their file dtype (bf16/f16) and are\n"
-            + "widened to fp32 one at a time; the shards are written in that dtype")
+            + "widened to fp32 one at a time; the shards are written in --dtype")
     static let memPerRank = Flag<Int>("mem-per-rank", "SIZE",
         help: "e.g. 6G: predict each rank's peak before loading anything and refuse a job that\n"
             + "cannot fit (saying what would); picks --low-memory when only that fits.\n"
