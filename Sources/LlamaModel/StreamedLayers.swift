@@ -40,14 +40,12 @@ public final class StreamedLayers: @unchecked Sendable {
     /// A 2-D tensor of the checkpoint (the embedding, when a streamed stage writes its shard) as little-endian
     /// `dtype` bytes: the stored bytes when they already are `dtype`; from a safetensors float tensor, a block of rows
     /// widened and narrowed at a time, so the table is never held in fp32 beside its encoding; a GGUF's decoded whole.
-    public func encoded(_ name: String, as dtype: TensorDType) throws -> Data {
-        if let stored = try storedBytes(name) {
-            if stored.dtype == dtype.safetensorsName { return stored.bytes }
-        }
-        guard source is SafetensorsFile || source is ShardedSafetensors, let shape = source.shape(of: name), shape.count == 2
-        else { return FloatEncoding.encode(try source.floats(name), as: dtype) }
+    public func encoded(_ name: String, as dtype: TensorDType, blockElements: Int = 1 << 22) throws -> Data {
+        if source.storageType(of: name) == dtype.safetensorsName, let stored = try storedBytes(name) { return stored.bytes }
+        guard source is SafetensorsFile || source is ShardedSafetensors, let shape = source.shape(of: name),
+              shape.count == 2 else { return FloatEncoding.encode(try source.floats(name), as: dtype) }
         let (rows, cols) = (shape[0], shape[1])
-        let block = max(1, (1 << 22) / max(1, cols))                    // ≈ 16 MB of fp32 rows
+        let block = max(1, blockElements / max(1, cols))                // default ≈ 16 MB of fp32 rows
         var out = Data(capacity: dtype.byteCount * rows * cols)
         var buffer = [Float](repeating: 0, count: min(block, rows) * cols)
         for lo in stride(from: 0, to: rows, by: block) {

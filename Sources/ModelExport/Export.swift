@@ -60,13 +60,16 @@ public enum HFExport {
             throw FormatError.malformed(path: url.path, reason: "\(parts.count) tensors for the config's \(shapes.count)"
                                         + " (an lm_head is there iff the embeddings are untied, biases iff declared)")
         }
-        for (t, p) in zip(shapes, parts) where p.range.upperBound > p.array.count || p.range.count != t.shape.reduce(1, *) {
-            throw FormatError.shapeMismatch(path: url.path, tensor: t.name,
-                                            reason: "shape \(t.shape) does not hold \(min(p.range.count, p.array.count)) values")
+        for (t, p) in zip(shapes, parts)
+            where p.range.upperBound > p.array.count || p.range.count != t.shape.reduce(1, *) {
+            throw FormatError.shapeMismatch(path: url.path, tensor: t.name, reason:
+                "shape \(t.shape) does not hold \(max(0, min(p.range.upperBound, p.array.count) - p.range.lowerBound)) values")
         }
         let specs = shapes.map { SafetensorsWriter.Spec(name: $0.name, shape: $0.shape, dtype: dtype.safetensorsName) }
         try SafetensorsWriter.stream(specs, metadata: ["format": "pt"], to: url) { i in
-            parts[i].array.withUnsafeBufferPointer { FloatEncoding.encode(UnsafeBufferPointer(rebasing: $0[parts[i].range]), as: dtype) }
+            parts[i].array.withUnsafeBufferPointer {
+                FloatEncoding.encode(UnsafeBufferPointer(rebasing: $0[parts[i].range]), as: dtype)
+            }
         }
     }
 

@@ -16,8 +16,7 @@ extension HFExport {
                                           dtype: TensorDType, index k: Int, count n: Int, into dir: URL) throws -> ShardFile {
         guard let streamed = stage.streamed else { throw ExportError.invalidShards("stage \(stage.layers) is not streamed") }
         return try writeLayerByLayer(plan: plan, weights: stage.weights, layers: stage.layers, take: { try streamed.widen($0) },
-                                     embedding: embedding ? { try streamed.encoded("model.embed_tokens.weight", as: dtype) }
-                                         : nil,
+                                     embedding: embedding ? { try streamed.encoded("model.embed_tokens.weight", as: dtype) } : nil,
                                      head: head, dtype: dtype, index: k, count: n, into: dir)
     }
 
@@ -55,7 +54,8 @@ extension HFExport {
         var specs: [SafetensorsWriter.Spec] = []
         var layerOf: [Int] = []                                   // spec → layer (−1: not a layer tensor)
         if embedding != nil {
-            specs.append(.init(name: "model.embed_tokens.weight", shape: [c.vocabSize, d], dtype: dtype.safetensorsName)); layerOf.append(-1)
+            specs.append(.init(name: "model.embed_tokens.weight", shape: [c.vocabSize, d], dtype: dtype.safetensorsName))
+            layerOf.append(-1)
         }
         for l in layers {
             for (name, shape) in pruned.huggingFaceLayerTensorShapes(l) {
@@ -65,7 +65,8 @@ extension HFExport {
         if head {
             specs.append(.init(name: "model.norm.weight", shape: [d], dtype: dtype.safetensorsName)); layerOf.append(-1)
             if !c.tieWordEmbeddings {
-                specs.append(.init(name: "lm_head.weight", shape: [c.vocabSize, d], dtype: dtype.safetensorsName)); layerOf.append(-1)
+                specs.append(.init(name: "lm_head.weight", shape: [c.vocabSize, d], dtype: dtype.safetensorsName))
+                layerOf.append(-1)
             }
         }
         // The current layer, cut. Its tensors are encoded straight from slices of the fused arrays (no split copies):
