@@ -55,7 +55,7 @@ let package = Package(
         // The cluster runtime (MPI data plane, ZeroMQ control plane, job directory, sessions) and the jobs on it.
         .target(name: "Cluster", dependencies: ["CZeroMQ", "CMPI", "MPIShim", "ProcessShim", "Support"],
                 swiftSettings: swiftSettings),
-        .target(name: "ClusterPrune", dependencies: ["Cluster", "Support", "LlamaModel", "ModelExport", "Pruning"],
+        .target(name: "ClusterPrune", dependencies: ["Cluster", "Support", "Formats", "LlamaModel", "ModelExport", "Pruning"],
                 swiftSettings: swiftSettings),
         .target(name: "ClusterTune", dependencies: ["Cluster", "Support", "Formats", "LlamaModel", "LoRA", "ModelExport", "Tokenizer"],
                 swiftSettings: swiftSettings),

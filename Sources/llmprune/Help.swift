@@ -43,10 +43,9 @@ enum Help {
         "plan": PruneCommand.planFlags.help(
             usage: "usage: llmprune plan --model PATH --plan FILE [pruning flags] [calibration flags] [flags]",
             about: "  The importance pass: writes the prune plan (kept units, scores, settings, calibration provenance)."),
-        "apply": """
-        usage: llmprune apply --plan FILE --model PATH --out DIR [--force] [--threads T] [--json]
-          Cuts the model by the plan and writes a Hugging Face directory (written aside, then renamed).
-        """,
+        "apply": PruneCommand.applyFlags.help(
+            usage: "usage: llmprune apply --plan FILE --model PATH --out DIR [flags]",
+            about: "  Cuts the model by the plan and writes a Hugging Face directory (written aside, then renamed)."),
         "prune": PruneCommand.pruneFlags.help(
             usage: "usage: llmprune prune --model PATH --out DIR [pruning flags] [calibration flags] [flags]",
             about: "  Plan and apply in one process; under mpiexec use `llmprune cluster prune`."),
@@ -65,10 +64,9 @@ enum Help {
         "tune": TuneCommand.tuneFlags.help(
             usage: "usage: llmprune tune --model PATH --data FILE --out DIR [flags]     (under `mpiexec -n N`: data parallel)",
             about: "  LoRA recovery (LLM-Pruner's recipe); writes a peft adapter directory, loss.csv and loss.svg."),
-        "merge": """
-        usage: llmprune merge --model PATH --adapter DIR --out DIR [--force]
-          W += (alpha/r)·B·A for every adapted weight; writes a Hugging Face directory.
-        """,
+        "merge": TuneCommand.mergeFlags.help(
+            usage: "usage: llmprune merge --model PATH --adapter DIR --out DIR [flags]",
+            about: "  W += (alpha/r)·B·A for every adapted weight; writes a Hugging Face directory."),
         "synth": """
         usage: llmprune synth --shape \(SyntheticShape.allCases.map(\.rawValue).joined(separator: "|")) --out DIR [flags]
           --dtype bf16|f16|f32   weights on disk (default bf16)

@@ -12,7 +12,7 @@ import Testing
         let s = Scratch()
         let calib = try s.file("calib.txt", Data(String(repeating: "the quick brown fox jumps over the lazy dog\n", count: 40).utf8))
         let args = ["--model", fixtures.appendingPathComponent(name + ".gguf").path, "--layers", "0:2", "--calib", calib,
-                    "--calib-samples", "4", "--calib-len", "8", "--ratio", "0.5"]
+                    "--calib-samples", "4", "--calib-len", "8", "--ratio", "0.5", "--dtype", "f32"]
         let single = s.url.appendingPathComponent("single").path
         let r0 = try llmprune(["prune"] + args + ["--out", single, "--quiet"])
         #expect(r0.status == 0, "\(r0.stderr)")
