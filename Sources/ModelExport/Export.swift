@@ -49,7 +49,13 @@ public enum HFExport {
     /// files and `extraFiles` (name → contents). Shared by the single-file and the sharded export.
     public static func writeModelFiles(config c: LlamaConfig, tokenizerSource: TokenizerSource, into dir: URL,
                                        extraFiles: [String: Data] = [:]) throws {
-        try AtomicFile.write(try c.configJSON(), to: dir.appendingPathComponent("config.json"))
+        // A model its family's transformers class cannot load gets the trust_remote_code files (RemoteCode.swift).
+        let remote = RemoteCode.isNeeded(for: c)
+        try AtomicFile.write(try c.configJSON(extra: remote ? RemoteCode.configKeys(for: c) : [:]),
+                             to: dir.appendingPathComponent("config.json"))
+        if remote {
+            for (file, data) in RemoteCode.files { try AtomicFile.write(data, to: dir.appendingPathComponent(file)) }
+        }
         var gen: [String: Any] = ["_from_model_config": true]
         if let b = c.bosTokenId { gen["bos_token_id"] = b }
         if let e = c.eosTokenId { gen["eos_token_id"] = e }
