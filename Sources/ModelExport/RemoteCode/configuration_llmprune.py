@@ -5,11 +5,16 @@ It is transformers' LlamaConfig plus, for each layer: its query heads, KV heads 
 RoPE (`no_rope_layers`, SmolLM3's NoPE layers). `base_model_type` names the family the weights come from
 (llama, mistral, qwen2 or smollm3); the biases follow that family, as in transformers' own classes.
 
-Load the directory with AutoModelForCausalLM.from_pretrained(dir, trust_remote_code=True) (transformers 5.x).
+Load the directory with AutoModelForCausalLM.from_pretrained(dir, trust_remote_code=True) (transformers 5; checked with 5.25).
 This file and modeling_llmprune.py are written by llmprune into every output directory that needs them.
 """
+import dataclasses
+
 from huggingface_hub.dataclasses import strict
 from transformers import LlamaConfig
+
+if not dataclasses.is_dataclass(LlamaConfig):
+    raise ImportError("configuration_llmprune.py needs a transformers 5 whose configs are dataclasses (checked with 5.25)")
 
 FAMILIES = ("llama", "mistral", "qwen2", "smollm3")
 WIDTH_KEYS = ("num_attention_heads", "num_key_value_heads", "intermediate_size")

@@ -6,9 +6,10 @@ follow the base family: q/k/v for Qwen2 (Qwen2Attention), q/k/v/o with `attentio
 within `config.sliding_window` where `config.layer_types[i]` is "sliding_attention" (Mistral, Qwen2, SmolLM3).
 Everything else is transformers' own: RMSNorm, RoPE and its scaling (`config.rope_parameters`), the attention
 kernels, the KV cache and generate(). The per-layer masks follow Qwen2Model.forward
-(src/transformers/models/qwen2/modeling_qwen2.py, transformers 5.x).
+(src/transformers/models/qwen2/modeling_qwen2.py, transformers 5.25).
 """
 import copy
+import inspect
 
 import torch
 from torch import nn
@@ -17,6 +18,11 @@ from transformers.modeling_outputs import BaseModelOutputWithPast
 from transformers.models.llama import modeling_llama as llama
 
 from .configuration_llmprune import LlmpruneConfig
+
+# The KV cache travels as `cache=` through the layers below; an older transformers (`past_key_values=`) would
+# ignore it and decode without a cache, so refuse it here.
+if "cache" not in inspect.signature(llama.LlamaDecoderLayer.forward).parameters:
+    raise ImportError("modeling_llmprune.py needs a transformers 5 whose Llama layers take `cache=` (checked with 5.25)")
 
 
 def layer_config(config, i):
