@@ -30,10 +30,12 @@ scripts/reference/setup_venv.sh > /dev/null
 alpaca="${LLMPRUNE_DATA:-$root/../shared/data}/alpaca/alpaca_data_1k.json"
 status=0
 
-# ours NAME DIR DATASET [--adapter A]: llmprune eval --json into $out/NAME.ours.DATASET.json
+# ours NAME DIR DATASET [--adapter A]: llmprune eval --json into $out/NAME.ours.DATASET.json (every window unless
+# --max-windows, which llmprune takes only positive)
 ours() {
     local name="$1" dir="$2" ds="$3"; shift 3
-    "$bin" eval --model "$dir" --dataset "$ds" --max-windows "$windows" --json --quiet "$@" > "$out/$name.ours.$ds.json"
+    local limit=(); [ "$windows" -gt 0 ] && limit=(--max-windows "$windows")
+    "$bin" eval --model "$dir" --dataset "$ds" "${limit[@]}" --json --quiet "$@" > "$out/$name.ours.$ds.json"
 }
 
 if [ "$smollm2" = 1 ]; then
