@@ -9,6 +9,7 @@ import Foundation
 import LlamaModel
 import Pruning
 import Support
+import Tokenizer
 
 /// A titled list of flags, as a help page prints it.
 struct FlagGroup {
