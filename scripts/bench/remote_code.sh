@@ -4,19 +4,21 @@
 #   SmolLM2-135M (the default model), pruned heterogeneous at r = 0.25 (local, LLM-Pruner's layer range 4:L-2) and
 #   r = 0.5 (global allocation, query-head units): perplexity by `llmprune eval --json` and by transformers on the same
 #   directory, WikiText-2 and PTB test, every window (LLM-Pruner's protocol); a short `llmprune tune` on each, its
-#   adapter by `llmprune eval --adapter` and by peft (PeftModel.from_pretrained) on the remote-code model; generate().
+#   adapter by `llmprune eval --adapter` and by peft (PeftModel.from_pretrained) on the remote-code model, on the first
+#   --adapter-windows windows (0: all); generate().
 #   The variant fixtures (Tests/VariantTests: biases, RoPE scalings, windows, NoPE, tied/untied), each pruned
 #   heterogeneous (layer 0 whole, the rest query heads and channels at ratio 0.5), the same comparison on their
 #   first --variant-windows windows with a byte-level tokenizer.
 # Prints markdown tables; exits non-zero if a relative difference exceeds 0.1 %, the ids differ, or generate() with
 # its KV cache disagrees with the argmax loop without one.
-#   scripts/bench/remote_code.sh [--max-windows N (0: all)] [--tune-steps 4] [--variant-windows 8] [--skip-smollm2]
-#                                [--skip-variants]
+#   scripts/bench/remote_code.sh [--max-windows N (0: all)] [--adapter-windows 256] [--tune-steps 4]
+#                                [--variant-windows 8] [--skip-smollm2] [--skip-variants]
 set -euo pipefail
-windows=0; tune_steps=4; variant_windows=8; smollm2=1; variants=1
+windows=0; adapter_windows=256; tune_steps=4; variant_windows=8; smollm2=1; variants=1
 while [ $# -gt 0 ]; do
     case "$1" in
         --max-windows) windows="$2"; shift 2 ;;
+        --adapter-windows) adapter_windows="$2"; shift 2 ;;
         --tune-steps) tune_steps="$2"; shift 2 ;;
         --variant-windows) variant_windows="$2"; shift 2 ;;
         --skip-smollm2) smollm2=0; shift ;;
@@ -30,11 +32,11 @@ scripts/reference/setup_venv.sh > /dev/null
 alpaca="${LLMPRUNE_DATA:-$root/../shared/data}/alpaca/alpaca_data_1k.json"
 status=0
 
-# ours NAME DIR DATASET [--adapter A]: llmprune eval --json into $out/NAME.ours.DATASET.json (every window unless
-# --max-windows, which llmprune takes only positive)
+# ours NAME DIR DATASET WINDOWS [--adapter A]: llmprune eval --json into $out/NAME.ours.DATASET.json (every window
+# for WINDOWS 0: llmprune takes only a positive --max-windows)
 ours() {
-    local name="$1" dir="$2" ds="$3"; shift 3
-    local limit=(); [ "$windows" -gt 0 ] && limit=(--max-windows "$windows")
+    local name="$1" dir="$2" ds="$3" n="$4"; shift 4
+    local limit=(); [ "$n" -gt 0 ] && limit=(--max-windows "$n")
     "$bin" eval --model "$dir" --dataset "$ds" "${limit[@]}" --json --quiet "$@" > "$out/$name.ours.$ds.json"
 }
 
@@ -47,12 +49,12 @@ if [ "$smollm2" = 1 ]; then
         "$bin" tune --model "$out/$name" --data "$alpaca" --out "$out/$name-lora" --steps "$tune_steps" --batch 8 \
             --micro-batch 4 --warmup 0 --lr 1e-3 --val-size 8 --quiet --force > /dev/null
         for ds in wikitext2 ptb; do
-            ours "$name" "$out/$name" "$ds"
-            ours "$name-lora" "$out/$name" "$ds" --adapter "$out/$name-lora"
+            ours "$name" "$out/$name" "$ds" "$windows"
+            ours "$name-lora" "$out/$name" "$ds" "$adapter_windows" --adapter "$out/$name-lora"
         done
         echo "  $name: llmprune done; transformers" >&2
         scripts/reference/run.sh check_remote_code.py --dir "$out/$name" --dataset wikitext2,ptb \
-            --max-windows "$windows" --adapter "$out/$name-lora" --generate 24 --json \
+            --max-windows "$windows" --adapter "$out/$name-lora" --adapter-max-windows "$adapter_windows" --generate 24 --json \
             > "$out/$name.torch.json" 2> "$out/$name.torch.log" || { tail -n 5 "$out/$name.torch.log" >&2; exit 1; }
     done
     python3 - "$out" <<'PY' || status=1
@@ -61,8 +63,8 @@ from pathlib import Path
 out = Path(sys.argv[1])
 ok = True
 print("| model | widths (q-heads / kv-heads / mlp, min-max) | dataset | windows | llmprune | transformers (remote code) | rel | "
-      "llmprune --adapter | peft on remote code | rel |")
-print("|---|---|---|---|---|---|---|---|---|---|")
+      "adapter windows | llmprune --adapter | peft on remote code | rel |")
+print("|---|---|---|---|---|---|---|---|---|---|---|")
 for name, what in [("r25", "r=0.25 local, layers 4:28"), ("q50", "r=0.5 global, query-head")]:
     t = json.loads((out / f"{name}.torch.json").read_text())
     w = t["widths"]
@@ -76,7 +78,7 @@ for name, what in [("r25", "r=0.25 local, layers 4:28"), ("q50", "r=0.5 global, 
         same = o["idsSHA256"] == p["ids_sha256"] == a["idsSHA256"]
         ok &= r1 <= 1e-3 and r2 <= 1e-3 and same
         print(f"| {name} ({what}) | {span} | {ds} | {p['windows']} | {o['result']['perplexity']:.6f} | {p['ppl']:.6f} | "
-              f"{r1:.1e} | {a['result']['perplexity']:.6f} | {p['ppl_adapter']:.6f} | {r2:.1e} |"
+              f"{r1:.1e} | {p['windows_adapter']} | {a['result']['perplexity']:.6f} | {p['ppl_adapter']:.6f} | {r2:.1e} |"
               + ("" if same else " ids differ |"))
 for name in ("r25", "q50"):
     t = json.loads((out / f"{name}.torch.json").read_text())

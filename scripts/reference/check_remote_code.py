@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """Load an llmprune remote-code directory the way a user would, and measure it.
 
-  run.sh check_remote_code.py --dir D [--dataset wikitext2,ptb] [--max-windows N] [--adapter A]
-                              [--generate N] [--prompt TEXT] [--no-independent] [--json]
+  run.sh check_remote_code.py --dir D [--dataset wikitext2,ptb] [--max-windows N] [--adapter A
+                              [--adapter-max-windows N]] [--generate N] [--prompt TEXT] [--no-independent] [--json]
 
 D is a heterogeneous output of `llmprune prune|apply|cluster prune|merge` (config.json with model_type
 "llmprune", auto_map, configuration_llmprune.py, modeling_llmprune.py). It is loaded with
@@ -15,7 +15,8 @@ Checks and numbers, one JSON object last on stdout:
   - --generate N: model.generate (greedy, KV cache) for N tokens, and whether it equals the argmax loop
     without cache; the text;
   - per --dataset: perplexity under LLM-Pruner's protocol (common.tokenize_dataset + common.perplexity, as
-    ppl.py), all windows unless --max-windows; with --adapter, also with PeftModel.from_pretrained(model, A).
+    ppl.py), all windows unless --max-windows; with --adapter, also with PeftModel.from_pretrained(model, A)
+    (on --adapter-max-windows windows if given).
 """
 import argparse
 import json
@@ -42,6 +43,7 @@ def main():
     ap.add_argument("--seq-len", type=int, default=128)
     ap.add_argument("--batch", type=int, default=8)
     ap.add_argument("--adapter", help="a peft LoRA adapter directory (llmprune tune output)")
+    ap.add_argument("--adapter-max-windows", type=int, help="windows for the adapter's perplexity (default --max-windows)")
     ap.add_argument("--generate", type=int, default=0, help="greedy tokens to generate")
     ap.add_argument("--prompt", default="The capital of France is")
     ap.add_argument("--no-independent", action="store_true", help="skip the independent-loader logits check")
@@ -102,11 +104,11 @@ def main():
         from peft import PeftModel
         peft_model = PeftModel.from_pretrained(model, args.adapter)
         peft_model.eval()
+        limit = args.max_windows if args.adapter_max_windows is None else args.adapter_max_windows
         for name in datasets:
-            r = common.perplexity(peft_model, ids[name], seq_len=args.seq_len, max_windows=args.max_windows,
-                                  batch=args.batch)
-            out["ppl"][name]["ppl_adapter"] = r["ppl"]
-            common.log(f"  {name} with the adapter: {r['ppl']}")
+            r = common.perplexity(peft_model, ids[name], seq_len=args.seq_len, max_windows=limit, batch=args.batch)
+            out["ppl"][name].update(ppl_adapter=r["ppl"], windows_adapter=r["windows"])
+            common.log(f"  {name} with the adapter ({r['windows']} windows): {r['ppl']}")
     print(json.dumps(out) if args.json else json.dumps(out, indent=1))
 
 
