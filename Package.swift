@@ -47,6 +47,9 @@ let package = Package(
         .target(name: "Eval", dependencies: ["Support", "LlamaModel"], swiftSettings: kernelSettings),
         // Writing models: the Hugging Face directory (whole or sharded, staged and renamed into place) and `synth`.
         .target(name: "ModelExport", dependencies: ["Support", "Formats", "Tokenizer", "LlamaModel"],
+                // The trust_remote_code python of heterogeneous outputs, compiled into the binary (RemoteCode.swift).
+                resources: [.embedInCode("RemoteCode/configuration_llmprune.py"),
+                            .embedInCode("RemoteCode/modeling_llmprune.py")],
                 swiftSettings: swiftSettings),
         .target(name: "Pruning", dependencies: ["Support", "Formats", "LlamaModel", "ModelExport"],
                 swiftSettings: kernelSettings),

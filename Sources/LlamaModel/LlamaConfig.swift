@@ -208,6 +208,12 @@ extension LlamaConfig {
     /// Key holding per-layer widths when they differ between layers (see docs/formats.md).
     public static let layerWidthsKey = "layer_widths"
 
+    /// The model_type of llmprune's `trust_remote_code` outputs (ModelExport/RemoteCode.swift), which transformers
+    /// cannot load as their family's own class; `baseModelTypeKey` names that family (llama, mistral, qwen2,
+    /// smollm3), read back as `modelType`.
+    public static let remoteCodeModelType = "llmprune"
+    public static let baseModelTypeKey = "base_model_type"
+
     /// Parses a Hugging Face `config.json` of a Llama-architecture model (plus llmprune's per-layer widths).
     public init(configJSON data: Data, source: String) throws {
         guard let obj = (try? JSONSerialization.jsonObject(with: data)) as? [String: Any] else {
@@ -220,7 +226,15 @@ extension LlamaConfig {
             return v.intValue
         }
         // The families whose math is exactly this model's; the others are refused by name, never computed otherwise.
-        let modelType = (obj["model_type"] as? String) ?? "llama"
+        var modelType = (obj["model_type"] as? String) ?? "llama"
+        if modelType == Self.remoteCodeModelType {
+            // llmprune's own heterogeneous output (ModelExport/RemoteCode): the family it was pruned from is kept
+            // in base_model_type, and every other key is that family's.
+            guard let base = obj[Self.baseModelTypeKey] as? String else {
+                throw ModelError.invalidConfig(source: source, reason: "model_type \"\(modelType)\" needs a string \"\(Self.baseModelTypeKey)\"")
+            }
+            modelType = base
+        }
         switch modelType {
         case "llama", "mistral", "qwen2", "smollm3": break
         default:

@@ -78,8 +78,14 @@ public enum HFExport {
     /// files and `extraFiles` (name → contents). Shared by the single-file and the sharded export.
     public static func writeModelFiles(config c: LlamaConfig, dtype: TensorDType = .f32, tokenizerSource: TokenizerSource,
                                        into dir: URL, extraFiles: [String: Data] = [:]) throws {
-        try AtomicFile.write(try c.configJSON(extra: ["torch_dtype": dtype.torchName, "dtype": dtype.torchName]),
-                             to: dir.appendingPathComponent("config.json"))
+        // A model its family's transformers class cannot load gets the trust_remote_code files (RemoteCode.swift).
+        let remote = RemoteCode.isNeeded(for: c)
+        var keys: [String: Any] = ["torch_dtype": dtype.torchName, "dtype": dtype.torchName]
+        if remote { for (k, v) in RemoteCode.configKeys(for: c) { keys[k] = v } }
+        try AtomicFile.write(try c.configJSON(extra: keys), to: dir.appendingPathComponent("config.json"))
+        if remote {
+            for (file, data) in RemoteCode.files { try AtomicFile.write(data, to: dir.appendingPathComponent(file)) }
+        }
         var gen: [String: Any] = ["_from_model_config": true]
         if let b = c.bosTokenId { gen["bos_token_id"] = b }
         if let e = c.eosTokenId { gen["eos_token_id"] = e }
