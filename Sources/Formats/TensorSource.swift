@@ -94,7 +94,8 @@ public final class GGUFLlamaSource: TensorSource, @unchecked Sendable {
 
     /// Architectures of the Llama family: llama and mistral, whose q/k rows llama.cpp's converter permuted in the
     /// Llama way, and qwen2, whose rows it keeps in Hugging Face order (Qwen2Model has no permute: NEOX rope).
-    public static let supportedArchitectures: Set<String> = ["llama", "mistral", "qwen2"]
+    /// deci (per-layer head counts) and smollm3 are permuted as llama (conversion/deci.py, conversion/llama.py).
+    public static let supportedArchitectures: Set<String> = ["llama", "mistral", "qwen2", "deci", "smollm3"]
     /// Whether q/k rows (and biases) are stored permuted (every supported architecture but qwen2).
     public let permutesQK: Bool
 
@@ -217,6 +218,19 @@ public final class GGUFLlamaSource: TensorSource, @unchecked Sendable {
             let h = r / (2 * dim), rem = r % (2 * dim)
             let j = rem / dim, d = rem % dim
             return h * 2 * dim + d * 2 + j
+        }
+    }
+
+    /// The inverse of `unpermuteSourceIndex`: for row `r` of the llama.cpp weight, the Hugging Face row it comes from.
+    /// llama.cpp's converter (`LlamaModel.permute`, conversion/llama.py) does
+    /// `w.reshape(n_head, 2, dim, in).swapaxes(1, 2).reshape(w.shape)`, dim = rows / n_head / 2, so that its
+    /// adjacent-pair rotation equals transformers' rotate_half.
+    public static func permuteSourceIndex(heads: Int, rows: Int) -> @Sendable (Int) -> Int {
+        let dim = rows / heads / 2
+        return { r in
+            let h = r / (2 * dim), rem = r % (2 * dim)
+            let d = rem / 2, j = rem % 2
+            return h * 2 * dim + j * dim + d
         }
     }
 
