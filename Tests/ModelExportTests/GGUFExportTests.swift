@@ -72,6 +72,29 @@ import LlamaModel
         }
     }
 
+    @Test func shardedDirectoryExportsTheSameWeights() throws {
+        // the layout cluster prune and synth write: model-0000k-of-0000n.safetensors + model.safetensors.index.json
+        let dir = try ExportTempDir()
+        var c = SyntheticShape.tinyQwen2.config(vocabSize: 512)
+        c.layers[2] = LayerShape(numHeads: 2, numKVHeads: 1, intermediateSize: 40)     // a pruned layer: deci
+        let src = dir.file("sharded")
+        try FileManager.default.createDirectory(at: src, withIntermediateDirectories: true)
+        let shards = try Synthesize.writeWeights(config: c, dtype: "F32", seed: 3, into: src, maxShardBytes: 200_000)
+        #expect(shards.count > 1)
+        let tok = dir.file("tok")
+        try FileManager.default.createDirectory(at: tok, withIntermediateDirectories: true)
+        try FileManager.default.copyItem(at: Self.tokenizerJSON, to: tok.appendingPathComponent("tokenizer.json"))
+        try HFExport.writeModelFiles(config: c, tokenizerSource: .huggingFaceDirectory(tok), into: src)
+        let out = dir.file("sharded.gguf")
+        let s = try GGUFExport.write(try Checkpoint.open(path: src.path), to: out, type: .f32, force: false)
+        #expect(s.architecture == "deci")
+        let a = try ModelLoader.load(path: src.path, tokenizer: false), b = try ModelLoader.load(path: out.path, tokenizer: false)
+        #expect(b.config.modelType == "qwen2" && b.config.qkvBias && b.config.layers == c.layers)
+        for (x, y) in zip(a.weights.huggingFaceTensors(), b.weights.huggingFaceTensors()) {
+            #expect(x.name == y.name && x.values == y.values, "\(x.name)")
+        }
+    }
+
     @Test func heterogeneousKeysArePerLayerAndQKPermutedPerLayer() throws {
         let dir = try ExportTempDir()
         let c = Self.config(widths: ExportFixtures.heterogeneous)

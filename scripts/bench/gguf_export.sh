@@ -5,19 +5,22 @@
 #     perplexity (128-token windows, on those ids) is within 0.5 % (f16) / 2 % (q8_0) of `llmprune eval`;
 #   - a synthetic Qwen2-shaped model (tiny-qwen2, SmolLM2's tokenizer): unpruned (arch qwen2), pruned uniformly (llama
 #     with q/k/v biases) and heterogeneously (deci with biases), f32 and f16: loads and runs with llmprune's perplexity;
+#   - RoPE-scaling fixtures (linear, llama3 → rope_freqs, yarn) and a SmolLM3 (NoPE every 4th layer → arch smollm3):
+#     llama.cpp's perplexity equals llmprune's; sliding-window, dynamic-RoPE and yarn-mscale fixtures are refused;
 #   - four tokenizer.json fixtures (SentencePiece legacy / Metaspace, Llama-3, Qwen2) on a tiny model: llama.cpp's
 #     ids on WikiText-2 vs transformers' and llmprune's;
 #   - a LLaMA-2-7B-shaped model (synth, bf16 on disk) exported to f16 and q8_0: wall time and peak RSS.
 # Prints the tables.
-#   scripts/bench/gguf_export.sh [--model PATH] [--windows 256] [--threads 2] [--skip-7b]
+#   scripts/bench/gguf_export.sh [--model PATH] [--windows 256] [--threads 2] [--skip-7b] [--skip-smollm2]
 set -euo pipefail
-model="" windows=256 threads=2 skip7b=0
+model="" windows=256 threads=2 skip7b=0 skipsmol=0
 while [ $# -gt 0 ]; do
     case "$1" in
         --model) model="$2"; shift 2 ;;
         --windows) windows="$2"; shift 2 ;;
         --threads) threads="$2"; shift 2 ;;
         --skip-7b) skip7b=1; shift ;;
+        --skip-smollm2) skipsmol=1; shift ;;
         *) echo "gguf_export.sh: unknown argument $1" >&2; exit 2 ;;
     esac
 done
@@ -46,11 +49,13 @@ run_model() {
     done
 }
 
-echo "== prune SmolLM2 r=0.25 (heterogeneous: default layers; uniform: --layers 0:30)" >&2
-"$bin" prune --model "$model" --ratio 0.25 --out "$out/smol-het" --quiet > /dev/null
-"$bin" prune --model "$model" --ratio 0.25 --layers 0:30 --out "$out/smol-uni" --quiet > /dev/null
-run_model smollm2-r25-heterogeneous "$out/smol-het" f16:0.005 q8_0:0.02
-run_model smollm2-r25-uniform "$out/smol-uni" f16:0.005 q8_0:0.02
+if [ "$skipsmol" = 0 ]; then
+    echo "== prune SmolLM2 r=0.25 (heterogeneous: default layers; uniform: --layers 0:30)" >&2
+    "$bin" prune --model "$model" --ratio 0.25 --out "$out/smol-het" --quiet > /dev/null
+    "$bin" prune --model "$model" --ratio 0.25 --layers 0:30 --out "$out/smol-uni" --quiet > /dev/null
+    run_model smollm2-r25-heterogeneous "$out/smol-het" f16:0.005 q8_0:0.02
+    run_model smollm2-r25-uniform "$out/smol-uni" f16:0.005 q8_0:0.02
+fi
 
 echo "== tiny-qwen2 (SmolLM2's tokenizer): unpruned, pruned uniform, pruned heterogeneous" >&2
 "$bin" synth --shape tiny-qwen2 --vocab-size 49152 --tokenizer "$model" --dtype f32 --out "$out/qwen" --quiet > /dev/null
@@ -59,6 +64,34 @@ echo "== tiny-qwen2 (SmolLM2's tokenizer): unpruned, pruned uniform, pruned hete
 run_model tiny-qwen2 "$out/qwen" f32:1e-4
 run_model tiny-qwen2-pruned-uniform "$out/qwen-uni" f32:1e-4 f16:0.005
 run_model tiny-qwen2-pruned-heterogeneous "$out/qwen-het" f32:1e-4 f16:0.005
+
+echo "== RoPE scaling (linear, llama3, yarn) and SmolLM3 fixtures; SmolLM2's tokenizer cut to their 256 ids" >&2
+"$bin" synth --shape tiny --tokenizer "$model" --dtype f32 --out "$out/tiny256" --quiet > /dev/null 2>&1
+fixture() {   # $1 fixture dir under Tests/LlamaModelTests/Resources, $2 name: a copy with the 256-id tokenizer
+    rm -rf "$out/$2"; cp -r "Tests/LlamaModelTests/Resources/$1" "$out/$2"
+    cp "$out/tiny256/tokenizer.json" "$out/tiny256/tokenizer_config.json" "$out/$2/"
+}
+fixture rope/linear rope-linear; run_model rope-linear "$out/rope-linear" f32:1e-4
+fixture rope/llama3 rope-llama3; run_model rope-llama3 "$out/rope-llama3" f32:1e-4
+fixture rope/yarn rope-yarn; run_model rope-yarn "$out/rope-yarn" f32:1e-4
+fixture tiny_smollm3 smollm3-nowindow          # the fixture's window of 5 off: NoPE every 4th layer remains
+python3 - "$out/smollm3-nowindow/config.json" <<'PY'
+import json, sys
+c = json.load(open(sys.argv[1])); c["use_sliding_window"] = False; c.pop("layer_types", None)
+json.dump(c, open(sys.argv[1], "w"), indent=2)
+PY
+run_model smollm3-nowindow "$out/smollm3-nowindow" f32:1e-4
+
+echo "== refused (what llama.cpp cannot represent)" >&2
+refusals=""
+for fx in tiny_mistral_swa tiny_smollm3 rope/dynamic rope/yarn_mscale; do
+    fixture "$fx" "refuse-${fx//\//-}"
+    set +e
+    msg="$("$bin" export --model "$out/refuse-${fx//\//-}" --out "$out/refused.gguf" 2>&1 >/dev/null)"; rc=$?
+    set -e
+    left="$(ls -A "$out" | grep -c '^\.' || true)"
+    refusals+="$(printf '%-18s exit %d, files left %s: %s' "$fx" "$rc" "$( [ -e "$out/refused.gguf" ] && echo yes || echo no)/$left" "${msg#*$out/}")"$'\n'
+done
 
 echo "== tokenizer.json fixtures on a tiny model" >&2
 "$bin" synth --shape tiny --vocab-size 2048 --tokenizer none --dtype f32 --out "$out/tk" --quiet > /dev/null
@@ -85,6 +118,7 @@ cat > "$out/manifest.json" <<JSON
 JSON
 status=0
 scripts/reference/run.sh check_gguf_export.py "$out/manifest.json" --threads "$threads" || status=$?
+printf '\nrefused exports:\n%s' "$refusals"
 
 if [ "$skip7b" = 0 ]; then
     echo "== LLaMA-2-7B shape: synth (bf16), export f16 and q8_0 (peak RSS from /usr/bin/time)" >&2
