@@ -350,6 +350,9 @@ public final class GGUFFile: @unchecked Sendable {
         index[name].map { tensors[$0] }
     }
 
+    /// Drops a tensor's mapped pages from the resident set (see `MappedFile.release`).
+    public func release(_ info: GGUFTensorInfo) { file.release(offset: info.fileOffset, count: info.byteCount) }
+
     /// The raw bytes of a tensor (valid while `self` is alive).
     public func rawBytes(_ info: GGUFTensorInfo) throws -> UnsafeRawBufferPointer {
         try file.slice(offset: info.fileOffset, count: info.byteCount, tensor: info.name)

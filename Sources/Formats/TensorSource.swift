@@ -19,6 +19,9 @@ public protocol TensorSource: AnyObject {
     func readRows(_ name: String, rows: [Int], into out: UnsafeMutablePointer<Float>) throws
     /// The storage dtype of a tensor as safetensors names it ("BF16", "F16", "F32"; "Q4_1" etc. for GGUF).
     func storageType(of name: String) -> String?
+    /// Drops the tensor's mapped file pages from the resident set (formats that map the file); a streaming reader
+    /// calls it when done with the tensor. Values read later are unchanged.
+    func releasePages(of name: String)
 }
 
 extension TensorSource {
@@ -53,6 +56,8 @@ extension TensorSource {
     }
 
     public func storageType(of name: String) -> String? { nil }
+
+    public func releasePages(of name: String) {}
 
     /// Bytes one element of `name` takes in the file (fractional for block-quantised GGUF types), or nil if unknown.
     public func storageBytesPerElement(of name: String) -> Double? {
@@ -179,6 +184,10 @@ public final class GGUFLlamaSource: TensorSource, @unchecked Sendable {
         guard let info = byHF[name] else { throw FormatError.tensorNotFound(path: file.path, tensor: name) }
         if permutesQK, GGUFLlamaSource.permutedRole(info.name) != nil { return try gatherRows(name, rows: rows, into: out) }
         try file.rows(info, rows, into: out)
+    }
+
+    public func releasePages(of name: String) {
+        if let info = byHF[name] { file.release(info) }
     }
 
     /// The GGUF tensor behind a Hugging Face name.

@@ -315,6 +315,7 @@ public enum GGUFExport {
             try values.withUnsafeBufferPointer { try encode($0, name: t.name) }
         case .checkpoint(let name, let heads):
             let src = checkpoint.source
+            defer { src.releasePages(of: name) }       // done with it: its file pages leave the resident set
             if t.shape.count == 1 {
                 var v = try src.floats(name)
                 if let heads { v = try permuted(v, heads: heads, rows: v.count, cols: 1, name: name, path: path) }
