@@ -10,7 +10,10 @@
 // - RoPE: default, linear and llama3 (the rope_freqs tensor) as transformers computes them; yarn with
 //   llama.cpp's parameters (its ramp, correction dims floor/ceil and attention factor 0.1·ln(factor) + 1 are
 //   transformers' defaults); no dynamic NTK scaling anywhere in llama.cpp; yarn's truncate: false, mscale /
-//   mscale_all_dim and an explicit attention_factor are refused (llama.cpp's yarn_log_multiplier assumes mscale 1).
+//   mscale_all_dim and an explicit attention_factor are refused (llama.cpp's yarn_log_multiplier assumes mscale 1),
+//   and so are beta_fast / beta_slow other than 32 / 1: these four architectures never read the yarn_beta keys
+//   (only grok, mistral3 and deepseek do), a file's value would be ignored. Measured: a yarn model with beta_fast 16
+//   gave llama.cpp a perplexity 0.2 % off llmprune's (transformers'); with the defaults they agree.
 // - SmolLM3's NoPE layers: `smollm3` skips RoPE on every 4th layer (n_no_rope_layer_step = 4) and loads no o / MLP
 //   biases; deci rotates every layer. Other patterns, per-layer widths or biases: refused.
 import Foundation
@@ -42,6 +45,10 @@ public enum GGUFArchitecture: String, Sendable {
                 throw refuse("rope_scaling yarn with mscale / mscale_all_dim (llama.cpp's yarn_log_multiplier assumes mscale 1)")
             }
             if rope.attentionFactor != nil { throw refuse("rope_scaling yarn with an explicit attention_factor") }
+            if (rope.betaFast ?? 32) != 32 || (rope.betaSlow ?? 1) != 1 {
+                throw refuse("rope_scaling yarn with beta_fast \(rope.betaFast ?? 32) / beta_slow \(rope.betaSlow ?? 1): llama.cpp's "
+                             + "llama, deci, qwen2 and smollm3 loaders do not read yarn_beta_fast / yarn_beta_slow (they use 32 and 1)")
+            }
             if rope.frequencyDivisors != nil { throw refuse("rope_freqs divisors together with yarn scaling") }
         case .default, .linear, .llama3:
             break

@@ -176,8 +176,7 @@ public enum GGUFExport {
             set("\(a).rope.scaling.type", .string("yarn"))
             set("\(a).rope.scaling.factor", .float32(Float(factor)))
             set("\(a).rope.scaling.original_context_length", u32(rope.originalMaxPositionEmbeddings!))
-            if let b = rope.betaFast { set("\(a).rope.scaling.yarn_beta_fast", .float32(Float(b))) }
-            if let b = rope.betaSlow { set("\(a).rope.scaling.yarn_beta_slow", .float32(Float(b))) }
+            // beta_fast / beta_slow are the defaults (others are refused): these architectures do not read the keys
         case .default, .llama3, .dynamic:
             break    // llama3: the rope_freqs tensor; dynamic: refused by GGUFArchitecture
         }

@@ -134,6 +134,30 @@ import LlamaModel
         #expect(d < 1e-4, "llama3 logits differ by \(d)")
     }
 
+    @Test func yarnAndLinearRopeAreWrittenAsScalingKeys() throws {
+        let dir = try ExportTempDir()
+        var yarn = Self.config(tied: true)
+        yarn.ropeScaling = RopeScaling(kind: .yarn)
+        yarn.ropeScaling.factor = 4
+        yarn.ropeScaling.originalMaxPositionEmbeddings = 32
+        var linear = Self.config()
+        linear.ropeScaling = RopeScaling(kind: .linear)
+        linear.ropeScaling.factor = 2
+        for (name, c) in [("yarn", yarn), ("linear", linear)] {
+            let w = LlamaWeights.random(config: c, seed: 9)
+            let (out, _) = try Self.export(w, dir, name: name)
+            let f = try GGUFFile(path: out.path)
+            #expect(f.metadata["llama.rope.scaling.type"]?.string == name)
+            #expect(f.metadata["llama.rope.scaling.factor"]?.double == c.ropeScaling.factor)
+            #expect(f.metadata["llama.rope.scaling.yarn_beta_fast"] == nil)
+            if name == "yarn" { #expect(f.metadata["llama.rope.scaling.original_context_length"]?.int == 32) }
+            let back = try ModelLoader.load(path: out.path, tokenizer: false)
+            #expect(back.config.ropeScaling.kind == c.ropeScaling.kind)
+            let d = Self.maxAbsDiff(try Self.logits(back.weights), try Self.logits(w))
+            #expect(d < 1e-5, "\(name): logits differ by \(d)")
+        }
+    }
+
     @Test func halfAndQ8ExportsAreCloseAndQ8FallsBackWhereRowsAreNotBlocks() throws {
         let dir = try ExportTempDir()
         let c = Self.config(widths: ExportFixtures.heterogeneous)    // layer 4 has 30 MLP channels: down rows of 30
@@ -203,6 +227,11 @@ import LlamaModel
         mscale.ropeScaling.originalMaxPositionEmbeddings = 32
         mscale.ropeScaling.mscale = 1
         mscale.ropeScaling.mscaleAllDim = 1
+        var beta = Self.config()
+        beta.ropeScaling = RopeScaling(kind: .yarn)
+        beta.ropeScaling.factor = 4
+        beta.ropeScaling.originalMaxPositionEmbeddings = 32
+        beta.ropeScaling.betaFast = 16
         var smolHetero = Self.config(widths: ExportFixtures.heterogeneous)
         smolHetero.modelType = "smollm3"
         smolHetero.ropeLayers = (0..<6).map { ($0 + 1) % 4 != 0 }
@@ -211,7 +240,8 @@ import LlamaModel
         smolPattern.ropeLayers = (0..<6).map { $0 != 1 }
         let cases: [(String, LlamaConfig, String)] = [
             ("window", window, "sliding-window attention"), ("dynamic", dynamic, "rope_scaling dynamic"),
-            ("mscale", mscale, "mscale"), ("smol-hetero", smolHetero, "NoPE layers with per-layer widths"),
+            ("mscale", mscale, "mscale"), ("yarn-beta", beta, "beta_fast 16.0"),
+            ("smol-hetero", smolHetero, "NoPE layers with per-layer widths"),
             ("smol-pattern", smolPattern, "no_rope_layers other than every 4th layer"),
         ]
         for (name, c, phrase) in cases {

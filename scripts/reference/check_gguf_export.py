@@ -109,10 +109,10 @@ def main():
 
     print(f"llama-cpp-python {llama_cpp_version}; {man['dataset']}, {seq}-token windows")
     print(f"{'case':28} {'arch':7} {'type':5} {'ids vs llmprune':16} {'windows':>7} {'ppl llama.cpp':>14} "
-          f"{'ppl llmprune':>13} {'rel diff':>9} {'limit':>6} {'tok/s':>7}  ok")
+          f"{'ppl llmprune':>13} {'rel diff':>9} {'limit':>7} {'tok/s':>7}  ok")
     for r in rows:
         print(f"{r['case']:28} {r['arch']:7} {r['type']:5} {r['ids']:16} {r['windows']:7d} {r['ppl_llama_cpp']:14.6f} "
-              f"{r['ppl_llmprune']:13.6f} {r['rel_diff']:9.2e} {r['limit']:6.3f} {r['llama_cpp_tok_s']:7.0f}  "
+              f"{r['ppl_llmprune']:13.6f} {r['rel_diff']:9.2e} {r['limit']:7.0e} {r['llama_cpp_tok_s']:7.0f}  "
               f"{'yes' if r['ok'] else 'NO'}")
     if trows:
         print(f"\n{'tokenizer fixture':28} {'llama.cpp ids':>13} {'HF ids':>8} {'vs transformers':>16} {'vs llmprune':>14}")
