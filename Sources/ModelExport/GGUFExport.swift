@@ -98,14 +98,15 @@ public struct GGUFExportSummary: Sendable, Encodable {
 }
 
 public enum GGUFExport {
-    /// Writes `checkpoint` as a GGUF at `out` (a temporary file renamed into place; nothing left on failure).
-    /// `progress` is called with the bytes of each chunk written.
+    /// Writes `checkpoint` as a GGUF at `out` (a temporary file renamed into place; nothing left on failure), with
+    /// `layout` when the caller already made it (for `type`). `progress` is called with the bytes of each chunk written.
     @discardableResult
     public static func write(_ checkpoint: Checkpoint, to out: URL, type: GGUFOutputType, force: Bool,
+                             layout planned: GGUFExportLayout? = nil,
                              progress: ((Int) -> Void)? = nil) throws -> GGUFExportSummary {
         let target = out.standardizedFileURL
         try checkTarget(target, force: force)
-        let layout = try self.layout(checkpoint, type: type)
+        let layout = try planned ?? self.layout(checkpoint, type: type)
         let writer = try GGUFStreamWriter(target: target, metadata: layout.metadata,
                                           tensors: layout.tensors.map { .init(name: $0.name, shape: $0.shape, type: $0.type) })
         do {

@@ -27,7 +27,9 @@ enum ExportCommand {
         let t0 = Date()
         let layout = try GGUFExport.layout(checkpoint, type: outputType)
         let bar = ProgressBar(total: layout.byteCount, label: "export", unit: "B", quiet: quiet)
-        let summary = try GGUFExport.write(checkpoint, to: target, type: outputType, force: force) { bar.advance(by: $0) }
+        let summary = try GGUFExport.write(checkpoint, to: target, type: outputType, force: force, layout: layout) {
+            bar.advance(by: $0)
+        }
         bar.finish()
         if json {
             struct Report: Encodable { var export: GGUFExportSummary; var seconds: Double; var peakRSSMB: Double }
