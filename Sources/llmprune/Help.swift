@@ -20,6 +20,7 @@ enum Help {
       merge     fold a LoRA adapter into the weights → Hugging Face directory
       report    report.html (SVG charts) and summary.json of a run or job directory
       synth     a random-weight model of a real shape and config (Llama-2/3.x, Mistral, TinyLlama, SmolLM2), streamed
+      export    one GGUF file for llama.cpp (llama, or deci for per-layer widths; qwen2; smollm3), streamed
 
     PATH is a .gguf file or a Hugging Face model directory (config.json, safetensors, tokenizer.json).
     Named datasets (wikitext2, ptb, ptb-valid) are read from ../shared/data or $LLMPRUNE_DATA.
@@ -77,6 +78,14 @@ enum Help {
           --force --quiet
           Weights N(0, 0.02²), norms 1; generated and written one tensor at a time (never the whole model).
         """,
+        "export": ExportCommand.flags.help(
+            usage: "usage: llmprune export --model PATH --out FILE.gguf [flags]",
+            about: """
+              The model (a GGUF or a Hugging Face directory, pruned or not) as one GGUF file llama.cpp runs: arch llama
+              (deci when layers differ in width; qwen2; smollm3), q/k permuted as llama.cpp's converter does, RoPE
+              scaling keys or rope_freqs, the tokenizer and chat template. Written one tensor at a time. What llama.cpp
+              cannot compute (sliding windows, dynamic RoPE, …) is refused by name: docs/gguf.md.
+            """),
         "report": """
         usage: llmprune report RUN_DIR
           report.html (inline SVG: kept widths, score distribution per layer, perplexity original/pruned/tuned,
