@@ -20,16 +20,23 @@ enum Builtins {
     static let stringMethods: Set<String> = ["strip", "lstrip", "rstrip", "startswith", "endswith", "split", "upper",
                                              "lower", "title", "capitalize", "replace", "join", "count", "find"]
     static let dictMethods: Set<String> = ["items", "keys", "values", "get"]
+    /// Python methods of str and dict not implemented: reading one gives a method whose call is refused by name.
+    static let otherStringMethods: Set<String> = ["format", "format_map", "zfill", "center", "ljust", "rjust", "partition",
+        "rpartition", "rsplit", "splitlines", "index", "rfind", "rindex", "swapcase", "casefold", "expandtabs", "encode",
+        "removeprefix", "removesuffix", "translate", "isdigit", "isalpha", "isalnum", "isspace", "islower", "isupper",
+        "istitle", "isnumeric", "isdecimal", "isascii", "isidentifier", "isprintable"]
+    static let otherDictMethods: Set<String> = ["update", "pop", "popitem", "setdefault", "copy", "clear", "fromkeys"]
 
     /// `value.name`: a method, else a key (dict, namespace); missing: undefined.
     static func attribute(_ v: Value, _ name: String) throws -> Value {
         switch v {
         case .undefined(let what): throw ValueError("'\(what)' is undefined (reading .\(name))")
         case .dict(let d):
-            if dictMethods.contains(name) { return .method(v, name) }
+            if dictMethods.contains(name) || otherDictMethods.contains(name) { return .method(v, name) }
             return d[name] ?? .undefined(name)
         case .namespace(let ns): return ns.attributes[name] ?? .undefined(name)
-        case .string: return stringMethods.contains(name) ? .method(v, name) : .undefined(name)
+        case .string:
+            return stringMethods.contains(name) || otherStringMethods.contains(name) ? .method(v, name) : .undefined(name)
         default: return .undefined(name)
         }
     }

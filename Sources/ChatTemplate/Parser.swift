@@ -172,6 +172,9 @@ struct TemplateParser {
             return .generation(body)
         default:
             if Self.unsupportedStatements.contains(word) { throw TemplateError.unsupported(line: line, "{% \(word) %}") }
+            if ["endfor", "endif", "elif", "else", "endset", "endgeneration"].contains(word) {
+                throw TemplateError.syntax(line: line, "unexpected {% \(word) %}")
+            }
             throw TemplateError.syntax(line: line, "unknown statement {% \(word) %}")
         }
     }

@@ -54,8 +54,10 @@ public enum LogitsWarpers {
         for i in scores.indices where scores[i] < kth { scores[i] = -.infinity }
     }
 
-    /// TopPLogitsWarper: sort ascending (ties by index, as a stable sort would), cumulative softmax in fp32;
-    /// positions whose cumulative probability is ≤ 1 − p are removed, the highest one always stays.
+    /// TopPLogitsWarper: sort ascending, cumulative softmax in fp32; positions whose cumulative probability is
+    /// ≤ 1 − p are removed, the highest one always stays. Equal logits are ordered by index; torch.sort (not stable)
+    /// orders them in an order of its own, so among equal logits at the boundary the one removed may differ (the
+    /// kept values are the same).
     public static func topP(_ scores: inout [Float], _ p: Double) {
         let n = scores.count
         guard n > 1 else { return }

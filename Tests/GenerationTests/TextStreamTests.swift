@@ -38,7 +38,8 @@ struct TextStreamTests {
 
     @Test(arguments: ["spm_metaspace", "spm_legacy", "llama3", "qwen2"])
     func otherDecodersAddUpToTheFullDecoding(_ name: String) throws {
-        let dir = modelFixtures.deletingLastPathComponent().appendingPathComponent("TokenizerTests/Resources/\(name)")
+        let dir = modelFixtures.deletingLastPathComponent().deletingLastPathComponent()
+            .appendingPathComponent("TokenizerTests/Resources/\(name)")
         let tok = try BPETokenizer(tokenizerJSON: dir.appendingPathComponent("tokenizer.json"))
         let text = "The naïve café — costs 5 €; 🙂 ok.\nNew line"
         let ids = tok.encode(text, addSpecialTokens: false)
