@@ -9,6 +9,9 @@ public enum AttentionCore {
     /// Query rows per block of scores: a forward that does not keep the softmax holds at most `scoreBlockRows` × T
     /// floats per worker, so attention's working memory stays bounded at any sequence length.
     public static let scoreBlockRows = 512
+    /// Multiply-adds of Q·Kᵀ below which attention runs on the calling thread (a decode step of SmolLM2: 9 heads ×
+    /// 64 × cached positions, so up to ≈ 1,800 positions).
+    static let serialWork = 1 << 20
 
     /// attn[N × nq·hd] = softmax(Q Kᵀ/√hd, causal, within `window` keys when given) V per sequence and head, q, k and v
     /// read from the fused [N × W] buffer. With `probs`, the softmax of sequence b, head h is kept at
@@ -34,7 +37,10 @@ public enum AttentionCore {
         let qWidth = nq * hd, rep = nq / nkv, past = Tk - T
         let scale = 1 / Float(hd).squareRoot()
         let pairs = batch * nq
-        let workers = min(ProcessInfo.processInfo.activeProcessorCount, pairs)
+        // A generation step (one query against a short cache) is far less work than a thread hand-off: it runs on
+        // the calling thread. The per-pair arithmetic is the same either way.
+        let small = pairs * T * Tk * hd < serialWork
+        let workers = small ? 1 : min(ProcessInfo.processInfo.activeProcessorCount, pairs)
         let blockRows = min(T, scoreBlockRows)
         let savedThreads = BLAS.threads
         BLAS.threads = 1
