@@ -30,7 +30,7 @@ enum GenerateCommand {
                                 parse: Parse.int(min: 1))
     static let seed = Flag<Int>("seed", "S", default: "0", help: "seeds the sampling (llmprune's generator, not torch's)",
                                 parse: Parse.int(min: 0))
-    static let stream = Switch("stream", runtime: true, help: "print the text as it is generated")
+    static let stream = Switch("stream", runtime: true, help: "print the text as it is generated (not with --json)")
 
     static let flags = CommandFlags(
         own: [CommonFlags.model.info, adapter.info, prompt.info, chat.info, maxNewTokens.info, minNewTokens.info,
