@@ -75,9 +75,16 @@ public final class Generator {
         guard o.maxNewTokens >= 1 else { throw GenerationError.setting("max-new-tokens", "\(o.maxNewTokens) must be at least 1") }
         // The last new token is never fed back, so the cache needs prompt + maxNew − 1 positions; a static context
         // bounds the positions a forward may use.
-        var capacity = prompt.count + o.maxNewTokens - 1
+        var capacity = prompt.count + min(o.maxNewTokens, Int(Int32.max)) - 1
         if let ctx = Self.context(of: config) { capacity = min(capacity, ctx) }
-        let cache = KVCache(config: config, capacity: max(capacity, prompt.count))
+        capacity = max(capacity, prompt.count)
+        // Without a static context (dynamic RoPE) the budget alone sizes the cache: refuse one that cannot be held.
+        let bytes = Double(capacity) * Double(config.layers.reduce(0) { $0 + $1.numKVHeads }) * Double(config.headDim) * 8
+        guard bytes <= Double(ProcessInfo.processInfo.physicalMemory) / 2 else {
+            throw GenerationError.setting("max-new-tokens", String(format: "%d new tokens need a KV cache of %.1f GB, more "
+                + "than half of this machine's memory", o.maxNewTokens, bytes / 1e9))
+        }
+        let cache = KVCache(config: config, capacity: capacity)
         var sampler = Sampler(o.sampling)
 
         let t0 = DispatchTime.now().uptimeNanoseconds

@@ -60,7 +60,7 @@ struct GenerateCommandTests {
         (["--temperature", "abc"], "--temperature"), (["--temperature", "-1"], "--temperature"),
         (["--top-p", "1.5"], "--top-p"), (["--top-p", "0"], "--top-p"), (["--top-k", "0"], "--top-k"),
         (["--max-new-tokens", "0"], "--max-new-tokens"), (["--max-new-tokens", "x"], "--max-new-tokens"),
-        (["--seed", "-3"], "--seed"), (["--threads", "0"], "--threads"), (["--frobnicate", "1"], "--frobnicate"),
+        (["--seed", "-3"], "--seed"), (["--max-new-tokens", "99999999999999999999"], "--max-new-tokens"), (["--threads", "0"], "--threads"), (["--frobnicate", "1"], "--frobnicate"),
     ])
     func badFlagValuesAreRefused(_ extra: [String], _ flag: String) throws {
         let r = try llmprune(["generate", "--model", Self.tinyGGUF, "--prompt", "hi"] + extra)

@@ -95,9 +95,23 @@ struct GenerationTests {
         // Dynamic RoPE has no such bound.
         cfg.ropeScaling = RopeScaling(kind: .dynamic)
         cfg.ropeScaling.factor = 2
-        let d = try Generator(weights: LlamaWeights.random(config: cfg, seed: 1))
-            .generate(prompt: Array(repeating: 1, count: 9), options: GenerationOptions(maxNewTokens: 4))
+        let dg = Generator(weights: LlamaWeights.random(config: cfg, seed: 1))
+        let d = try dg.generate(prompt: Array(repeating: 1, count: 9), options: GenerationOptions(maxNewTokens: 4))
         #expect(d.tokens.count == 4)
+        // …only memory: a budget whose KV cache cannot be held is refused, not allocated.
+        #expect(throws: GenerationError.self) {
+            try dg.generate(prompt: [1, 2], options: GenerationOptions(maxNewTokens: Int.max))
+        }
+    }
+
+    @Test func minNewTokensKeepsTheStopIdsAway() throws {
+        let m = try ModelLoader.load(path: modelFixtures.appendingPathComponent("tiny").path, tokenizer: false)
+        let g = Generator(weights: m.weights)
+        let free = try g.generate(prompt: [5, 6, 7], options: GenerationOptions(maxNewTokens: 4))
+        let stop = free.tokens[0]
+        let r = try g.generate(prompt: [5, 6, 7], options: GenerationOptions(maxNewTokens: 6, minNewTokens: 3, stopIds: [stop]))
+        #expect(!r.tokens.prefix(3).contains(stop))
+        #expect(r.tokens.count == 6 || (r.tokens.count > 3 && r.tokens.last == stop))
     }
 
     @Test func seededSamplingIsReproducibleAndTopKOneIsGreedy() throws {
