@@ -43,6 +43,16 @@ enum GenerateCommand {
         var model: String, adapter: String?, prompt: String, promptIds: [Int32], tokens: [Int32], text: String
         var stopReason: String, promptTokens: Int, newTokens: Int
         var prefillSeconds: Double, decodeSeconds: Double, prefillTokensPerSecond: Double, decodeTokensPerSecond: Double
+        /// Processor time (user + system, all threads) from the first new token to the end: on a shared machine a
+        /// steadier measure of the decode work than wall time.
+        var decodeCPUSeconds: Double
+    }
+
+    /// User + system time of this process so far.
+    static func cpuSeconds() -> Double {
+        var u = rusage()
+        getrusage(RUSAGE_SELF.rawValue, &u)
+        return Double(u.ru_utime.tv_sec + u.ru_stime.tv_sec) + Double(u.ru_utime.tv_usec + u.ru_stime.tv_usec) * 1e-6
     }
 
     static func run(_ argv: [String]) throws {
@@ -105,9 +115,12 @@ enum GenerateCommand {
             output += piece
             if streaming && !piece.isEmpty { FileHandle.standardOutput.write(Data(piece.utf8)) }
         }
+        var cpuAtFirstToken: Double? = nil
         let r = try Generator(weights: weights).generate(prompt: ids, options: options) { token in
+            if cpuAtFirstToken == nil { cpuAtFirstToken = cpuSeconds() }
             emit(text.push(token))
         }
+        let decodeCPU = cpuSeconds() - (cpuAtFirstToken ?? cpuSeconds())
         emit(text.finish())
         if json {
             try CLI.printJSON(Report(model: m.path, adapter: adapterPath, prompt: promptText ?? chatText!, promptIds: ids,
@@ -115,7 +128,7 @@ enum GenerateCommand {
                                      promptTokens: r.promptTokens, newTokens: r.tokens.count,
                                      prefillSeconds: r.prefillSeconds, decodeSeconds: r.decodeSeconds,
                                      prefillTokensPerSecond: r.prefillTokensPerSecond,
-                                     decodeTokensPerSecond: r.decodeTokensPerSecond))
+                                     decodeTokensPerSecond: r.decodeTokensPerSecond, decodeCPUSeconds: decodeCPU))
             return
         }
         if streaming { print("") } else { print(output) }

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Generation speed, llmprune vs transformers' generate: same model, prompt, thread count and number of new tokens,
-# greedy, both with a KV cache, fp32. Prints prefill and decode tokens/s of each, the ratios, and whether the two
-# produced the same tokens. Each side runs --repeat times and reports its fastest run (the first warms up).
+# greedy, both with a KV cache, fp32. Prints prefill and decode tokens/s of each, the processor time per decoded
+# token (steadier than wall time when the machine is shared), the ratios, and whether the two produced the same tokens. Each side runs --repeat times and reports its fastest run (the first warms up).
 #   scripts/bench/generate.sh [--model PATH] [--threads 2] [--new-tokens 128] [--prompt TEXT] [--repeat 2]
 # Both sides are given min_new_tokens = N (EOS never chosen before N tokens), so both generate exactly N tokens.
 set -euo pipefail
@@ -42,6 +42,8 @@ print(f"prompt           {ours['promptTokens']} tokens, {ours['newTokens']} new 
 print(f"                 {'llmprune':>10} {'transformers':>13} {'ratio':>7}")
 print(f"prefill tok/s    {ours['prefillTokensPerSecond']:10.1f} {t['prefill_tok_s']:13.1f} {ours['prefillTokensPerSecond'] / t['prefill_tok_s']:6.2f}x")
 print(f"decode tok/s     {ours['decodeTokensPerSecond']:10.1f} {t['decode_tok_s']:13.1f} {ours['decodeTokensPerSecond'] / t['decode_tok_s']:6.2f}x")
+oc, tc = 1000 * ours["decodeCPUSeconds"] / (ours["newTokens"] - 1), 1000 * t["decode_cpu_s"] / (t["new_tokens"] - 1)
+print(f"decode CPU ms/tok {oc:9.1f} {tc:13.1f} {tc / oc:6.2f}x  (user + system time, all threads, per decoded token)")
 print(f"overall tok/s    {ours['newTokens'] / ot:10.1f} {t['new_tokens'] / t['total_s']:13.1f} {(ours['newTokens'] / ot) / (t['new_tokens'] / t['total_s']):6.2f}x  (new tokens / wall time)")
 same = ours["tokens"] == t["tokens"]
 n = next((i for i, (a, b) in enumerate(zip(ours["tokens"], t["tokens"])) if a != b), min(len(ours["tokens"]), len(t["tokens"])))

@@ -6,18 +6,27 @@ token; decode: every later token), with transformers' streamer hook marking when
 """
 import argparse
 import json
+import resource
 import time
 
 import common
 
 
+def cpu_seconds():
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+
+
 class FirstToken:
-    """A streamer that records when generate puts out the prompt (put #1) and the first new token (put #2)."""
+    """A streamer that records when generate puts out the prompt (put #1) and the first new token (put #2), in wall
+    and processor time."""
     def __init__(self):
         self.times = []
+        self.cpu = []
 
     def put(self, value):
         self.times.append(time.perf_counter())
+        self.cpu.append(cpu_seconds())
 
     def end(self):
         pass
@@ -45,10 +54,11 @@ def main():
                                  min_new_tokens=a.new_tokens, do_sample=False, streamer=s,
                                  temperature=None, top_p=None, top_k=None)
             t2 = time.perf_counter()
+            c2 = cpu_seconds()
         n = out.shape[1] - ids.shape[1]
         t1 = s.times[1]
         r = {"prompt_tokens": ids.shape[1], "new_tokens": n, "prefill_s": t1 - t0, "decode_s": t2 - t1,
-             "total_s": t2 - t0, "prefill_tok_s": ids.shape[1] / (t1 - t0), "decode_tok_s": (n - 1) / (t2 - t1),
+             "total_s": t2 - t0, "decode_cpu_s": c2 - s.cpu[1], "prefill_tok_s": ids.shape[1] / (t1 - t0), "decode_tok_s": (n - 1) / (t2 - t1),
              "tokens": out[0, ids.shape[1]:].tolist(), "threads": a.threads, "torch": torch.__version__}
         if best is None or r["total_s"] < best["total_s"]:
             best = r
