@@ -55,6 +55,10 @@ let package = Package(
                 swiftSettings: kernelSettings),
         .target(name: "LoRA", dependencies: ["Support", "Formats", "Tokenizer", "LlamaModel", "TensorCore"],
                 swiftSettings: kernelSettings),
+        // Text generation: sampling, the prefill/decode loop over the KV-cached forward, streamed text; and the
+        // Jinja subset that renders chat templates.
+        .target(name: "ChatTemplate", dependencies: ["Support"], swiftSettings: swiftSettings),
+        .target(name: "Generation", dependencies: ["Support", "Tokenizer", "LlamaModel"], swiftSettings: swiftSettings),
         // The cluster runtime (MPI data plane, ZeroMQ control plane, job directory, sessions) and the jobs on it.
         .target(name: "Cluster", dependencies: ["CZeroMQ", "CMPI", "MPIShim", "ProcessShim", "Support"],
                 swiftSettings: swiftSettings),
@@ -68,7 +72,8 @@ let package = Package(
         // MARK: the thin CLI
         .executableTarget(name: "llmprune",
                           dependencies: ["Support", "Formats", "Tokenizer", "TensorCore", "LlamaModel", "Eval", "ModelExport",
-                                         "Pruning", "Cluster", "ClusterPrune", "ClusterTune", "LoRA", "Reporting"],
+                                         "Pruning", "Cluster", "ClusterPrune", "ClusterTune", "LoRA", "Reporting",
+                                         "ChatTemplate", "Generation"],
                           swiftSettings: swiftSettings),
 
         // MARK: tests mirror Sources
@@ -91,5 +96,9 @@ let package = Package(
         .testTarget(name: "ClusterTests", dependencies: ["CMPI", "CZeroMQ", "Cluster", "ClusterPrune", "LlamaModel",
                                                          "ModelExport", "Pruning"], swiftSettings: memberImports),
         .testTarget(name: "CLITests", dependencies: ["Formats"], swiftSettings: memberImports),
+        .testTarget(name: "ChatTemplateTests", dependencies: ["ChatTemplate"], exclude: ["Resources"],
+                    swiftSettings: memberImports),
+        .testTarget(name: "GenerationTests", dependencies: ["Generation", "LlamaModel", "Tokenizer"],
+                    exclude: ["Resources"], swiftSettings: memberImports),
     ]
 )

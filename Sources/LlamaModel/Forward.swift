@@ -1,6 +1,7 @@
 // The Llama forward pass in fp32 over cblas_sgemm, tokens of the whole batch stacked into the M dimension
 // of every projection; each layer is the one `TransformerBlock` (dimension legend there), run in place on the
-// residual stream. Positions restart at 0 in every sequence (no KV cache: this is a scorer, not a generator).
+// residual stream. Positions restart at 0 in every sequence; generation runs the same layers over a KVCache
+// (`forward(appending:cache:)`).
 import Foundation
 import TensorCore
 
@@ -128,14 +129,63 @@ public final class LlamaRunner {
         return (0..<batch).map { b in nll[(b * seqLen)..<(b * seqLen + seqLen - 1)].reduce(0, +) }
     }
 
+    // MARK: - generation: the same layers over a KV cache
+
+    /// Logits of `tokens`, one sequence continuing at position `cache.length`: their k and v join the cache, and
+    /// they attend to every cached position. [rows × V]: each new token's logits with `allLogits`, else the last
+    /// token's only (what a generation step needs; the LM head then runs on one row).
+    public func forward(appending tokens: [Int32], cache: KVCache, allLogits: Bool = false) throws -> [Float] {
+        let n = tokens.count, d = config.hiddenSize, v = config.vocabSize
+        try validate(tokens: tokens, batch: 1, seqLen: n)
+        guard cache.length + n <= cache.capacity else {
+            throw ModelError.invalidInput("forward: \(cache.length + n) positions exceed the KV cache's \(cache.capacity)")
+        }
+        let ws = prepare(tokens: tokens, batch: 1, seqLen: n, ropePositions: ropePositions(end: cache.length + n, cache: cache))
+        let g = BlockGeometry(batch: 1, seqLen: n)
+        for (l, layer) in weights.layers.enumerated() {
+            block.forward(layer, layer: l, x: ws.x.p, out: ws.x.p, internals: ws.internals, h: ws.h.p, geometry: g,
+                          cache: cache)
+        }
+        cache.advance(n)
+        let rows = allLogits ? n : 1, first = n - rows
+        block.norm(weights.finalNorm, ws.x.p + first * d, out: ws.h.p, rows: rows)
+        var out = [Float](repeating: 0, count: rows * v)
+        block.timed("lm_head", flops: 2.0 * Double(rows * v * d)) {
+            (weights.lmHead ?? weights.embed).withUnsafeBufferPointer { w in
+                out.withUnsafeMutableBufferPointer { o in
+                    if rows == 1 {
+                        BLAS.gemv(rows: v, cols: d, w: w.baseAddress!, x: ws.h.p, y: o.baseAddress!)
+                    } else {
+                        BLAS.gemm(m: rows, n: v, k: d, a: ws.h.p, b: w.baseAddress!, bTransposed: true, c: o.baseAddress!)
+                    }
+                }
+            }
+        }
+        return out
+    }
+
+    /// The positions the rotary tables must cover for a cached forward ending at position `end` (exclusive).
+    /// Static RoPE: the cache's capacity, built once. Dynamic RoPE as transformers' generate computes it
+    /// (dynamic_rope_update, modeling_rope_utils.py): each forward call rotates its new tokens with the frequencies
+    /// of L = its last position + 1 once L passes max_position_embeddings, while the keys already cached keep the
+    /// rotation they were stored with; so past max_position_embeddings a cached generation is not the
+    /// full-sequence forward of the same tokens (which rotates every position with one L). Up to
+    /// max_position_embeddings the frequencies are the initial ones.
+    func ropePositions(end: Int, cache: KVCache) -> Int {
+        let maxPos = config.maxPositionEmbeddings
+        guard config.ropeScaling.kind == .dynamic else { return cache.capacity }
+        return end > maxPos ? end : min(cache.capacity, maxPos)
+    }
+
     // MARK: - the pass
 
-    /// Sizes the workspace and rotary tables for [batch × seqLen] and writes the token embeddings into ws.x.
-    func prepare(tokens: [Int32], batch: Int, seqLen: Int) -> Workspace {
+    /// Sizes the workspace and rotary tables for [batch × seqLen] (tables for `ropePositions`, default seqLen) and
+    /// writes the token embeddings into ws.x.
+    func prepare(tokens: [Int32], batch: Int, seqLen: Int, ropePositions: Int? = nil) -> Workspace {
         let n = batch * seqLen, d = config.hiddenSize
         if ws?.tokens != n { ws = Workspace(tokens: n, config: config) }
         let ws = ws!
-        block.ensureRope(seqLen)
+        block.ensureRope(ropePositions ?? seqLen)
         block.timed("embed") {
             weights.embed.withUnsafeBufferPointer { e in
                 for t in 0..<n { (ws.x.p + t * d).update(from: e.baseAddress! + Int(tokens[t]) * d, count: d) }

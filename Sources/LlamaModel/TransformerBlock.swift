@@ -14,6 +14,7 @@
 //   xMid = x + a·Woᵀ (+ bo);  h = rmsnorm₂(xMid);  g|u = h·Wguᵀ (+ bgu);  act = silu(g)·u;  y = xMid + act·Wdownᵀ (+ bdown)
 // (each bias only when the config declares it: LayerWeights holds it, or holds an empty array).
 //   (rope skipped in SmolLM3's NoPE layers; the causal mask narrowed to a sliding window where the config sets one)
+// Generation runs the same forward with a KVCache: new tokens at positions after the cached ones, attending to them.
 import Foundation
 import TensorCore
 
@@ -173,13 +174,15 @@ public final class TransformerBlock {
     }
 
     /// Rotates the q and k heads of a [N × W] buffer (q and k heads are adjacent columns from 0); `inverse`
-    /// rotates by −θ (the transpose, for gradients).
-    func rope(_ qkv: UnsafeMutablePointer<Float>, shape s: LayerShape, geometry g: BlockGeometry, inverse: Bool) {
+    /// rotates by −θ (the transpose, for gradients). Token t of a sequence is at position `offset` + t (offset: the
+    /// positions a KV cache already holds).
+    func rope(_ qkv: UnsafeMutablePointer<Float>, shape s: LayerShape, geometry g: BlockGeometry, inverse: Bool,
+              offset: Int = 0) {
         let hd = config.headDim, width = (s.numHeads + 2 * s.numKVHeads) * hd, seqLen = g.seqLen
         ropeCos.withUnsafeBufferPointer { cs in
             (inverse ? ropeNegSin : ropeSin).withUnsafeBufferPointer { sn in
                 Kernels.rope(qkv, tokens: g.tokens, rowStride: width, colOffset: 0, heads: s.numHeads + s.numKVHeads,
-                             headDim: hd, positions: { $0 % seqLen }, cos: cs.baseAddress!, sin: sn.baseAddress!)
+                             headDim: hd, positions: { offset + $0 % seqLen }, cos: cs.baseAddress!, sin: sn.baseAddress!)
             }
         }
     }
@@ -194,13 +197,18 @@ public final class TransformerBlock {
         }
     }
 
-    /// out[N × outWidth] (+)= input[N × k] · Wᵀ for a weight W stored [outWidth × k].
+    /// out[N × outWidth] (+)= input[N × k] · Wᵀ for a weight W stored [outWidth × k]. One token (a generation step)
+    /// goes through gemv.
     func project(_ p: Projection, _ input: UnsafePointer<Float>, tokens n: Int, k: Int, weight: [Float],
                  outWidth: Int, out: UnsafeMutablePointer<Float>, accumulate: Bool) {
         timed(p.phase, flops: 2.0 * Double(n * k * outWidth)) {
             weight.withUnsafeBufferPointer { w in
-                BLAS.gemm(m: n, n: outWidth, k: k, a: input, b: w.baseAddress!, bTransposed: true, c: out,
-                          beta: accumulate ? 1 : 0)
+                if n == 1 {
+                    BLAS.gemv(rows: outWidth, cols: k, w: w.baseAddress!, x: input, y: out, beta: accumulate ? 1 : 0)
+                } else {
+                    BLAS.gemm(m: n, n: outWidth, k: k, a: input, b: w.baseAddress!, bTransposed: true, c: out,
+                              beta: accumulate ? 1 : 0)
+                }
             }
         }
     }
@@ -233,9 +241,12 @@ public final class TransformerBlock {
 
     /// out[N × d] = layer(x[N × d]); the internals land in `t`. `out` may be `x`, and `t.xMid` may be `x` too
     /// (then the residual stream is updated in place). `h` [N × d] is scratch (it ends as rmsnorm₂(xMid)).
+    /// With a `cache` (one sequence: batch 1), the N tokens are the positions after the `cache.length` it holds:
+    /// they are rotated at those positions, their k and v are appended to the layer's cache, and they attend to
+    /// every cached position too (the caller advances the cache once every layer has run).
     public func forward(_ lw: LayerWeights, layer l: Int, x: UnsafePointer<Float>, out: UnsafeMutablePointer<Float>,
                         internals t: LayerInternals, h: UnsafeMutablePointer<Float>, geometry g: BlockGeometry,
-                        hook: ProjectionHook? = nil) {
+                        hook: ProjectionHook? = nil, cache: KVCache? = nil) {
         let c = config, d = c.hiddenSize, hd = c.headDim, n = g.tokens, s = lw.shape
         let nq = s.numHeads, nkv = s.numKVHeads, inter = s.intermediateSize
         let width = (nq + 2 * nkv) * hd, qWidth = nq * hd
@@ -245,11 +256,20 @@ public final class TransformerBlock {
         project(.qkv, h, tokens: n, k: d, weight: lw.wqkv, outWidth: width, out: t.qkv.p, accumulate: false)
         addBias(.qkv, lw.bqkv, out: t.qkv.p, tokens: n, ld: width)
         hook?.forward(.qkv, layer: l, input: h, output: t.qkv.p, ld: width, shape: s, geometry: g)
-        if c.usesRope(layer: l) { timed("rope") { rope(t.qkv.p, shape: s, geometry: g, inverse: false) } }
-        if profile != nil { profile!.attentionFlops += 4.0 * Double(g.batch * nq * g.seqLen * g.seqLen * hd) }
+        let past = cache?.length ?? 0
+        precondition(cache == nil || (g.batch == 1 && t.probs == nil), "a KV cache holds one sequence, forward only")
+        if c.usesRope(layer: l) { timed("rope") { rope(t.qkv.p, shape: s, geometry: g, inverse: false, offset: past) } }
+        if profile != nil { profile!.attentionFlops += 4.0 * Double(g.batch * nq * g.seqLen * (past + g.seqLen) * hd) }
         timed("attention") {
-            AttentionCore.forward(qkv: t.qkv.p, probs: t.probs?.p, attn: t.attn.p, batch: g.batch, seqLen: g.seqLen,
-                                  nq: nq, nkv: nkv, hd: hd, window: c.attentionWindow(layer: l))
+            if let cache {
+                cache.store(layer: l, qkv: t.qkv.p, stride: width, kColumn: qWidth, rows: n)
+                AttentionCore.attend(q: t.qkv.p, qStride: width, keys: cache.keys[l].p, values: cache.values[l].p,
+                                     kvStride: nkv * hd, probs: nil, attn: t.attn.p, batch: 1, queries: n,
+                                     keyCount: past + n, nq: nq, nkv: nkv, hd: hd, window: c.attentionWindow(layer: l))
+            } else {
+                AttentionCore.forward(qkv: t.qkv.p, probs: t.probs?.p, attn: t.attn.p, batch: g.batch, seqLen: g.seqLen,
+                                      nq: nq, nkv: nkv, hd: hd, window: c.attentionWindow(layer: l))
+            }
         }
         if t.xMid.p != UnsafeMutablePointer(mutating: x) { t.xMid.p.update(from: x, count: n * d) }
         project(.o, t.attn.p, tokens: n, k: qWidth, weight: lw.wo, outWidth: d, out: t.xMid.p, accumulate: true)

@@ -7,6 +7,9 @@ public enum Kernels {
     /// Runs `body(rowRange)` over `rows` split into contiguous chunks, concurrently when the work is large.
     @inline(__always)
     public static func parallelRows(_ rows: Int, minRowsPerChunk: Int = 16, _ body: (Range<Int>) -> Void) {
+        // Fewer than two chunks' worth of rows (a generation step's one row) runs here, without asking Foundation for
+        // the core count: that call reads the cgroup CPU limits on Linux, tens of µs, more than the row takes.
+        if rows < 2 * max(minRowsPerChunk, 1) { body(0..<rows); return }
         let chunks = max(1, min(ProcessInfo.processInfo.activeProcessorCount, rows / max(minRowsPerChunk, 1)))
         if chunks == 1 { body(0..<rows); return }
         let per = (rows + chunks - 1) / chunks

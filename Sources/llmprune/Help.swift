@@ -18,6 +18,7 @@ enum Help {
       cluster   the prune job across MPI ranks (`mpiexec -n N llmprune cluster prune`), its status, its memory plan
       tune      LoRA recovery (one process, or data parallel under mpiexec), peft adapter out
       merge     fold a LoRA adapter into the weights → Hugging Face directory
+      generate  text from a prompt or a chat message (KV cache; greedy or sampled; optional LoRA adapter)
       report    report.html (SVG charts) and summary.json of a run or job directory
       synth     a random-weight model of a real shape and config (Llama-2/3.x, Mistral, TinyLlama, SmolLM2), streamed
       export    one GGUF file for llama.cpp (llama, or deci for per-layer widths; qwen2; smollm3), streamed
@@ -68,6 +69,13 @@ enum Help {
         "merge": TuneCommand.mergeFlags.help(
             usage: "usage: llmprune merge --model PATH --adapter DIR --out DIR [flags]",
             about: "  W += (alpha/r)·B·A for every adapted weight; writes a Hugging Face directory."),
+        "generate": GenerateCommand.flags.help(
+            usage: "usage: llmprune generate --model PATH (--prompt TEXT | --chat TEXT) [flags]",
+            about: """
+              Greedy (--temperature 0) or sampled text after the prompt, until an EOS id of the model
+              (generation_config.json / config.json eos_token_id) or --max-new-tokens; the text on stdout, prefill
+              and decode tokens/s on stderr (or all of it with --json).
+            """),
         "synth": """
         usage: llmprune synth --shape \(SyntheticShape.allCases.map(\.rawValue).joined(separator: "|")) --out DIR [flags]
           --dtype bf16|f16|f32   weights on disk (default bf16)

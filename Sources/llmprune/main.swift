@@ -38,6 +38,7 @@ do {
     case "synth": try SynthCommand.run(argv)
     case "export": try ExportCommand.run(argv)
     case "tune", "merge": try TuneCommand.run(command, argv)
+    case "generate": try GenerateCommand.run(argv)
     case "help", "--help", "-h": print(Help.overview)
     default: throw UsageError("unknown command \"\(command)\" (try: llmprune help)")
     }
