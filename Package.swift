@@ -86,7 +86,7 @@ let package = Package(
                     swiftSettings: memberImports),
         .testTarget(name: "EvalTests", dependencies: ["Eval", "LlamaModel", "Support", "Tokenizer"], exclude: ["Resources"],
                     swiftSettings: memberImports),
-        .testTarget(name: "ModelExportTests", dependencies: ["ModelExport", "LlamaModel", "Formats"], swiftSettings: memberImports),
+        .testTarget(name: "ModelExportTests", dependencies: ["ModelExport", "LlamaModel", "Formats", "Tokenizer"], swiftSettings: memberImports),
         .testTarget(name: "PruningTests", dependencies: ["Pruning", "ModelExport", "LlamaModel", "Formats", "Support"],
                     exclude: ["Resources"], swiftSettings: memberImports),
         .testTarget(name: "LoRATests", dependencies: ["LoRA", "LlamaModel", "Formats", "Tokenizer"],

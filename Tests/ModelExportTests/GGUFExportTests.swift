@@ -6,6 +6,7 @@ import Foundation
 import Testing
 import Formats
 import LlamaModel
+import Tokenizer
 @testable import ModelExport
 
 @Suite struct GGUFExportTests {
