@@ -95,21 +95,7 @@ fi
 if [ "$variants" = 1 ]; then
     echo "== variant fixtures" >&2
     # The 256-entry byte-level tokenizer of scripts/bench/variant_table.sh: ids 0-2 <unk> <s> </s>, id b ≥ 3 the byte b.
-    "$LLMPRUNE_VENV/bin/python" - "$out/bytetok" <<'PY'
-import json, sys
-from pathlib import Path
-sys.path.insert(0, "scripts/reference")
-from make_tiny_fixtures import byte_vocab
-from tokenizers import Tokenizer, models, pre_tokenizers, decoders
-tokens, _ = byte_vocab()
-tok = Tokenizer(models.BPE(vocab={t: i for i, t in enumerate(tokens)}, merges=[]))
-tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
-tok.decoder = decoders.ByteLevel()
-out = Path(sys.argv[1]); out.mkdir(parents=True)
-tok.save(str(out / "tokenizer.json"))
-(out / "tokenizer_config.json").write_text(json.dumps(dict(
-    tokenizer_class="PreTrainedTokenizerFast", bos_token="<s>", eos_token="</s>", unk_token="<unk>")))
-PY
+    scripts/reference/run.sh write_byte_tokenizer.py "$out/bytetok" > /dev/null 2>&1
     for g in Tests/VariantTests/Resources/*/golden.json; do
         name="$(basename "$(dirname "$g")")"
         src="$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["model"])' "$g")"
