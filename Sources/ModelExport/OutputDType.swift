@@ -29,7 +29,7 @@ extension LlamaWeights {
     /// Replaces every value by the one it reads back as from a `dtype` file (nothing changes for f32), in place: the
     /// model an export in `dtype` holds, to evaluate without reading it back. An array shared with another model is
     /// copied on write, so the caller releases that model first when memory matters.
-    public func round(to dtype: TensorDType) {
+    public func roundAsWritten(in dtype: TensorDType) {
         guard dtype != .f32 else { return }
         func r(_ a: inout [Float]) {
             a.withUnsafeMutableBufferPointer { p in

@@ -184,7 +184,7 @@ enum PruneCommand {
         var after: [String: Double] = [:]
         if !evalSets.isEmpty {
             // The perplexity of the model written: its weights as they read back from the `dtype` file.
-            pruned.round(to: dtype)
+            pruned.roundAsWritten(in: dtype)
             t0 = Date()
             after = try evaluate(pruned, tokenizer: m.tokenizer!, datasets: evalSets, windows: evalWindows, quiet: quiet)
             times.evalAfter = Date().timeIntervalSince(t0)

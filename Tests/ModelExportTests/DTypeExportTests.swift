@@ -53,17 +53,17 @@ import LlamaModel
         }
     }
 
-    /// `round(to:)` is the rounding the file applies; a model sharing arrays with it keeps its fp32 values.
+    /// `roundAsWritten(in:)` is the rounding the file applies; a model sharing arrays with it keeps its fp32 values.
     @Test func roundingInPlaceMatchesTheFile() throws {
         let w = Self.models()[2]
         let copy = LlamaWeights(config: w.config, embed: w.embed, layers: w.layers, finalNorm: w.finalNorm, lmHead: w.lmHead)
-        copy.round(to: .bf16)
+        copy.roundAsWritten(in: .bf16)
         for (x, y) in zip(copy.huggingFaceTensors(), w.huggingFaceTensors()) {
             #expect(x.values.map(\.bitPattern) == y.values.map { FloatEncoding.rounded($0, to: .bf16).bitPattern }, "\(x.name)")
             #expect(x.name.hasSuffix("norm.weight") || x.values != y.values, "\(x.name) unchanged by rounding")
         }
         let f32 = LlamaWeights(config: w.config, embed: w.embed, layers: w.layers, finalNorm: w.finalNorm, lmHead: w.lmHead)
-        f32.round(to: .f32)
+        f32.roundAsWritten(in: .f32)
         #expect(f32.huggingFaceTensors().map(\.values) == w.huggingFaceTensors().map(\.values))
     }
 

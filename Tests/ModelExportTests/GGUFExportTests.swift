@@ -11,6 +11,7 @@ import Tokenizer
 
 @Suite struct GGUFExportTests {
     static let tokenizerJSON = ExportFixtures.tokenizerJSON     // byte-level BPE, Llama-3 split, 501 tokens
+    static let chatTemplate = "{% for m in messages %}<|start|>{{ m['content'] }}<|end|>{% endfor %}"
 
     /// A small model of `widths` (default: 6 uniform layers of 8 heads over 2 KV heads, 48 channels), vocab 512.
     static func config(widths: [(Int, Int, Int)]? = nil, tied: Bool = false, modelType: String = "llama") -> LlamaConfig {
@@ -27,6 +28,8 @@ import Tokenizer
         let tok = dir.file(name + "-tok")
         try FileManager.default.createDirectory(at: tok, withIntermediateDirectories: true)
         try FileManager.default.copyItem(at: tokenizerJSON, to: tok.appendingPathComponent("tokenizer.json"))
+        try JSONSerialization.data(withJSONObject: ["chat_template": chatTemplate])
+            .write(to: tok.appendingPathComponent("tokenizer_config.json"))
         try HFExport.write(weights: w, tokenizerSource: .huggingFaceDirectory(tok), to: src, force: false)
         let out = dir.file(name + ".gguf")
         let s = try GGUFExport.write(try Checkpoint.open(path: src.path), to: out, type: type, force: false)
@@ -199,6 +202,8 @@ import Tokenizer
         let types = f.metadata["tokenizer.ggml.token_type"]?.intArray ?? []
         #expect(types[0] == 3 && types[500] == 4 && types[511] == 5 && types[300] == 1)
         #expect(f.metadataArrayElementTypes["tokenizer.ggml.token_type"] == .int32)
+        #expect(f.metadata["tokenizer.chat_template"]?.string == Self.chatTemplate)
+        #expect(f.metadata["tokenizer.ggml.add_bos_token"]?.bool == true && f.metadata["tokenizer.ggml.bos_token_id"]?.int == 0)
         // the reader's tokenizer of the export = the tokenizer.json's, on text with digits, spaces and an added token
         let text = "Hello world 1234567, don't <think> go\n\n  spaces"
         let original = try ModelLoader.tokenizer(path: dir.file("t").path)
