@@ -3,8 +3,14 @@
 // OpenBLAS, ZeroMQ and MPICH. No outside Swift packages: only the toolchain and Debian C libraries.
 import PackageDescription
 
+// A file may use a type's members only if it imports the type's module itself (SE-0444). Without this, members of
+// a module loaded only transitively are visible, the build does not track that module for the file, and an
+// incremental build can keep an object compiled against an old layout: ClusterTune read BPETokenizer.padId (a
+// stored property after an inline SPMModel) at a stale field offset when SPMModel gained a field, and tune trapped.
+let memberImports: [SwiftSetting] = [.enableUpcomingFeature("MemberImportVisibility")]
+
 // Release builds target the baseline x86-64 CPU; hot paths go through OpenBLAS, which picks its own kernels.
-let swiftSettings: [SwiftSetting] = [
+let swiftSettings: [SwiftSetting] = memberImports + [
     .unsafeFlags(["-Ounchecked"], .when(configuration: .release)),
     // Debug builds (and so `swift test`) still optimise the library code: the real-model tests run the
     // numeric kernels over millions of values. Overflow and bounds checks stay on in debug.
@@ -41,6 +47,9 @@ let package = Package(
         .target(name: "Eval", dependencies: ["Support", "LlamaModel"], swiftSettings: kernelSettings),
         // Writing models: the Hugging Face directory (whole or sharded, staged and renamed into place) and `synth`.
         .target(name: "ModelExport", dependencies: ["Support", "Formats", "Tokenizer", "LlamaModel"],
+                // The trust_remote_code python of heterogeneous outputs, compiled into the binary (RemoteCode.swift).
+                resources: [.embedInCode("RemoteCode/configuration_llmprune.py"),
+                            .embedInCode("RemoteCode/modeling_llmprune.py")],
                 swiftSettings: swiftSettings),
         .target(name: "Pruning", dependencies: ["Support", "Formats", "LlamaModel", "ModelExport"],
                 swiftSettings: kernelSettings),
@@ -53,39 +62,43 @@ let package = Package(
         // The cluster runtime (MPI data plane, ZeroMQ control plane, job directory, sessions) and the jobs on it.
         .target(name: "Cluster", dependencies: ["CZeroMQ", "CMPI", "MPIShim", "ProcessShim", "Support"],
                 swiftSettings: swiftSettings),
-        .target(name: "ClusterPrune", dependencies: ["Cluster", "Support", "LlamaModel", "ModelExport", "Pruning"],
+        .target(name: "ClusterPrune", dependencies: ["Cluster", "Support", "Formats", "LlamaModel", "ModelExport", "Pruning"],
                 swiftSettings: swiftSettings),
-        .target(name: "ClusterTune", dependencies: ["Cluster", "Support", "Formats", "LlamaModel", "LoRA", "ModelExport"],
+        .target(name: "ClusterTune", dependencies: ["Cluster", "Support", "Formats", "LlamaModel", "LoRA", "ModelExport", "Tokenizer"],
                 swiftSettings: swiftSettings),
         .target(name: "Reporting", dependencies: ["Cluster", "ClusterPrune", "ClusterTune", "Support", "LlamaModel", "Pruning"],
                 swiftSettings: swiftSettings),
 
         // MARK: the thin CLI
         .executableTarget(name: "llmprune",
-                          dependencies: ["Support", "Tokenizer", "TensorCore", "LlamaModel", "Eval", "ModelExport",
+                          dependencies: ["Support", "Formats", "Tokenizer", "TensorCore", "LlamaModel", "Eval", "ModelExport",
                                          "Pruning", "Cluster", "ClusterPrune", "ClusterTune", "LoRA", "Reporting",
                                          "ChatTemplate", "Generation"],
                           swiftSettings: swiftSettings),
 
         // MARK: tests mirror Sources
-        .testTarget(name: "SupportTests", dependencies: ["Support"]),
-        .testTarget(name: "FormatsTests", dependencies: ["Formats"], exclude: ["Resources"]),
-        .testTarget(name: "TokenizerTests", dependencies: ["Tokenizer", "Formats", "Support", "Eval"], exclude: ["Resources"]),
-        .testTarget(name: "TensorCoreTests", dependencies: ["TensorCore"]),
-        .testTarget(name: "LlamaModelTests", dependencies: ["LlamaModel", "Formats", "TensorCore"], exclude: ["Resources"]),
-        .testTarget(name: "EvalTests", dependencies: ["Eval", "LlamaModel", "Support"], exclude: ["Resources"]),
-        .testTarget(name: "ModelExportTests", dependencies: ["ModelExport", "LlamaModel", "Formats"]),
+        .testTarget(name: "SupportTests", dependencies: ["Support"], swiftSettings: memberImports),
+        .testTarget(name: "FormatsTests", dependencies: ["Formats"], exclude: ["Resources"], swiftSettings: memberImports),
+        .testTarget(name: "TokenizerTests", dependencies: ["Tokenizer", "Formats", "Support", "Eval"], exclude: ["Resources"],
+                    swiftSettings: memberImports),
+        .testTarget(name: "TensorCoreTests", dependencies: ["TensorCore"], swiftSettings: memberImports),
+        .testTarget(name: "LlamaModelTests", dependencies: ["LlamaModel", "Formats", "TensorCore"], exclude: ["Resources"],
+                    swiftSettings: memberImports),
+        .testTarget(name: "EvalTests", dependencies: ["Eval", "LlamaModel", "Support", "Tokenizer"], exclude: ["Resources"],
+                    swiftSettings: memberImports),
+        .testTarget(name: "ModelExportTests", dependencies: ["ModelExport", "LlamaModel", "Formats", "Tokenizer"], swiftSettings: memberImports),
         .testTarget(name: "PruningTests", dependencies: ["Pruning", "ModelExport", "LlamaModel", "Formats", "Support"],
-                    exclude: ["Resources"]),
+                    exclude: ["Resources"], swiftSettings: memberImports),
         .testTarget(name: "LoRATests", dependencies: ["LoRA", "LlamaModel", "Formats", "Tokenizer"],
-                    exclude: ["Resources"]),
+                    exclude: ["Resources"], swiftSettings: memberImports),
         .testTarget(name: "VariantTests", dependencies: ["LoRA", "Pruning", "LlamaModel", "Formats"],
-                    exclude: ["Resources"]),
+                    exclude: ["Resources"], swiftSettings: memberImports),
         .testTarget(name: "ClusterTests", dependencies: ["CMPI", "CZeroMQ", "Cluster", "ClusterPrune", "LlamaModel",
-                                                         "ModelExport", "Pruning"]),
-        .testTarget(name: "CLITests", dependencies: ["Formats"]),
-        .testTarget(name: "ChatTemplateTests", dependencies: ["ChatTemplate"], exclude: ["Resources"]),
+                                                         "ModelExport", "Pruning"], swiftSettings: memberImports),
+        .testTarget(name: "CLITests", dependencies: ["Formats"], swiftSettings: memberImports),
+        .testTarget(name: "ChatTemplateTests", dependencies: ["ChatTemplate"], exclude: ["Resources"],
+                    swiftSettings: memberImports),
         .testTarget(name: "GenerationTests", dependencies: ["Generation", "LlamaModel", "Tokenizer"],
-                    exclude: ["Resources"]),
+                    exclude: ["Resources"], swiftSettings: memberImports),
     ]
 )

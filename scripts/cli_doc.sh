@@ -17,7 +17,7 @@ bin="${1:-$root/.build/debug/llmprune}"
     echo '```'
     "$bin" --help
     echo '```'
-    for c in info eval tokenize bench plan apply prune cluster tune merge generate report synth; do
+    for c in info eval tokenize bench plan apply prune cluster tune merge generate report synth export; do
         echo
         echo "## $c"
         echo

@@ -12,6 +12,7 @@
 // Either way each rank cuts its own block and writes its own shard; rank 0 writes the index and commits the
 // directory with one rename.
 import Cluster
+import Formats
 import Foundation
 import LlamaModel
 import ModelExport
@@ -64,6 +65,9 @@ public struct ClusterPruneOptions: Sendable {
     public var microBatches: Int? = nil
     /// Layers mode: keep the block's layers in the mapped checkpoint (file dtype) and widen one at a time.
     public var lowMemory = false
+    /// The dtype every rank writes its shard in; nil: the input's (`HFExport.defaultDType`), resolved by each rank
+    /// from the same file header, so all shards agree.
+    public var dtype: TensorDType? = nil
     /// The planner's prediction for this job (recorded in report.json beside the measured peaks).
     public var memoryPlan: MemoryPlan? = nil
 
@@ -119,6 +123,8 @@ public struct ClusterPruneReport: Codable, Sendable {
     public var totalSeconds: Double
     /// The planner's prediction per rank (nil when the job was not planned).
     public var memoryPlan: MemoryPlan?
+    /// The dtype of the written weights ("f32", "bf16", "f16"; nil in reports written before it was recorded).
+    public var dtype: String? = nil
 }
 
 /// Per-rank results sent to rank 0 with the last unit.

@@ -1,5 +1,6 @@
 // The phases of `ClusterPruneJob` as each rank runs them (see ClusterPrune.swift for the overview).
 import Cluster
+import Formats
 import Foundation
 import LlamaModel
 import ModelExport
@@ -78,12 +79,12 @@ extension ClusterPruneJob {
         // write: each rank cuts its own block and writes its shard
         x.progress(.write, 0, 2, "cutting layers \(held.owned.lowerBound)..<\(held.owned.upperBound)")
         x.stallIfAsked("write")
+        let dtype = try outputDType()
         let shard = try timed(.write) { () -> ShardFile in
-            if let stage = held.stage, let streamed = stage.streamed {
+            if let stage = held.stage, stage.streamed != nil {
                 return try x.span("write", .write) {
                     try HFExport.writeStreamedShard(plan: plan, stage: stage, embedding: r == 0, head: r == n - 1,
-                                                    dtype: HFExport.streamedOutputDType(streamed), index: r, count: n,
-                                                    into: URL(fileURLWithPath: staging))
+                                                    dtype: dtype, index: r, count: n, into: URL(fileURLWithPath: staging))
                 }
             }
             // fp32 held: cut and written layer by layer, each uncut layer dropped as it goes (samples mode drops the
@@ -93,7 +94,8 @@ extension ClusterPruneJob {
             }
             return try x.span("write", .write) {
                 try HFExport.writeHeldShard(plan: plan, weights: held.weights, layers: held.owned, embedding: r == 0,
-                                            head: r == n - 1, index: r, count: n, into: URL(fileURLWithPath: staging))
+                                            head: r == n - 1, dtype: dtype, index: r, count: n,
+                                            into: URL(fileURLWithPath: staging))
             }
         }
         x.progress(.write, 2, 2, String(format: "wrote %@ (%.1f MB)", shard.fileName, Double(shard.dataBytes) / 1e6))
@@ -114,6 +116,11 @@ extension ClusterPruneJob {
         return try timed(.write) {
             try commit(plan: plan, held: held, ranks: ranks, session: x, wall: wall, start: start)
         }
+    }
+
+    /// The dtype of the shards and of config.json: --dtype, else the input's.
+    func outputDType() throws -> TensorDType {
+        try options.dtype ?? HFExport.defaultDType(modelPath: options.modelPath)
     }
 
     // MARK: load
@@ -275,7 +282,8 @@ extension ClusterPruneJob {
         let epoch = x.epoch, startPhase = PrunePhase(rawValue: x.attempt.startPhase) ?? .importance
         let config = try plan.prunedConfig(held.weights.config)
         try HFExport.writeIndex(shards: ranks.map(\.shard), into: staging)
-        try HFExport.writeModelFiles(config: config, tokenizerSource: .of(held.loaded), into: staging,
+        let dtype = try outputDType()
+        try HFExport.writeModelFiles(config: config, dtype: dtype, tokenizerSource: .of(held.loaded), into: staging,
                                      extraFiles: ["prune_plan.json": try plan.encoded()])
         try HFExport.commit(staging: staging, to: options.out, force: true)
         let ck = try? dir.read(ScoresCheckpoint.self, from: dir.scoresFile)
@@ -300,7 +308,7 @@ extension ClusterPruneJob {
                                        weightBytes: $0.weightBytes, peakActivationBytes: $0.peakActivationBytes,
                                        peakRSSBytes: $0.peakRSSBytes, peakRSSByPhase: $0.peakRSSByPhase,
                                        traffic: $0.traffic.values.reduce(Communicator.Traffic(), +)) },
-            totalSeconds: Date().timeIntervalSince(start), memoryPlan: options.memoryPlan)
+            totalSeconds: Date().timeIntervalSince(start), memoryPlan: options.memoryPlan, dtype: dtype.rawValue)
         try dir.write(report, to: dir.reportFile)
         try dir.complete(PrunePhase.write.rawValue, epoch: epoch)
         try dir.end(epoch: epoch, outcome: "complete")

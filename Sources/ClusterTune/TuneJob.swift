@@ -12,6 +12,7 @@ import LlamaModel
 import LoRA
 import ModelExport
 import Support
+import Tokenizer
 
 /// Phases of a tune job, in order. Loading is redone by every attempt; training ends with a checkpoint every
 /// `checkpointEvery` steps and the export with the adapter written.

@@ -175,6 +175,8 @@ public final class GGUFFile: @unchecked Sendable {
     public let metadataKeys: [String]
     /// The stored type of each metadata value (for arrays: `.array`).
     public let metadataTypes: [String: GGUFValueType]
+    /// The element type of each top-level array value (so a value can be copied into another file exactly).
+    public let metadataArrayElementTypes: [String: GGUFValueType]
     /// Tensor infos in file order.
     public let tensors: [GGUFTensorInfo]
     public let alignment: Int
@@ -203,6 +205,7 @@ public final class GGUFFile: @unchecked Sendable {
 
         var metadata = [String: GGUFValue](minimumCapacity: kvCount)
         var types = [String: GGUFValueType](minimumCapacity: kvCount)
+        var elementTypes = [String: GGUFValueType]()
         var keys = [String]()
         keys.reserveCapacity(kvCount)
         for i in 0..<kvCount {
@@ -213,6 +216,9 @@ public final class GGUFFile: @unchecked Sendable {
             }
             if metadata[key] != nil {
                 throw FormatError.malformed(path: path, reason: "duplicate metadata key \(key)")
+            }
+            if type == .array, r.remaining >= 4 {
+                elementTypes[key] = GGUFValueType(rawValue: r.bytes.loadUnaligned(fromByteOffset: r.offset, as: UInt32.self).littleEndian)
             }
             metadata[key] = try GGUFFile.readValue(&r, type: type, key: key, depth: 0)
             types[key] = type
@@ -292,6 +298,7 @@ public final class GGUFFile: @unchecked Sendable {
         self.metadata = metadata
         self.metadataKeys = keys
         self.metadataTypes = types
+        self.metadataArrayElementTypes = elementTypes
         self.alignment = alignment
         self.dataOffset = dataOffset
         self.tensors = infos
@@ -342,6 +349,9 @@ public final class GGUFFile: @unchecked Sendable {
     public func tensor(named name: String) -> GGUFTensorInfo? {
         index[name].map { tensors[$0] }
     }
+
+    /// Drops a tensor's mapped pages from the resident set (see `MappedFile.release`).
+    public func release(_ info: GGUFTensorInfo) { file.release(offset: info.fileOffset, count: info.byteCount) }
 
     /// The raw bytes of a tensor (valid while `self` is alive).
     public func rawBytes(_ info: GGUFTensorInfo) throws -> UnsafeRawBufferPointer {

@@ -1,5 +1,6 @@
 // A small GGUF (v3, or v2 on request) writer: typed metadata and tensors of any ggml type given as raw block
-// bytes (or Float values for F32). Used by the tests to build fixtures and usable for exporting models.
+// bytes (or Float values for F32), held in memory. Used by the tests to build fixtures; the model export streams
+// through GGUFStreamWriter (same header encoding, GGUFHeader).
 import Foundation
 import Support
 
@@ -78,66 +79,9 @@ public struct GGUFWriter: Sendable {
     }
 
     public func serialize() throws -> Data {
-        guard alignment > 0, alignment & (alignment - 1) == 0 else {
-            throw FormatError.malformed(path: "<GGUFWriter>", reason: "alignment \(alignment) is not a power of two")
-        }
-        var meta = metadata
-        if alignment != GGUFFile.defaultAlignment && !meta.contains(where: { $0.key == "general.alignment" }) {
-            meta.append(("general.alignment", .uint32(UInt32(alignment))))
-        }
-        var out = Data()
-        func put<T: FixedWidthInteger>(_ v: T) { withUnsafeBytes(of: v.littleEndian) { out.append(contentsOf: $0) } }
-        func putString(_ s: String) { put(UInt64(s.utf8.count)); out.append(contentsOf: Array(s.utf8)) }
-        func putValue(_ v: GGUFMetadataValue) throws {
-            switch v {
-            case .uint8(let x): put(x)
-            case .int8(let x): put(x)
-            case .uint16(let x): put(x)
-            case .int16(let x): put(x)
-            case .uint32(let x): put(x)
-            case .int32(let x): put(x)
-            case .uint64(let x): put(x)
-            case .int64(let x): put(x)
-            case .float32(let x): put(x.bitPattern)
-            case .float64(let x): put(x.bitPattern)
-            case .bool(let x): put(UInt8(x ? 1 : 0))
-            case .string(let s): putString(s)
-            case .array(let t, let a):
-                put(t.rawValue)
-                put(UInt64(a.count))
-                for e in a {
-                    guard e.valueType == t else {
-                        throw FormatError.malformed(path: "<GGUFWriter>", reason: "array of \(t) holds a \(e.valueType)")
-                    }
-                    try putValue(e)      // a nested array is again (type, count, items)
-                }
-            }
-        }
-        put(GGUFFile.magic)
-        put(version)
-        put(UInt64(tensors.count))
-        put(UInt64(meta.count))
-        for (k, v) in meta {
-            putString(k)
-            put(v.valueType.rawValue)
-            try putValue(v)
-        }
-        var offsets = [Int]()
-        var cursor = 0
-        for t in tensors {
-            offsets.append(cursor)
-            cursor += t.bytes.count
-            cursor = (cursor + alignment - 1) / alignment * alignment
-        }
-        for (t, off) in zip(tensors, offsets) {
-            putString(t.name)
-            put(UInt32(t.shape.count))
-            for d in t.shape { put(UInt64(d)) }
-            put(t.type.rawValue)
-            put(UInt64(off))
-        }
+        var out = try GGUFHeader.encode(metadata: metadata, tensors: tensors.map { ($0.name, $0.shape, $0.type) },
+                                        alignment: alignment, version: version)
         func pad() { while out.count % alignment != 0 { out.append(0) } }
-        pad()
         for t in tensors {
             out.append(contentsOf: t.bytes)
             pad()
@@ -147,5 +91,42 @@ public struct GGUFWriter: Sendable {
 
     public func write(to url: URL) throws {
         try AtomicFile.write(try serialize(), to: url)
+    }
+}
+
+extension GGUFFile {
+    /// The value of `key` with its stored GGUF type, to copy into another file unchanged (nil when absent, or for an
+    /// array of arrays, whose inner element types the reader does not keep).
+    public func metadataValue(forKey key: String) -> GGUFMetadataValue? {
+        guard let v = metadata[key], let t = metadataTypes[key] else { return nil }
+        if t == .array {
+            guard let e = metadataArrayElementTypes[key], e != .array, case .array(let items) = v else { return nil }
+            var out = [GGUFMetadataValue]()
+            out.reserveCapacity(items.count)
+            for i in items {
+                guard let m = Self.scalar(i, as: e) else { return nil }
+                out.append(m)
+            }
+            return .array(e, out)
+        }
+        return Self.scalar(v, as: t)
+    }
+
+    private static func scalar(_ v: GGUFValue, as t: GGUFValueType) -> GGUFMetadataValue? {
+        switch (t, v) {
+        case (.uint8, .uint(let x)): return UInt8(exactly: x).map { .uint8($0) }
+        case (.uint16, .uint(let x)): return UInt16(exactly: x).map { .uint16($0) }
+        case (.uint32, .uint(let x)): return UInt32(exactly: x).map { .uint32($0) }
+        case (.uint64, .uint(let x)): return .uint64(x)
+        case (.int8, .int(let x)): return Int8(exactly: x).map { .int8($0) }
+        case (.int16, .int(let x)): return Int16(exactly: x).map { .int16($0) }
+        case (.int32, .int(let x)): return Int32(exactly: x).map { .int32($0) }
+        case (.int64, .int(let x)): return .int64(x)
+        case (.float32, .float(let x)): return .float32(Float(x))
+        case (.float64, .float(let x)): return .float64(x)
+        case (.bool, .bool(let b)): return .bool(b)
+        case (.string, .string(let s)): return .string(s)
+        default: return nil
+        }
     }
 }

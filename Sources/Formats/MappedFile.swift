@@ -53,6 +53,16 @@ public final class MappedFile: @unchecked Sendable {
         UnsafeRawBufferPointer(start: base.map { UnsafeRawPointer($0) }, count: size)
     }
 
+    /// Drops the pages of `[offset, offset+count)` from this process's resident set (madvise MADV_DONTNEED). The
+    /// mapping is private and never written, so a later read faults the same bytes back in from the file; a reader that
+    /// streams a large checkpoint once calls this after each tensor, so its resident memory stays at one tensor.
+    public func release(offset: Int, count: Int) {
+        guard let base, count > 0, offset >= 0, offset < size else { return }
+        let page = Int(sysconf(Int32(_SC_PAGESIZE)))
+        let lo = offset / page * page, hi = min(size, offset + count)
+        _ = madvise(base + lo, hi - lo, MADV_DONTNEED)
+    }
+
     /// Bytes `[offset, offset+count)` of tensor `tensor`, or `tensorOutOfRange`.
     func slice(offset: Int, count: Int, tensor: String) throws -> UnsafeRawBufferPointer {
         guard offset >= 0, count >= 0, offset <= size, count <= size - offset else {

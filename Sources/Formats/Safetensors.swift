@@ -184,6 +184,10 @@ public final class SafetensorsFile: TensorSource, @unchecked Sendable {
         }
     }
 
+    public func releasePages(of name: String) {
+        if let e = entry(name) { file.release(offset: dataOffset + e.begin, count: e.end - e.begin) }
+    }
+
     /// Elements lo..<hi of little-endian `dtype` data at `src`, as Float, into `dst[0..<hi−lo]`.
     static func widen(_ dtype: String, _ src: UnsafeRawPointer, from lo: Int, to hi: Int, into dst: UnsafeMutablePointer<Float>) {
         switch dtype {
@@ -277,6 +281,7 @@ public final class ShardedSafetensors: TensorSource, @unchecked Sendable {
     public func readRows(_ name: String, rows: [Int], into out: UnsafeMutablePointer<Float>) throws {
         try shard(of: name).readRows(name, rows: rows, into: out)
     }
+    public func releasePages(of name: String) { shardOf[name].map { shards[$0].releasePages(of: name) } }
     /// The raw bytes of a tensor in its shard (valid while `self` is alive).
     public func rawBytes(_ name: String) throws -> UnsafeRawBufferPointer { try shard(of: name).rawBytes(name) }
 

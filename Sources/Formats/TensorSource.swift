@@ -19,6 +19,9 @@ public protocol TensorSource: AnyObject {
     func readRows(_ name: String, rows: [Int], into out: UnsafeMutablePointer<Float>) throws
     /// The storage dtype of a tensor as safetensors names it ("BF16", "F16", "F32"; "Q4_1" etc. for GGUF).
     func storageType(of name: String) -> String?
+    /// Drops the tensor's mapped file pages from the resident set (formats that map the file); a streaming reader
+    /// calls it when done with the tensor. Values read later are unchanged.
+    func releasePages(of name: String)
 }
 
 extension TensorSource {
@@ -53,6 +56,8 @@ extension TensorSource {
     }
 
     public func storageType(of name: String) -> String? { nil }
+
+    public func releasePages(of name: String) {}
 
     /// Bytes one element of `name` takes in the file (fractional for block-quantised GGUF types), or nil if unknown.
     public func storageBytesPerElement(of name: String) -> Double? {
@@ -94,7 +99,8 @@ public final class GGUFLlamaSource: TensorSource, @unchecked Sendable {
 
     /// Architectures of the Llama family: llama and mistral, whose q/k rows llama.cpp's converter permuted in the
     /// Llama way, and qwen2, whose rows it keeps in Hugging Face order (Qwen2Model has no permute: NEOX rope).
-    public static let supportedArchitectures: Set<String> = ["llama", "mistral", "qwen2"]
+    /// deci (per-layer head counts) and smollm3 are permuted as llama (conversion/deci.py, conversion/llama.py).
+    public static let supportedArchitectures: Set<String> = ["llama", "mistral", "qwen2", "deci", "smollm3"]
     /// Whether q/k rows (and biases) are stored permuted (every supported architecture but qwen2).
     public let permutesQK: Bool
 
@@ -180,6 +186,10 @@ public final class GGUFLlamaSource: TensorSource, @unchecked Sendable {
         try file.rows(info, rows, into: out)
     }
 
+    public func releasePages(of name: String) {
+        if let info = byHF[name] { file.release(info) }
+    }
+
     /// The GGUF tensor behind a Hugging Face name.
     public func ggufInfo(of name: String) -> GGUFTensorInfo? { byHF[name] }
 
@@ -217,6 +227,19 @@ public final class GGUFLlamaSource: TensorSource, @unchecked Sendable {
             let h = r / (2 * dim), rem = r % (2 * dim)
             let j = rem / dim, d = rem % dim
             return h * 2 * dim + d * 2 + j
+        }
+    }
+
+    /// The inverse of `unpermuteSourceIndex`: for row `r` of the llama.cpp weight, the Hugging Face row it comes from.
+    /// llama.cpp's converter (`LlamaModel.permute`, conversion/llama.py) does
+    /// `w.reshape(n_head, 2, dim, in).swapaxes(1, 2).reshape(w.shape)`, dim = rows / n_head / 2, so that its
+    /// adjacent-pair rotation equals transformers' rotate_half.
+    public static func permuteSourceIndex(heads: Int, rows: Int) -> @Sendable (Int) -> Int {
+        let dim = rows / heads / 2
+        return { r in
+            let h = r / (2 * dim), rem = r % (2 * dim)
+            let d = rem / 2, j = rem % 2
+            return h * 2 * dim + j * dim + d
         }
     }
 

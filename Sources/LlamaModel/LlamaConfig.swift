@@ -208,6 +208,12 @@ extension LlamaConfig {
     /// Key holding per-layer widths when they differ between layers (see docs/formats.md).
     public static let layerWidthsKey = "layer_widths"
 
+    /// The model_type of llmprune's `trust_remote_code` outputs (ModelExport/RemoteCode.swift), which transformers
+    /// cannot load as their family's own class; `baseModelTypeKey` names that family (llama, mistral, qwen2,
+    /// smollm3), read back as `modelType`.
+    public static let remoteCodeModelType = "llmprune"
+    public static let baseModelTypeKey = "base_model_type"
+
     /// Parses a Hugging Face `config.json` of a Llama-architecture model (plus llmprune's per-layer widths).
     public init(configJSON data: Data, source: String) throws {
         guard let obj = (try? JSONSerialization.jsonObject(with: data)) as? [String: Any] else {
@@ -220,7 +226,15 @@ extension LlamaConfig {
             return v.intValue
         }
         // The families whose math is exactly this model's; the others are refused by name, never computed otherwise.
-        let modelType = (obj["model_type"] as? String) ?? "llama"
+        var modelType = (obj["model_type"] as? String) ?? "llama"
+        if modelType == Self.remoteCodeModelType {
+            // llmprune's own heterogeneous output (ModelExport/RemoteCode): the family it was pruned from is kept
+            // in base_model_type, and every other key is that family's.
+            guard let base = obj[Self.baseModelTypeKey] as? String else {
+                throw ModelError.invalidConfig(source: source, reason: "model_type \"\(modelType)\" needs a string \"\(Self.baseModelTypeKey)\"")
+            }
+            modelType = base
+        }
         switch modelType {
         case "llama", "mistral", "qwen2", "smollm3": break
         default:
@@ -362,6 +376,23 @@ extension LlamaConfig {
     /// heterogeneous ones also carry `layer_widths` (the plain keys then hold the widest layer, which stock
     /// `transformers` cannot load; llmprune can).
     public func configJSON(extra: [String: Any] = [:]) throws -> Data {
+        var obj = try configObject()
+        // The Float's shortest decimal (1e-05, not 9.999999747378752e-06): the value the source config wrote.
+        obj["rms_norm_eps"] = Double("\(rmsNormEps)") ?? Double(rmsNormEps)
+        if let p = padTokenId { obj["pad_token_id"] = p }
+        for (k, v) in extra { obj[k] = v }
+        return try JSONSerialization.data(withJSONObject: obj, options: [.prettyPrinted, .sortedKeys])
+    }
+
+    /// The text a prune plan's model fingerprint hashes (PrunePlan.swift, ModelIdentity): the config as it was first
+    /// serialised — the Float epsilon as its exact Double, no pad id, which no computation reads — so plans written
+    /// before the export gained those keys still match their models.
+    public func fingerprintJSON() throws -> Data {
+        try JSONSerialization.data(withJSONObject: try configObject(), options: [.prettyPrinted, .sortedKeys])
+    }
+
+    /// config.json's keys for this model (every key that changes the math), before the presentation-only ones.
+    private func configObject() throws -> [String: Any] {
         let first = layers[0]
         var obj: [String: Any] = [
             "architectures": [Self.architectures[modelType] ?? "LlamaForCausalLM"], "model_type": modelType,
@@ -370,8 +401,7 @@ extension LlamaConfig {
             "num_attention_heads": isUniform ? first.numHeads : layers.map(\.numHeads).max()!,
             "num_key_value_heads": isUniform ? first.numKVHeads : layers.map(\.numKVHeads).max()!,
             "intermediate_size": isUniform ? first.intermediateSize : layers.map(\.intermediateSize).max()!,
-            // The Float's shortest decimal (1e-05, not 9.999999747378752e-06): the value the source config wrote.
-            "rms_norm_eps": Double("\(rmsNormEps)") ?? Double(rmsNormEps), "rope_theta": ropeTheta,
+            "rms_norm_eps": Double(rmsNormEps), "rope_theta": ropeTheta,
             "max_position_embeddings": maxPositionEmbeddings, "tie_word_embeddings": tieWordEmbeddings,
             "hidden_act": "silu", "attention_bias": qkvBias, "mlp_bias": mlpBias, "torch_dtype": "float32",
             "use_cache": true,
@@ -395,13 +425,11 @@ extension LlamaConfig {
         }
         if let b = bosTokenId { obj["bos_token_id"] = b }
         if let e = eosTokenId { obj["eos_token_id"] = e }
-        if let p = padTokenId { obj["pad_token_id"] = p }
         if let r = try ropeScaling.configJSONValue() { obj["rope_scaling"] = r }
         if !isUniform {
             let raw = try JSONEncoder().encode(layers)
             obj[Self.layerWidthsKey] = try JSONSerialization.jsonObject(with: raw)
         }
-        for (k, v) in extra { obj[k] = v }
-        return try JSONSerialization.data(withJSONObject: obj, options: [.prettyPrinted, .sortedKeys])
+        return obj
     }
 }

@@ -23,14 +23,16 @@ public enum ModelLoader {
                            chatTemplate: opened.chatTemplate)
     }
 
-    /// LlamaConfig from `llama.*` (or `qwen2.*`) GGUF metadata (head counts and feed-forward length may be
-    /// per-layer arrays). Biases: a qwen2 GGUF has q/k/v biases; a llama GGUF has the ones its layer-0 tensors show
+    /// LlamaConfig from `llama.*` (or `qwen2.*`, `deci.*`, `smollm3.*`) GGUF metadata (head counts and feed-forward
+    /// length may be per-layer arrays). Biases: a qwen2 GGUF has q/k/v biases; a llama GGUF has the ones its layer-0 tensors show
     /// (q/k/v and o together, as attention_bias; gate/up/down together, as mlp_bias), and any other is refused.
     static func ggufConfig(_ f: GGUFFile) throws -> LlamaConfig {
         let m = f.metadata
         func fail(_ r: String) -> ModelError { .invalidConfig(source: f.path, reason: r) }
         let arch = m["general.architecture"]?.string ?? "?"
-        guard arch == "llama" || arch == "qwen2" else { throw fail("general.architecture \"\(arch)\" is not llama or qwen2") }
+        guard ["llama", "qwen2", "deci", "smollm3"].contains(arch) else {
+            throw fail("general.architecture \"\(arch)\" is not llama, qwen2, deci or smollm3")
+        }
         func int(_ k: String) throws -> Int {
             guard let v = m["\(arch)." + k]?.int else { throw fail("missing \(arch).\(k)") }
             return v
@@ -62,10 +64,16 @@ public enum ModelLoader {
             maxPositionEmbeddings: m["\(arch).context_length"]?.int ?? 2048,
             tieWordEmbeddings: f.tensor(named: "output.weight") == nil,
             bosTokenId: m["tokenizer.ggml.bos_token_id"]?.int, eosTokenId: m["tokenizer.ggml.eos_token_id"]?.int,
-            modelType: arch)
+            modelType: arch == "deci" ? "llama" : arch)
         cfg.padTokenId = m["tokenizer.ggml.padding_token_id"]?.int
         func has(_ t: String) -> Bool { f.tensor(named: "blk.0.\(t).bias") != nil }
         if arch == "qwen2" {
+            cfg.qkvBias = true
+        } else if arch == "deci" || arch == "llama", ["attn_q", "attn_k", "attn_v"].allSatisfy(has), !has("attn_output"),
+                  !["ffn_gate", "ffn_up", "ffn_down"].contains(where: has) {
+            // q/k/v biases alone: Qwen2's layout (llmprune writes a pruned Qwen2 as llama, or as deci, llama.cpp's only
+            // architecture with per-layer head counts, when its query width is no longer the hidden size).
+            cfg.modelType = "qwen2"
             cfg.qkvBias = true
         } else {
             let attention = ["attn_q", "attn_k", "attn_v", "attn_output"].map(has)
@@ -75,6 +83,10 @@ public enum ModelLoader {
                            + "a llama model has all or none of each")
             }
             (cfg.qkvBias, cfg.oBias, cfg.mlpBias) = (attention[0], attention[0], mlp[0])
+        }
+        if arch == "smollm3" {
+            // llama.cpp's smollm3 graph: every 4th layer without RoPE (n_no_rope_layer_step = 4, src/models/smollm3.cpp).
+            cfg.ropeLayers = (0..<n).map { ($0 + 1) % 4 != 0 }
         }
         cfg.ropeScaling = try RopeScaling.parse(gguf: f, arch: arch, headDim: headDim, contextLength: cfg.maxPositionEmbeddings)
         try cfg.validate(source: f.path)

@@ -285,6 +285,17 @@ extension ModelLoader {
         }
         return count > 0 ? bytes / count : 4
     }
+
+    /// The model's format ("gguf" or "safetensors") and how many elements of the tensors its config implies each
+    /// storage type holds ("F32", "BF16", "Q4_1", …), from the headers alone: what an export's default dtype is chosen by.
+    public static func storedElements(path: String) throws -> (format: String, byType: [String: Int]) {
+        let m = try open(path: path, needTokenizer: false)
+        var byType: [String: Int] = [:]
+        for (name, shape) in m.config.huggingFaceTensorShapes {
+            byType[m.source.storageType(of: name) ?? "?", default: 0] += shape.reduce(1, *)
+        }
+        return (m.format, byType)
+    }
 }
 
 extension ModelLoader {

@@ -37,6 +37,27 @@ public final class StreamedLayers: @unchecked Sendable {
     /// A tensor of the checkpoint in fp32 (the embedding or head when a streamed stage writes its shard).
     public func floats(_ name: String) throws -> [Float] { try source.floats(name) }
 
+    /// A 2-D tensor of the checkpoint (the embedding, when a streamed stage writes its shard) as little-endian
+    /// `dtype` bytes: the stored bytes when they already are `dtype`; from a safetensors float tensor, a block of rows
+    /// widened and narrowed at a time, so the table is never held in fp32 beside its encoding; a GGUF's decoded whole.
+    public func encoded(_ name: String, as dtype: TensorDType, blockElements: Int = 1 << 22) throws -> Data {
+        if source.storageType(of: name) == dtype.safetensorsName, let stored = try storedBytes(name) { return stored.bytes }
+        guard source is SafetensorsFile || source is ShardedSafetensors, let shape = source.shape(of: name),
+              shape.count == 2 else { return FloatEncoding.encode(try source.floats(name), as: dtype) }
+        let (rows, cols) = (shape[0], shape[1])
+        let block = max(1, blockElements / max(1, cols))                // default ≈ 16 MB of fp32 rows
+        var out = Data(capacity: dtype.byteCount * rows * cols)
+        var buffer = [Float](repeating: 0, count: min(block, rows) * cols)
+        for lo in stride(from: 0, to: rows, by: block) {
+            let hi = min(rows, lo + block)
+            try buffer.withUnsafeMutableBufferPointer { p in
+                try source.readRows(name, rows: Array(lo..<hi), into: p.baseAddress!)
+                out.append(FloatEncoding.encode(UnsafeBufferPointer(rebasing: p[0..<((hi - lo) * cols)]), as: dtype))
+            }
+        }
+        return out
+    }
+
     /// A tensor's bytes as stored, when the checkpoint is safetensors (a copy: the mapping may go away).
     public func storedBytes(_ name: String) throws -> (bytes: Data, dtype: String)? {
         guard let dtype = source.storageType(of: name) else { return nil }

@@ -1,6 +1,6 @@
 // Writes a (pruned) model as a Hugging Face directory: config.json (per-layer widths when heterogeneous),
-// model.safetensors (F32, HF names; tied models omit lm_head), generation_config.json and the tokenizer
-// files (ShardedExport.swift writes the weights as per-stage shards instead).
+// model.safetensors (HF names, in the dtype asked for: OutputDType.swift; tied models omit lm_head),
+// generation_config.json and the tokenizer files (ShardedExport.swift writes the weights as per-stage shards instead).
 // Everything goes into a hidden staging directory beside the target, which is renamed into place
 // only when complete; an existing target is replaced only with `force` (old one renamed aside, new one
 // renamed in, old one deleted). On any failure `write` removes the staging directory.
@@ -30,14 +30,15 @@ public enum HFExport {
     /// Files copied from a Hugging Face source directory when present.
     public static let tokenizerFiles = ["tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"]
 
-    /// Writes the model directory atomically; `extraFiles` (name → contents, e.g. the prune plan) go in too.
-    public static func write(weights: LlamaWeights, tokenizerSource: TokenizerSource, to dir: URL, force: Bool,
-                             extraFiles: [String: Data] = [:]) throws {
+    /// Writes the model directory atomically, its weights in `dtype`; `extraFiles` (name → contents, e.g. the prune
+    /// plan) go in too.
+    public static func write(weights: LlamaWeights, dtype: TensorDType = .f32, tokenizerSource: TokenizerSource,
+                             to dir: URL, force: Bool, extraFiles: [String: Data] = [:]) throws {
         let staging = try createStaging(for: dir, tag: "\(getpid())", force: force)
         do {
-            try writeModelFiles(config: weights.config, tokenizerSource: tokenizerSource, into: staging, extraFiles: extraFiles)
-            try SafetensorsWriter.write(weights.huggingFaceTensors(), metadata: ["format": "pt"],
-                                        to: staging.appendingPathComponent("model.safetensors"))
+            try writeModelFiles(config: weights.config, dtype: dtype, tokenizerSource: tokenizerSource, into: staging,
+                                extraFiles: extraFiles)
+            try writeWeights(weights, dtype: dtype, to: staging.appendingPathComponent("model.safetensors"))
             try commit(staging: staging, to: dir, force: force)
         } catch {
             try? FileManager.default.removeItem(at: staging)
@@ -45,11 +46,46 @@ public enum HFExport {
         }
     }
 
-    /// Everything of a model directory but the weights: config.json, generation_config.json, the tokenizer
+    /// model.safetensors of `w` in `dtype`: each tensor is encoded from its slice of the fused arrays as it is
+    /// written, so the write holds one encoded tensor beside the model, never a second copy of it. Every tensor's
+    /// size is checked against its shape before the file is begun.
+    static func writeWeights(_ w: LlamaWeights, dtype: TensorDType, to url: URL) throws {
+        let c = w.config
+        var parts: [(array: [Float], range: Range<Int>)] = [(w.embed, 0..<w.embed.count)]
+        for l in w.layers { parts += l.huggingFaceParts(hiddenSize: c.hiddenSize, headDim: c.headDim) }
+        parts.append((w.finalNorm, 0..<w.finalNorm.count))
+        if let h = w.lmHead { parts.append((h, 0..<h.count)) }
+        let shapes = c.huggingFaceTensorShapes
+        guard parts.count == shapes.count else {
+            throw FormatError.malformed(path: url.path, reason: "\(parts.count) tensors for the config's \(shapes.count)"
+                                        + " (an lm_head is there iff the embeddings are untied, biases iff declared)")
+        }
+        for (t, p) in zip(shapes, parts)
+            where p.range.upperBound > p.array.count || p.range.count != t.shape.reduce(1, *) {
+            throw FormatError.shapeMismatch(path: url.path, tensor: t.name, reason:
+                "shape \(t.shape) does not hold \(max(0, min(p.range.upperBound, p.array.count) - p.range.lowerBound)) values")
+        }
+        let specs = shapes.map { SafetensorsWriter.Spec(name: $0.name, shape: $0.shape, dtype: dtype.safetensorsName) }
+        try SafetensorsWriter.stream(specs, metadata: ["format": "pt"], to: url) { i in
+            parts[i].array.withUnsafeBufferPointer {
+                FloatEncoding.encode(UnsafeBufferPointer(rebasing: $0[parts[i].range]), as: dtype)
+            }
+        }
+    }
+
+    /// Everything of a model directory but the weights: config.json (its `torch_dtype` and `dtype` naming the weights'
+    /// `dtype`: transformers 5 reads `dtype`, older versions `torch_dtype`), generation_config.json, the tokenizer
     /// files and `extraFiles` (name → contents). Shared by the single-file and the sharded export.
-    public static func writeModelFiles(config c: LlamaConfig, tokenizerSource: TokenizerSource, into dir: URL,
-                                       extraFiles: [String: Data] = [:]) throws {
-        try AtomicFile.write(try c.configJSON(), to: dir.appendingPathComponent("config.json"))
+    public static func writeModelFiles(config c: LlamaConfig, dtype: TensorDType = .f32, tokenizerSource: TokenizerSource,
+                                       into dir: URL, extraFiles: [String: Data] = [:]) throws {
+        // A model its family's transformers class cannot load gets the trust_remote_code files (RemoteCode.swift).
+        let remote = RemoteCode.isNeeded(for: c)
+        var keys: [String: Any] = ["torch_dtype": dtype.torchName, "dtype": dtype.torchName]
+        if remote { for (k, v) in RemoteCode.configKeys(for: c) { keys[k] = v } }
+        try AtomicFile.write(try c.configJSON(extra: keys), to: dir.appendingPathComponent("config.json"))
+        if remote {
+            for (file, data) in RemoteCode.files { try AtomicFile.write(data, to: dir.appendingPathComponent(file)) }
+        }
         var gen: [String: Any] = ["_from_model_config": true]
         if let b = c.bosTokenId { gen["bos_token_id"] = b }
         if let e = c.eosTokenId { gen["eos_token_id"] = e }

@@ -87,7 +87,7 @@ public enum Synthesize {
     @discardableResult
     public static func writeWeights(config c: LlamaConfig, dtype: String, seed: UInt64, into dir: URL,
                                     maxShardBytes: Int = 2 << 30, progress: ((Int) -> Void)? = nil) throws -> [ShardFile] {
-        guard ["BF16", "F16", "F32"].contains(dtype) else {
+        guard let fileType = TensorDType(safetensorsName: dtype) else {
             throw ExportError.invalidSetting(flag: "--dtype", reason: "\(dtype) is not bf16, f16 or f32")
         }
         let specs = tensorSpecs(c, dtype: dtype)
@@ -103,7 +103,7 @@ public enum Synthesize {
             try SafetensorsWriter.stream(g.map { specs[$0] }, metadata: ["format": "pt"], to: dir.appendingPathComponent(name)) { j in
                 let s = specs[g[j]]
                 defer { progress?(s.byteCount) }
-                return encode(values(for: s, seed: seed), dtype: dtype)
+                return FloatEncoding.encode(values(for: s, seed: seed), as: fileType)
             }
             files.append(ShardFile(fileName: name, tensorNames: g.map { specs[$0].name },
                                    dataBytes: g.reduce(0) { $0 + specs[$1].byteCount }))
@@ -125,28 +125,5 @@ public enum Synthesize {
         for b in s.name.utf8 { h = (h ^ UInt64(b)) &* 0x100_0000_01b3 }
         var rng = SplitMix64(seed: seed ^ h)
         return (0..<n).map { _ in 0.02 * rng.nextGaussian() }
-    }
-
-    /// Little-endian bytes of `v` in `dtype` (round to nearest even for BF16 and F16).
-    static func encode(_ v: [Float], dtype: String) -> Data {
-        v.withUnsafeBufferPointer { encode($0, dtype: dtype) }
-    }
-
-    /// Little-endian bytes of `v` in `dtype`, written straight into the result (no intermediate array).
-    public static func encode(_ v: UnsafeBufferPointer<Float>, dtype: String) -> Data {
-        if dtype == "F32" { return Data(buffer: v) }
-        var out = Data(count: 2 * v.count)
-        out.withUnsafeMutableBytes { raw in
-            let h = raw.bindMemory(to: UInt16.self)
-            if dtype == "BF16" {
-                for i in 0..<v.count {
-                    let b = v[i].bitPattern
-                    h[i] = UInt16(truncatingIfNeeded: (b &+ 0x7FFF &+ ((b >> 16) & 1)) >> 16).littleEndian
-                }
-            } else {
-                for i in 0..<v.count { h[i] = Float16(v[i]).bitPattern.littleEndian }
-            }
-        }
-        return out
     }
 }

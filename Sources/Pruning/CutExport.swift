@@ -7,38 +7,26 @@ import Formats
 import ModelExport
 
 extension HFExport {
-    /// The output dtype of a streamed stage: the checkpoint's float dtype (cutting only selects rows and columns, so
-    /// narrowing the fp32 values back is exact), F32 for quantised sources.
-    public static func streamedOutputDType(_ streamed: StreamedLayers) -> String {
-        let t = streamed.storageType ?? "F32"
-        return ["BF16", "F16", "F32"].contains(t) ? t : "F32"
-    }
-
     /// Shard `k` of `n` for a low-memory stage: each layer of `stage.layers` is widened from the mapped file, cut by
     /// `plan`, narrowed to `dtype` and streamed to disk, one layer at a time (tensors are written in name order, and
     /// one layer's tensors are contiguous in it). The embedding (iff `embedding`) comes from the file, the final norm
     /// and untied head (iff `head`) from the stage. Nothing larger than one layer (or the embedding) is held.
     @discardableResult
     public static func writeStreamedShard(plan: PrunePlan, stage: StageWeights, embedding: Bool, head: Bool,
-                                          dtype: String, index k: Int, count n: Int, into dir: URL) throws -> ShardFile {
+                                          dtype: TensorDType, index k: Int, count n: Int, into dir: URL) throws -> ShardFile {
         guard let streamed = stage.streamed else { throw ExportError.invalidShards("stage \(stage.layers) is not streamed") }
         return try writeLayerByLayer(plan: plan, weights: stage.weights, layers: stage.layers, take: { try streamed.widen($0) },
-                                     embedding: embedding ? {
-                                         // uncut: the stored bytes when the dtype is the same
-                                         if let stored = try streamed.storedBytes("model.embed_tokens.weight"),
-                                            stored.dtype == dtype { return stored.bytes }
-                                         return try streamed.floats("model.embed_tokens.weight")
-                                             .withUnsafeBufferPointer { Synthesize.encode($0, dtype: dtype) }
-                                     } : nil,
+                                     embedding: embedding ? { try streamed.encoded("model.embed_tokens.weight", as: dtype) } : nil,
                                      head: head, dtype: dtype, index: k, count: n, into: dir)
     }
 
     /// Shard `k` of `n` for a stage that holds its block in fp32 (`layers` of `stage.weights`, which may be the whole
-    /// model in samples mode): each layer is cut and written, then dropped from `stage.weights`, so the write holds
-    /// the block shrinking plus one cut layer (not the cut block beside the whole one). F32, as loaded.
+    /// model in samples mode): each layer is cut and written in `dtype`, then dropped from `stage.weights`, so the
+    /// write holds the block shrinking plus one cut layer (not the cut block beside the whole one).
     @discardableResult
     public static func writeHeldShard(plan: PrunePlan, weights w: LlamaWeights, layers: Range<Int>, embedding: Bool,
-                                      head: Bool, index k: Int, count n: Int, into dir: URL) throws -> ShardFile {
+                                      head: Bool, dtype: TensorDType = .f32, index k: Int, count n: Int,
+                                      into dir: URL) throws -> ShardFile {
         guard embedding ? w.embed.count == w.config.vocabSize * w.config.hiddenSize : true else {
             throw ExportError.invalidShards("the token embedding is not loaded")
         }
@@ -49,8 +37,8 @@ extension HFExport {
             }
             w.layers[l] = .placeholder(layer.shape)
             return layer
-        }, embedding: embedding ? { w.embed.withUnsafeBufferPointer { Synthesize.encode($0, dtype: "F32") } } : nil,
-           head: head, dtype: "F32", index: k, count: n, into: dir)
+        }, embedding: embedding ? { FloatEncoding.encode(w.embed, as: dtype) } : nil,
+           head: head, dtype: dtype, index: k, count: n, into: dir)
     }
 
     /// Writes shard `k` of `n` one layer at a time: `take(l)` hands over layer l uncut (in fp32), which is cut by the
@@ -58,7 +46,7 @@ extension HFExport {
     /// the untied head (iff `head`) come from `weights` (whose layers give the original shapes).
     static func writeLayerByLayer(plan: PrunePlan, weights: LlamaWeights, layers: Range<Int>,
                                   take: @escaping (Int) throws -> LayerWeights, embedding: (() throws -> Data)?,
-                                  head: Bool, dtype: String, index k: Int, count n: Int, into dir: URL) throws -> ShardFile {
+                                  head: Bool, dtype: TensorDType, index k: Int, count n: Int, into dir: URL) throws -> ShardFile {
         guard n >= 1, n <= 99_999, k >= 0, k < n else {
             throw ExportError.invalidShards("shard index \(k) of \(n) (need 0 ≤ index < count ≤ 99999)")
         }
@@ -66,17 +54,19 @@ extension HFExport {
         var specs: [SafetensorsWriter.Spec] = []
         var layerOf: [Int] = []                                   // spec → layer (−1: not a layer tensor)
         if embedding != nil {
-            specs.append(.init(name: "model.embed_tokens.weight", shape: [c.vocabSize, d], dtype: dtype)); layerOf.append(-1)
+            specs.append(.init(name: "model.embed_tokens.weight", shape: [c.vocabSize, d], dtype: dtype.safetensorsName))
+            layerOf.append(-1)
         }
         for l in layers {
             for (name, shape) in pruned.huggingFaceLayerTensorShapes(l) {
-                specs.append(.init(name: name, shape: shape, dtype: dtype)); layerOf.append(l)
+                specs.append(.init(name: name, shape: shape, dtype: dtype.safetensorsName)); layerOf.append(l)
             }
         }
         if head {
-            specs.append(.init(name: "model.norm.weight", shape: [d], dtype: dtype)); layerOf.append(-1)
+            specs.append(.init(name: "model.norm.weight", shape: [d], dtype: dtype.safetensorsName)); layerOf.append(-1)
             if !c.tieWordEmbeddings {
-                specs.append(.init(name: "lm_head.weight", shape: [c.vocabSize, d], dtype: dtype)); layerOf.append(-1)
+                specs.append(.init(name: "lm_head.weight", shape: [c.vocabSize, d], dtype: dtype.safetensorsName))
+                layerOf.append(-1)
             }
         }
         // The current layer, cut. Its tensors are encoded straight from slices of the fused arrays (no split copies):
@@ -103,17 +93,17 @@ extension HFExport {
                     throw ExportError.invalidShards("tensor \(s.name) of the cut layer \(l) is missing or short")
                 }
                 return part.array.withUnsafeBufferPointer {
-                    Synthesize.encode(UnsafeBufferPointer(rebasing: $0[part.range]), dtype: dtype)
+                    FloatEncoding.encode(UnsafeBufferPointer(rebasing: $0[part.range]), as: dtype)
                 }
             }
             switch s.name {
             case "model.embed_tokens.weight": return try embedding!()
             case "model.norm.weight":
                 guard weights.finalNorm.count == d else { throw ExportError.invalidShards("the final norm is not loaded") }
-                return weights.finalNorm.withUnsafeBufferPointer { Synthesize.encode($0, dtype: dtype) }
+                return FloatEncoding.encode(weights.finalNorm, as: dtype)
             default:
                 guard let h = weights.lmHead else { throw ExportError.invalidShards("the LM head is not loaded") }
-                return h.withUnsafeBufferPointer { Synthesize.encode($0, dtype: dtype) }
+                return FloatEncoding.encode(h, as: dtype)
             }
         }
         return ShardFile(fileName: name, tensorNames: specs.map(\.name), dataBytes: specs.reduce(0) { $0 + $1.byteCount })

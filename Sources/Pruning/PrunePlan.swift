@@ -112,9 +112,9 @@ public struct ModelIdentity: Codable, Equatable, Sendable {
         layers = config.layers
     }
 
-    /// SHA-256 over `config.configJSON()` and the Hugging Face tensor names and shapes the config implies.
+    /// SHA-256 over `config.fingerprintJSON()` and the Hugging Face tensor names and shapes the config implies.
     public static func fingerprint(_ c: LlamaConfig) throws -> String {
-        var text = String(decoding: try c.configJSON(), as: UTF8.self)
+        var text = String(decoding: try c.fingerprintJSON(), as: UTF8.self)
         let d = c.hiddenSize, hd = c.headDim
         text += "\nmodel.embed_tokens.weight \(c.vocabSize)x\(d)"
         for (i, l) in c.layers.enumerated() {

@@ -1,5 +1,6 @@
 // The BPE model: vocabulary, merge ranks, and the merge loop of HF `tokenizers` (`Word::merge_all`): the
 // lowest-rank adjacent pair merges first, ties going to the leftmost, until no adjacent pair has a rule.
+import Foundation
 
 struct BPEModel: Sendable {
     var vocab: [TokenKey: Int32]

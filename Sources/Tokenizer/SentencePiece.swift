@@ -122,6 +122,8 @@ struct SPMModel: Sendable {
     /// token text -> id (a repeated text keeps its last id, as llama.cpp's `token_to_id`)
     let ids: [TokenKey: Int32]
     let scores: [Float]
+    /// the vocabulary as given (`tokenizer.ggml.tokens`, by id)
+    let tokens: [String]
     /// byte -> id of `<0xNN>` (else of the one-byte token), all present
     let byteIds: [Int32]
 
@@ -139,6 +141,7 @@ struct SPMModel: Sendable {
         }
         ids = m
         self.scores = scores
+        self.tokens = tokens
         byteIds = b
     }
 

@@ -6,7 +6,12 @@
 // `Tokenizer.to_str()` writes): BPE model with the vocabulary in the byte alphabet, merges as [left, right] pairs
 // (unambiguous even for tokens holding a space), ignore_merges false, no normalizer, the pre-tokenizer steps,
 // a TemplateProcessing post-processor (BOS/EOS as the tokenizer adds them), the ByteLevel decoder and the added
-// tokens sorted by id. tokenizer_config.json names the class `PreTrainedTokenizerFast` (so transformers loads
+// tokens sorted by id. SentencePiece-style tokenizers are written the same way with their pipeline as llmprune
+// encodes it: the normalizer steps (Prepend / Replace), the Metaspace pre-tokenizer and the decoder chain
+// (Replace, ByteFallback, Fuse, Strip); a tokenizer.json that named `LlamaTokenizer` in its config is written with
+// the pipeline that class rebuilt, so tokenizer.json alone encodes alike. A GGUF "llama" vocabulary becomes the
+// BPE transformers builds from it: byte_fallback, fuse_unk, merges recovered from the scores
+// (SentencePieceExport.swift). tokenizer_config.json names the class `PreTrainedTokenizerFast` (so transformers loads
 // tokenizer.json as is rather than rebuilding a model-specific class), the BOS/EOS/UNK/PAD tokens, add_bos_token /
 // add_eos_token and model_max_length.
 //
@@ -17,28 +22,23 @@ import Foundation
 extension BPETokenizer {
     /// tokenizer.json (HF `tokenizers` format) that reproduces this tokenizer's ids exactly.
     public func tokenizerJSON() throws -> Data {
-        // SentencePiece-style pipelines (normalizer, Metaspace, decoder chain, score-based GGUF vocabularies) are
-        // not written back yet: refuse rather than write a tokenizer.json that encodes differently.
-        let metaspace = steps.contains { if case .metaspace = $0 { return true } else { return false } }
-        if spm != nil || !normalizer.isEmpty || metaspace {
-            throw TokenizerError.unsupported("writing tokenizer.json for a SentencePiece-style tokenizer (Metaspace / normalizer / GGUF \"llama\" vocabulary)")
-        }
-        if case .chain = decoder {
-            throw TokenizerError.unsupported("writing tokenizer.json for a tokenizer with a decoder chain")
-        }
+        // a GGUF SentencePiece vocabulary is written as the merge-list BPE transformers builds from it
+        if spm != nil { return try mergeListForm().tokenizerJSON() }
         var root = [(String, JSONOut)]()
         root.append(("version", .string("1.0")))
         root.append(("truncation", .null))
         root.append(("padding", .null))
         root.append(("added_tokens", .array(addedTokens.sorted { $0.id < $1.id }.map(Self.addedTokenJSON))))
-        root.append(("normalizer", .null))
+        root.append(("normalizer", normalizerJSON()))
         root.append(("pre_tokenizer", try preTokenizerJSON()))
         root.append(("post_processor", try postProcessorJSON()))
         switch decoder {
         case .byteLevel:
             root.append(("decoder", .object([("type", .string("ByteLevel")), ("add_prefix_space", .bool(true)),
                                              ("trim_offsets", .bool(true)), ("use_regex", .bool(true))])))
-        case .none, .chain:
+        case .chain(let chain):
+            root.append(("decoder", .object([("type", .string("Sequence")), ("decoders", .array(chain.map(Self.decodeStepJSON)))])))
+        case .none:
             root.append(("decoder", .null))
         }
         root.append(("model", try modelJSON()))
@@ -69,7 +69,7 @@ extension BPETokenizer {
         c.append(("model_max_length", .int(modelMaxLength)))
         c.append(("pad_token", namedToken(padId)))
         c.append(("tokenizer_class", .string("PreTrainedTokenizerFast")))
-        c.append(("unk_token", namedToken(unkId)))
+        c.append(("unk_token", namedToken(unkId ?? model.unkId.map(Int.init))))
         if let chatTemplate { c.append(("chat_template", .string(chatTemplate))) }
         var w = JSONOutWriter()
         w.write(.object(c), indent: 0)
@@ -114,11 +114,48 @@ extension BPETokenizer {
                         ("special", .bool(t.special))])
     }
 
+    private static func scalars(_ s: [Unicode.Scalar]) -> String {
+        var v = String.UnicodeScalarView(); v.append(contentsOf: s); return String(v)
+    }
+
+    /// The normalizer steps read (Prepend / Replace with a String pattern), as a Sequence; null when none.
+    private func normalizerJSON() -> JSONOut {
+        if normalizer.isEmpty { return .null }
+        let parts = normalizer.map { step -> JSONOut in
+            switch step {
+            case .prepend(let p):
+                return .object([("type", .string("Prepend")), ("prepend", .string(Self.scalars(p)))])
+            case .replace(let pat, let content):
+                return .object([("type", .string("Replace")), ("pattern", .object([("String", .string(Self.scalars(pat)))])),
+                                ("content", .string(Self.scalars(content)))])
+            }
+        }
+        return .object([("type", .string("Sequence")), ("normalizers", .array(parts))])
+    }
+
+    private static func decodeStepJSON(_ step: DecodeStep) -> JSONOut {
+        switch step {
+        case .replace(let a, let b):
+            return .object([("type", .string("Replace")), ("pattern", .object([("String", .string(a))])), ("content", .string(b))])
+        case .byteFallback: return .object([("type", .string("ByteFallback"))])
+        case .fuse: return .object([("type", .string("Fuse"))])
+        case .strip(let c, let start, let stop):
+            return .object([("type", .string("Strip")), ("content", .string(String(c))), ("start", .int(start)), ("stop", .int(stop))])
+        case .metaspace(let c, let scheme):
+            return .object([("type", .string("Metaspace")), ("replacement", .string(String(c))),
+                            ("prepend_scheme", .string(scheme.rawValue)), ("split", .bool(true))])
+        case .byteLevel:
+            return .object([("type", .string("ByteLevel")), ("add_prefix_space", .bool(true)),
+                            ("trim_offsets", .bool(true)), ("use_regex", .bool(true))])
+        }
+    }
+
     private func preTokenizerJSON() throws -> JSONOut {
         let parts = steps.map { step -> JSONOut in
             switch step {
-            case .metaspace:
-                return .null  // refused in tokenizerJSON()
+            case .metaspace(let rep, let scheme, let split):
+                return .object([("type", .string("Metaspace")), ("replacement", .string(String(Character(rep)))),
+                                ("prepend_scheme", .string(scheme.rawValue)), ("split", .bool(split))])
             case .byteLevel(let addPrefixSpace, let useRegex):
                 return .object([("type", .string("ByteLevel")), ("add_prefix_space", .bool(addPrefixSpace)),
                                 ("trim_offsets", .bool(true)), ("use_regex", .bool(useRegex))])

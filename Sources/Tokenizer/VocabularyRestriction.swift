@@ -19,10 +19,10 @@ extension BPETokenizer {
     /// The result can be written with `writeHuggingFaceFiles(to:modelMaxLength:chatTemplate:)`.
     public func restricted(toVocabularySize v: Int) throws -> BPETokenizer {
         guard v > 0 else { throw TokenizerError.invalidArgument("vocabulary size \(v) is not positive") }
-        if spm != nil && vocabularySize > v {
-            throw TokenizerError.unsupported("restricting a GGUF SentencePiece (\"llama\") vocabulary")
-        }
         if vocabularySize <= v { return self }
+        // a GGUF SentencePiece vocabulary is cut in its merge-list form (the one transformers builds and
+        // tokenizer.json holds)
+        if spm != nil { return try mergeListForm().restricted(toVocabularySize: v) }
         let limit = Int32(clamping: v)
         func fail(_ why: String) -> TokenizerError {
             .invalidArgument("cannot restrict the \(vocabularySize)-token vocabulary to \(v) tokens: \(why)")

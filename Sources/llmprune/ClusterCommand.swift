@@ -12,8 +12,8 @@ enum ClusterCommand {
     /// A resumed job takes every flag that is not `runtime` from its job.json (where a flag given again on the resume,
     /// e.g. --shard or --mem-per-rank, overrides the recorded one).
     static let pruneFlags = CommandFlags(
-        own: [CommonFlags.model.info, out.info, CommonFlags.threads.info, CommonFlags.json.info, CommonFlags.quiet.info,
-              CommonFlags.force.info],
+        own: [CommonFlags.model.info, out.info, OutputFlags.dtype.info, CommonFlags.threads.info, CommonFlags.json.info,
+              CommonFlags.quiet.info, CommonFlags.force.info],
         groups: [PruningFlags.group, CalibrationFlags.group, JobFlags.group, JobDirectoryFlags.group, SessionFlags.group])
 
     static func run(_ argv: [String]) throws {
@@ -49,6 +49,7 @@ enum ClusterCommand {
         options.force = force
         options.session = try SessionFlags.options(&a, quiet: quiet)
         options.microBatches = jobFlags.microBatches
+        options.dtype = try a.optional(OutputFlags.dtype)
         try a.finish()
         try CLI.printParsedFlagsIfAsked(settings, calib, job: jobFlags)
         _ = try calib.file()
@@ -75,7 +76,7 @@ enum ClusterCommand {
         if json { try CLI.printJSON(report); return }
         print(String(format: "parameters   %ld → %ld (%.2f%% kept)", report.parametersBefore, report.parametersAfter,
                      100 * Double(report.parametersAfter) / Double(report.parametersBefore)))
-        print("output       \(report.out) (\(report.ranks) shard(s))")
+        print("output       \(report.out) (\(report.ranks) shard(s)" + (report.dtype.map { ", \($0)" } ?? "") + ")")
         print("job          \(report.jobDir)  plan \(report.plan)  trace \(report.trace)")
         print("phase        seconds      MPI bytes   control bytes")
         for p in PrunePhase.allCases {

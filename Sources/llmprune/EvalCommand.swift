@@ -3,6 +3,7 @@ import Foundation
 import LlamaModel
 import LoRA
 import Support
+import Tokenizer
 
 enum EvalCommand {
     struct Report: Encodable {

@@ -5,10 +5,12 @@
 import Cluster
 import ClusterPrune
 import Eval
+import Formats
 import Foundation
 import LlamaModel
 import Pruning
 import Support
+import Tokenizer
 
 /// A titled list of flags, as a help page prints it.
 struct FlagGroup {
@@ -41,6 +43,16 @@ enum CommonFlags {
     static let json = Switch("json", runtime: true, help: "print the report as JSON on stdout")
     static let quiet = Switch("quiet", runtime: true, help: "no progress on stderr")
     static let force = Switch("force", help: "replace existing output")
+}
+
+// MARK: - output
+
+/// The dtype of a written model (`prune`, `apply`, `cluster prune`, `merge`; ModelExport/OutputDType.swift).
+enum OutputFlags {
+    static let dtype = Flag<TensorDType>("dtype", "DTYPE",
+        help: "f32|bf16|f16: the weights written, norms and biases too (default: the input's\n"
+            + "float dtype; bf16 for a GGUF); fp32 values are rounded to nearest even",
+        parse: Parse.choice(TensorDType.self))
 }
 
 // MARK: - pruning
@@ -165,7 +177,7 @@ struct JobFlags {
         parse: Parse.choice(ShardMode.self))
     static let lowMemory = Switch("low-memory",
         help: "with --shard layers: layers stay mapped in their file dtype (bf16/f16) and are\n"
-            + "widened to fp32 one at a time; the shards are written in that dtype")
+            + "widened to fp32 one at a time; the shards are written in --dtype")
     static let memPerRank = Flag<Int>("mem-per-rank", "SIZE",
         help: "e.g. 6G: predict each rank's peak before loading anything and refuse a job that\n"
             + "cannot fit (saying what would); picks --low-memory when only that fits.\n"

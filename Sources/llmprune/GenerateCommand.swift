@@ -4,6 +4,7 @@
 import ChatTemplate
 import Foundation
 import Generation
+import Tokenizer
 import LlamaModel
 import LoRA
 

@@ -21,6 +21,7 @@ enum Help {
       generate  text from a prompt or a chat message (KV cache; greedy or sampled; optional LoRA adapter)
       report    report.html (SVG charts) and summary.json of a run or job directory
       synth     a random-weight model of a real shape and config (Llama-2/3.x, Mistral, TinyLlama, SmolLM2), streamed
+      export    one GGUF file for llama.cpp (llama, or deci for per-layer widths; qwen2; smollm3), streamed
 
     PATH is a .gguf file or a Hugging Face model directory (config.json, safetensors, tokenizer.json).
     Named datasets (wikitext2, ptb, ptb-valid) are read from ../shared/data or $LLMPRUNE_DATA.
@@ -44,10 +45,9 @@ enum Help {
         "plan": PruneCommand.planFlags.help(
             usage: "usage: llmprune plan --model PATH --plan FILE [pruning flags] [calibration flags] [flags]",
             about: "  The importance pass: writes the prune plan (kept units, scores, settings, calibration provenance)."),
-        "apply": """
-        usage: llmprune apply --plan FILE --model PATH --out DIR [--force] [--threads T] [--json]
-          Cuts the model by the plan and writes a Hugging Face directory (written aside, then renamed).
-        """,
+        "apply": PruneCommand.applyFlags.help(
+            usage: "usage: llmprune apply --plan FILE --model PATH --out DIR [flags]",
+            about: "  Cuts the model by the plan and writes a Hugging Face directory (written aside, then renamed)."),
         "prune": PruneCommand.pruneFlags.help(
             usage: "usage: llmprune prune --model PATH --out DIR [pruning flags] [calibration flags] [flags]",
             about: "  Plan and apply in one process; under mpiexec use `llmprune cluster prune`."),
@@ -66,10 +66,9 @@ enum Help {
         "tune": TuneCommand.tuneFlags.help(
             usage: "usage: llmprune tune --model PATH --data FILE --out DIR [flags]     (under `mpiexec -n N`: data parallel)",
             about: "  LoRA recovery (LLM-Pruner's recipe); writes a peft adapter directory, loss.csv and loss.svg."),
-        "merge": """
-        usage: llmprune merge --model PATH --adapter DIR --out DIR [--force]
-          W += (alpha/r)·B·A for every adapted weight; writes a Hugging Face directory.
-        """,
+        "merge": TuneCommand.mergeFlags.help(
+            usage: "usage: llmprune merge --model PATH --adapter DIR --out DIR [flags]",
+            about: "  W += (alpha/r)·B·A for every adapted weight; writes a Hugging Face directory."),
         "generate": GenerateCommand.flags.help(
             usage: "usage: llmprune generate --model PATH (--prompt TEXT | --chat TEXT) [flags]",
             about: """
@@ -87,6 +86,14 @@ enum Help {
           --force --quiet
           Weights N(0, 0.02²), norms 1; generated and written one tensor at a time (never the whole model).
         """,
+        "export": ExportCommand.flags.help(
+            usage: "usage: llmprune export --model PATH --out FILE.gguf [flags]",
+            about: """
+              The model (a GGUF or a Hugging Face directory, pruned or not) as one GGUF file llama.cpp runs: arch llama
+              (deci when layers differ in width; qwen2; smollm3), q/k permuted as llama.cpp's converter does, RoPE
+              scaling keys or rope_freqs, the tokenizer and chat template. Written one tensor at a time. What llama.cpp
+              cannot compute (sliding windows, dynamic RoPE, …) is refused by name: docs/gguf.md.
+            """),
         "report": """
         usage: llmprune report RUN_DIR
           report.html (inline SVG: kept widths, score distribution per layer, perplexity original/pruned/tuned,

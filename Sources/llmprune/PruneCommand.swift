@@ -1,5 +1,6 @@
 import Cluster
 import Eval
+import Formats
 import Foundation
 import LlamaModel
 import ModelExport
@@ -17,6 +18,8 @@ enum PruneCommand {
 
     struct Report: Encodable {
         var plan: String?, out: String?
+        /// The dtype of the written weights (nil: no model written).
+        var dtype: String?
         var parametersBefore: Int, parametersAfter: Int, keptFraction: Double
         var ratio: Double, criterion: String, allocation: String, attentionUnit: String
         var layers: [LayerShape]
@@ -39,12 +42,12 @@ enum PruneCommand {
               CommonFlags.quiet.info, CommonFlags.force.info],
         groups: [PruningFlags.group, CalibrationFlags.group])
     static let pruneFlags = CommandFlags(
-        own: [CommonFlags.model.info, out.info, planFile.info, CommonFlags.threads.info, CommonFlags.json.info,
-              CommonFlags.quiet.info, CommonFlags.force.info],
+        own: [CommonFlags.model.info, out.info, OutputFlags.dtype.info, planFile.info, CommonFlags.threads.info,
+              CommonFlags.json.info, CommonFlags.quiet.info, CommonFlags.force.info],
         groups: [PruningFlags.group, CalibrationFlags.group, EvalFlags.group])
     static let applyFlags = CommandFlags(
-        own: [applyPlan.info, CommonFlags.model.info, out.info, CommonFlags.force.info, CommonFlags.threads.info,
-              CommonFlags.json.info],
+        own: [applyPlan.info, CommonFlags.model.info, out.info, OutputFlags.dtype.info, CommonFlags.force.info,
+              CommonFlags.threads.info, CommonFlags.json.info],
         groups: [])
 
     static func evaluate(_ weights: LlamaWeights, tokenizer: BPETokenizer, datasets: [String], windows: Int?,
@@ -71,21 +74,23 @@ enum PruneCommand {
         var a = try Arguments(argv, accepting: applyFlags.all)
         let planPath = try a.required("plan"), modelPath = try a.required("model"), out = try a.required("out")
         let force = a.flag("force"), json = a.flag("json")
+        let dtypeFlag = try a.optional(OutputFlags.dtype)
         try CLI.applyThreads(&a)
         try a.finish()
         var times = PhaseTimes()
         let start = Date()
         let plan = try PrunePlan.read(from: URL(fileURLWithPath: planPath))
         try refuseExisting(out, force: force)
+        let dtype = try dtypeFlag ?? HFExport.defaultDType(modelPath: modelPath)
         let t0 = Date()
         let m = try CLI.loadModel(modelPath, tokenizer: false)
         times.load = Date().timeIntervalSince(t0)
         for w in try plan.check(against: m.config, modelPath: m.path) { FileHandle.standardError.write(Data("llmprune: warning: \(w)\n".utf8)) }
-        let (config, _) = try cutAndExport(plan: plan, model: m, out: out, force: force, evalSets: [], evalWindows: nil,
-                                           quiet: true, times: &times)
+        let (config, _) = try cutAndExport(plan: plan, model: m, out: out, dtype: dtype, force: force, evalSets: [],
+                                           evalWindows: nil, quiet: true, times: &times)
         times.total = Date().timeIntervalSince(start)
-        let r = report(plan: plan, planPath: planPath, out: out, config: config, loss: nil, before: [:], after: [:],
-                       times: times, peak: 0)
+        let r = report(plan: plan, planPath: planPath, out: out, dtype: dtype, config: config, loss: nil, before: [:],
+                       after: [:], times: times, peak: 0)
         try emit(r, json: json)
     }
 
@@ -105,6 +110,7 @@ enum PruneCommand {
         let out = mode == .prune ? try a.required("out") : a.string("out")
         let planArg = a.string("plan")
         let force = a.flag("force"), json = a.flag("json"), quiet = a.flag("quiet") || json
+        let dtypeFlag = mode == .prune ? try a.optional(OutputFlags.dtype) : nil
         let evals = mode == .prune ? try EvalFlags(&a) : nil
         let evalSets = evals?.datasets ?? [], evalWindows = evals?.windows
         try CLI.applyThreads(&a)
@@ -119,6 +125,7 @@ enum PruneCommand {
         try CLI.printParsedFlagsIfAsked(settings, calibFlags)
         _ = try calibFlags.file()
         if mode == .prune { try refuseExisting(out!, force: force) }
+        let dtype = mode == .prune ? try dtypeFlag ?? HFExport.defaultDType(modelPath: modelPath) : nil
         if !force, FileManager.default.fileExists(atPath: planPath) {
             throw ExportError.outputExists(path: planPath)
         }
@@ -146,29 +153,38 @@ enum PruneCommand {
         var config = try plan.prunedConfig(m.config)
         var after: [String: Double] = [:]
         if mode == .prune {
-            (config, after) = try cutAndExport(plan: plan, model: m, out: out!, force: force, evalSets: evalSets,
-                                               evalWindows: evalWindows, quiet: quiet, times: &times)
+            (config, after) = try cutAndExport(plan: plan, model: m, out: out!, dtype: dtype ?? .f32, force: force,
+                                               evalSets: evalSets, evalWindows: evalWindows, quiet: quiet, times: &times)
         }
         times.total = Date().timeIntervalSince(start)
-        let r = report(plan: plan, planPath: planPath, out: out, config: config, loss: pt.loss, before: before,
-                       after: after, times: times, peak: pt.peakActivationBytes)
+        let r = report(plan: plan, planPath: planPath, out: out, dtype: dtype, config: config, loss: pt.loss,
+                       before: before, after: after, times: times, peak: pt.peakActivationBytes)
         try emit(r, json: json)
     }
 
-    /// Cuts `model` by `plan`, writes the output directory (with the plan inside), and evaluates the result.
-    static func cutAndExport(plan: PrunePlan, model m: LoadedModel, out: String, force: Bool, evalSets: [String],
-                             evalWindows: Int?, quiet: Bool, times: inout PhaseTimes) throws
+    /// Cuts `model` by `plan`, writes the output directory in `dtype` (with the plan inside), and evaluates the model
+    /// as written. The model's own weights are released after the cut (nothing reads them again).
+    static func cutAndExport(plan: PrunePlan, model m: LoadedModel, out: String, dtype: TensorDType, force: Bool,
+                             evalSets: [String], evalWindows: Int?, quiet: Bool, times: inout PhaseTimes) throws
         -> (LlamaConfig, [String: Double])
     {
         var t0 = Date()
         let pruned = try Pruner.apply(plan: plan, to: m.weights)
+        // The pruned model now owns the arrays it shares with the original (embedding, norms, unscored layers), so
+        // rounding them below changes them in place instead of copying them.
+        m.weights.embed = []
+        m.weights.layers = []
+        m.weights.finalNorm = []
+        m.weights.lmHead = nil
         times.apply = Date().timeIntervalSince(t0)
         t0 = Date()
-        try HFExport.write(weights: pruned, tokenizerSource: .of(m), to: URL(fileURLWithPath: out), force: force,
-                           extraFiles: ["prune_plan.json": try plan.encoded()])
+        try HFExport.write(weights: pruned, dtype: dtype, tokenizerSource: .of(m), to: URL(fileURLWithPath: out),
+                           force: force, extraFiles: ["prune_plan.json": try plan.encoded()])
         times.export = Date().timeIntervalSince(t0)
         var after: [String: Double] = [:]
         if !evalSets.isEmpty {
+            // The perplexity of the model written: its weights as they read back from the `dtype` file.
+            pruned.round(to: dtype)
             t0 = Date()
             after = try evaluate(pruned, tokenizer: m.tokenizer!, datasets: evalSets, windows: evalWindows, quiet: quiet)
             times.evalAfter = Date().timeIntervalSince(t0)
@@ -180,9 +196,10 @@ enum PruneCommand {
         if !force, FileManager.default.fileExists(atPath: out) { throw ExportError.outputExists(path: out) }
     }
 
-    static func report(plan: PrunePlan, planPath: String?, out: String?, config: LlamaConfig, loss: Double?,
-                       before: [String: Double], after: [String: Double], times: PhaseTimes, peak: Int) -> Report {
-        Report(plan: planPath, out: out, parametersBefore: plan.parametersBefore, parametersAfter: plan.parametersAfter,
+    static func report(plan: PrunePlan, planPath: String?, out: String?, dtype: TensorDType?, config: LlamaConfig,
+                       loss: Double?, before: [String: Double], after: [String: Double], times: PhaseTimes,
+                       peak: Int) -> Report {
+        Report(plan: planPath, out: out, dtype: dtype?.rawValue, parametersBefore: plan.parametersBefore, parametersAfter: plan.parametersAfter,
                keptFraction: Double(plan.parametersAfter) / Double(plan.parametersBefore), ratio: plan.resolvedRatio,
                criterion: plan.settings.criterion.rawValue, allocation: plan.settings.allocation.rawValue,
                attentionUnit: plan.settings.attentionUnit.rawValue, layers: config.layers, loss: loss,
@@ -206,6 +223,6 @@ enum PruneCommand {
                      t.load, t.calibration, t.gradients, t.scoring, t.allocation, t.apply, t.export, t.evalBefore, t.evalAfter, t.total))
         print(String(format: "memory       activations %.1f MB, peak RSS %.0f MB", r.peakActivationMB, r.peakRSSMB))
         if let p = r.plan { print("plan         \(p)") }
-        if let o = r.out { print("model        \(o)") }
+        if let o = r.out { print("model        \(o)" + (r.dtype.map { " (\($0))" } ?? "")) }
     }
 }

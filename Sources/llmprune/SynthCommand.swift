@@ -1,3 +1,4 @@
+import Formats
 import Foundation
 import LlamaModel
 import ModelExport
@@ -13,7 +14,11 @@ enum SynthCommand {
             throw UsageError("--shape: \"\(shapeText)\" is not one of " + SyntheticShape.allCases.map(\.rawValue).joined(separator: ", "))
         }
         let out = URL(fileURLWithPath: try a.required("out")).standardizedFileURL
-        let dtype = (a.string("dtype") ?? "bf16").uppercased()
+        let dtypeText = a.string("dtype") ?? "bf16"
+        guard let fileType = TensorDType(rawValue: dtypeText.lowercased()) else {
+            throw UsageError("--dtype: \"\(dtypeText)\" is not bf16, f16 or f32")
+        }
+        let dtype = fileType.safetensorsName
         let seed = UInt64(try a.int("seed", default: 42, min: 0)!)
         let vocab = try a.int("vocab-size", min: 1)
         let shardText = a.string("shard-size") ?? "2048"
@@ -38,7 +43,7 @@ enum SynthCommand {
             let shards = try Synthesize.writeWeights(config: config, dtype: dtype, seed: seed, into: staging,
                                                      maxShardBytes: Int(shardMB * 1_048_576)) { bar.advance(by: $0) }
             bar.finish()
-            try HFExport.writeModelFiles(config: config, tokenizerSource: source, into: staging)
+            try HFExport.writeModelFiles(config: config, dtype: fileType, tokenizerSource: source, into: staging)
             try HFExport.commit(staging: staging, to: out, force: force)
             print("\(shapeText): \(config.parameterCount) parameters, \(dtype.lowercased()), \(shards.count) shard(s), "
                   + String(format: "%.2f GB of weights → ", Double(total) / 1e9) + out.path)

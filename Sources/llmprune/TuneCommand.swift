@@ -3,6 +3,7 @@
 import Cluster
 import ClusterTune
 import Eval
+import Formats
 import Foundation
 import LlamaModel
 import LoRA
@@ -124,15 +125,29 @@ enum TuneCommand {
         print(String(format: "total        %.1f s", Date().timeIntervalSince(start)))
     }
 
+    // The merge flags.
+    static let adapter = Flag<String>("adapter", "DIR", path: true,
+                                      help: "a peft adapter directory (adapter_config.json, adapter_model.safetensors)",
+                                      parse: Parse.text)
+    static let mergedOut = Flag<String>("out", "DIR", path: true, help: "the merged model (a Hugging Face directory)",
+                                        parse: Parse.text)
+    static let mergeFlags = CommandFlags(
+        own: [CommonFlags.model.info, adapter.info, mergedOut.info, OutputFlags.dtype.info, CommonFlags.force.info],
+        groups: [])
+
     static func merge(_ argv: [String]) throws {
-        var a = try Arguments(argv, booleans: ["force"])
+        var a = try Arguments(argv, accepting: mergeFlags.all)
         let modelPath = try a.required("model"), adapterPath = try a.required("adapter"), outPath = try a.required("out")
         let force = a.flag("force")
+        let dtypeFlag = try a.optional(OutputFlags.dtype)
         try a.finish()
+        let dtype = try dtypeFlag ?? HFExport.defaultDType(modelPath: modelPath)
         let m = try CLI.loadModel(modelPath, tokenizer: true)
         let adapters = try PEFTFormat.load(from: URL(fileURLWithPath: adapterPath), model: m.config)
         let merged = try LoRAMerge.merged(base: m.weights, adapters: adapters)
-        try HFExport.write(weights: merged, tokenizerSource: .of(m), to: URL(fileURLWithPath: outPath), force: force)
-        print("merged \(adapters.slots.count) adapters (r \(adapters.config.rank), alpha \(adapters.config.alpha)) into \(outPath)")
+        try HFExport.write(weights: merged, dtype: dtype, tokenizerSource: .of(m), to: URL(fileURLWithPath: outPath),
+                           force: force)
+        print("merged \(adapters.slots.count) adapters (r \(adapters.config.rank), alpha \(adapters.config.alpha)) into "
+              + "\(outPath) (\(dtype.rawValue))")
     }
 }

@@ -36,6 +36,7 @@ do {
     case "cluster": try ClusterCommand.run(argv)
     case "report": try ReportCommand.run(argv)
     case "synth": try SynthCommand.run(argv)
+    case "export": try ExportCommand.run(argv)
     case "tune", "merge": try TuneCommand.run(command, argv)
     case "generate": try GenerateCommand.run(argv)
     case "help", "--help", "-h": print(Help.overview)

@@ -12,7 +12,7 @@ import Testing
         let s = Scratch()
         let calib = try s.file("calib.txt", Data(String(repeating: "the quick brown fox jumps over the lazy dog\n", count: 40).utf8))
         let args = ["--model", fixtures.appendingPathComponent(name + ".gguf").path, "--layers", "0:2", "--calib", calib,
-                    "--calib-samples", "4", "--calib-len", "8", "--ratio", "0.5"]
+                    "--calib-samples", "4", "--calib-len", "8", "--ratio", "0.5", "--dtype", "f32"]
         let single = s.url.appendingPathComponent("single").path
         let r0 = try llmprune(["prune"] + args + ["--out", single, "--quiet"])
         #expect(r0.status == 0, "\(r0.stderr)")
@@ -61,5 +61,22 @@ import Testing
         let s = Scratch()
         let dir = try copy(s, "tiny_llama_bias") { $0["mlp_bias"] = false }
         expectCleanFailure(try llmprune(["info", "--model", dir]), mentions: [dir, "mlp.down_proj.bias", "mlp_bias false"])
+    }
+
+    /// The other config errors of the model families, through the binary: an unknown rope type, an unknown
+    /// model_type and a non-positive sliding window each end `info` with one line naming the file and the key.
+    @Test func variantConfigErrorsThroughTheBinary() throws {
+        let s = Scratch()
+        let cases: [((inout [String: Any]) -> Void, [String])] = [
+            ({ $0["rope_scaling"] = ["rope_type": "wavy", "factor": 2.0] }, ["rope_scaling.rope_type", "wavy"]),
+            ({ $0["model_type"] = "gemma" }, ["model_type", "gemma"]),
+            ({ $0["model_type"] = "mistral"; $0["sliding_window"] = 0 }, ["sliding_window"]),
+        ]
+        for (i, (edit, words)) in cases.enumerated() {
+            let dir = try copy(s, "tiny", edit: edit)
+            let moved = s.url.appendingPathComponent("case\(i)").path
+            try FileManager.default.moveItem(atPath: dir, toPath: moved)
+            expectCleanFailure(try llmprune(["info", "--model", moved]), mentions: [moved + "/config.json"] + words)
+        }
     }
 }

@@ -47,10 +47,11 @@ func expectSamePlan(_ one: [String: Any], _ other: [String: Any], sourceLocation
             == (other["calibration"] as! [String: Any])["offsets"] as! [Int], sourceLocation: sourceLocation)
 }
 
-/// The single-process reference: `llmprune prune` (plan beside the output).
+/// The single-process reference: `llmprune prune` (plan beside the output), weights in fp32 (`--dtype f32`, the
+/// cut's values exactly).
 func singleProcessPrune(_ s: Scratch, criterion: String) throws -> (plan: [String: Any], out: String) {
     let out = s.url.appendingPathComponent("single-\(criterion)").path
-    let r = try llmprune(["prune"] + (try clusterJobArgs(s, criterion: criterion)) + ["--out", out, "--quiet"])
+    let r = try llmprune(["prune"] + (try clusterJobArgs(s, criterion: criterion)) + ["--out", out, "--quiet", "--dtype", "f32"])
     #expect(r.status == 0, "\(r.stderr)")
     return (try readJSON(out + ".plan.json"), out)
 }
@@ -64,7 +65,7 @@ func singleProcessPrune(_ s: Scratch, criterion: String) throws -> (plan: [Strin
         for (ranks, shard) in [(1, "samples"), (2, "samples"), (3, "samples"), (2, "layers"), (3, "layers")] {
             let out = s.url.appendingPathComponent("c-\(criterion)-\(ranks)-\(shard)").path
             let r = try clusterRun(ranks, ["prune"] + (try clusterJobArgs(s, criterion: criterion))
-                                   + ["--out", out, "--shard", shard, "--json"])
+                                   + ["--out", out, "--shard", shard, "--json", "--dtype", "f32"])
             #expect(r.status == 0, "\(ranks) \(shard): \(r.stderr)")
             guard r.status == 0 else { continue }
             expectSamePlan(single.plan, try readJSON(out + ".job/plan.json"))
@@ -75,6 +76,7 @@ func singleProcessPrune(_ s: Scratch, criterion: String) throws -> (plan: [Strin
             #expect(Set(index.keys) == Set(reference.tensorNames))
             let sharded = try ShardedSafetensors(indexPath: out + "/model.safetensors.index.json")
             for name in reference.tensorNames {
+                #expect(sharded.dtype(of: name) == "F32" && reference.dtype(of: name) == "F32", "\(name)")
                 #expect(try sharded.floats(name) == reference.floats(name), "\(name) differs (\(ranks) \(shard))")
             }
             let report = try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as! [String: Any]
@@ -105,6 +107,8 @@ func singleProcessPrune(_ s: Scratch, criterion: String) throws -> (plan: [Strin
         #expect(try llmprune(["prune"] + args + ["--out", single, "--quiet"]).status == 0)
         let reference = try SafetensorsFile(path: single + "/model.safetensors")
         #expect(reference.tensorNames.contains("lm_head.weight"))
+        // An fp32 safetensors input is written in fp32 when no --dtype is given.
+        #expect(reference.tensorNames.allSatisfy { reference.dtype(of: $0) == "F32" })
         for shard in ["samples", "layers"] {
             let out = s.url.appendingPathComponent("c-\(shard)").path
             let r = try clusterRun(2, ["prune"] + args + ["--out", out, "--shard", shard, "--quiet"])
@@ -113,6 +117,7 @@ func singleProcessPrune(_ s: Scratch, criterion: String) throws -> (plan: [Strin
             expectSamePlan(try readJSON(single + ".plan.json"), try readJSON(out + ".job/plan.json"))
             let sharded = try ShardedSafetensors(indexPath: out + "/model.safetensors.index.json")
             for name in reference.tensorNames {
+                #expect(sharded.dtype(of: name) == "F32", "\(name) (\(shard))")
                 #expect(try sharded.floats(name) == reference.floats(name), "\(name) differs (\(shard))")
             }
         }

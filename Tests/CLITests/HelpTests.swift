@@ -4,7 +4,7 @@ import Foundation
 import Testing
 
 struct HelpTests {
-    static let commands = ["info", "eval", "tokenize", "bench", "plan", "apply", "prune", "cluster", "tune", "merge", "generate", "report", "synth"]
+    static let commands = ["info", "eval", "tokenize", "bench", "plan", "apply", "prune", "cluster", "tune", "merge", "generate", "report", "synth", "export"]
 
     @Test func docsMatchTheHelpOfEveryCommand() throws {
         let doc = try String(contentsOf: packageRoot.appendingPathComponent("docs/cli.md"), encoding: .utf8)

@@ -32,7 +32,8 @@ struct LowMemory {
     @Test func bf16StreamingGivesTheFP32PlanAndWeights() throws {
         let model = try synthetic135M.get(), s = Scratch()
         let fp = s.url.appendingPathComponent("fp32").path, low = s.url.appendingPathComponent("low").path
-        let rf = try llmprune(["cluster"] + lowMemoryArgs(model, out: fp))
+        // The fp32 job writes fp32 (`--dtype f32`; its default would be the bf16 of its input).
+        let rf = try llmprune(["cluster"] + lowMemoryArgs(model, out: fp) + ["--dtype", "f32"])
         #expect(rf.status == 0, "\(rf.stderr)")
         let rl = try llmprune(["cluster"] + lowMemoryArgs(model, out: low) + ["--low-memory"])
         #expect(rl.status == 0, "\(rl.stderr)")
@@ -56,7 +57,7 @@ struct LowMemory {
         let ol = try ShardedSafetensors(indexPath: low + "/model.safetensors.index.json")
         #expect(Set(of.tensorNames) == Set(ol.tensorNames))
         for name in of.tensorNames {
-            #expect(ol.dtype(of: name) == "BF16", "\(name)")
+            #expect(of.dtype(of: name) == "F32" && ol.dtype(of: name) == "BF16", "\(name)")
             #expect(try of.floats(name) == ol.floats(name), "\(name)")
         }
         // The pruned model reads back with the planned widths.
@@ -180,12 +181,13 @@ struct MemoryCommandTests {
 }
 
 /// Low memory on a quantised GGUF (the tiny Q8/F32 fixture): layers are dequantised one at a time, embedding rows
-/// decoded as needed, and the plan is the fp32 load's; the shard is F32 (there is no float dtype to keep).
+/// decoded as needed, and the plan is the fp32 load's; with `--dtype f32` (a GGUF's default is bf16) the shards
+/// are F32 and equal the fp32 load's.
 @Suite(.enabled(if: mpiexecPath() != nil, "mpiexec not installed")) struct LowMemoryGGUF {
     @Test func quantisedLayersStreamToTheSamePlan() throws {
         let s = Scratch()
         let fp = s.url.appendingPathComponent("fp").path, low = s.url.appendingPathComponent("low").path
-        let base = try clusterJobArgs(s) + ["--shard", "layers", "--quiet"]
+        let base = try clusterJobArgs(s) + ["--shard", "layers", "--quiet", "--dtype", "f32"]
         #expect(try clusterRun(2, ["prune"] + base + ["--out", fp]).status == 0)
         let r = try clusterRun(2, ["prune"] + base + ["--out", low, "--low-memory"])
         #expect(r.status == 0, "\(r.stderr)")

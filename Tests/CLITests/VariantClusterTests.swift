@@ -39,7 +39,8 @@ struct VariantCluster {
             let cfg = try readJSON(out + "/config.json")
             #expect(cfg[key] != nil && !(cfg[key] is NSNull), "\(out): \(key) missing")
             if shape == "tiny-qwen2" {
-                #expect(cfg["model_type"] as? String == "qwen2")
+                // layers 0 and 5 whole: heterogeneous, so the remote-code config with the family as base_model_type
+                #expect(cfg["model_type"] as? String == "llmprune" && cfg["base_model_type"] as? String == "qwen2")
                 let index = out + "/model.safetensors.index.json"
                 let names = FileManager.default.fileExists(atPath: index) ? try ShardedSafetensors(indexPath: index).tensorNames
                     : try SafetensorsFile(path: out + "/model.safetensors").tensorNames

@@ -2,6 +2,7 @@
 // scripts/bench/memory_planner.sh): sizes, the LLaMA-7B decision (one process refused, four ranks fit 6 GiB), and
 // hints that really fit.
 import ClusterPrune
+import Foundation
 import LlamaModel
 import ModelExport
 import Pruning

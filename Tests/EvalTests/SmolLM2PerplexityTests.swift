@@ -6,6 +6,7 @@ import Testing
 import Eval
 import LlamaModel
 import Support
+import Tokenizer
 
 let packageRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
     .deletingLastPathComponent()

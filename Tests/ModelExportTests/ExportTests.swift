@@ -22,7 +22,8 @@ import LlamaModel
             let out = dir.file("out\(i)")
             try HFExport.write(weights: w, tokenizerSource: .huggingFaceDirectory(src), to: out, force: false)
             let names = try FileManager.default.contentsOfDirectory(atPath: out.path).sorted()
-            #expect(names == ["config.json", "generation_config.json", "model.safetensors", "tokenizer.json"])
+            let remote = RemoteCode.isNeeded(for: w.config) ? [RemoteCode.configurationFile, RemoteCode.modelingFile] : []
+            #expect(names == (["config.json", "generation_config.json", "model.safetensors", "tokenizer.json"] + remote).sorted())
             let back = try ModelLoader.load(path: out.path, tokenizer: true)
             Self.expectSame(back.weights, w)
             #expect(back.tokenizer != nil)
@@ -60,7 +61,8 @@ import LlamaModel
         // with force: replaced as a whole, nothing left aside
         try HFExport.write(weights: w, tokenizerSource: .none, to: out, force: true)
         #expect(try FileManager.default.contentsOfDirectory(atPath: out.path).sorted()
-                == ["config.json", "generation_config.json", "model.safetensors"])
+                == ["config.json", "configuration_llmprune.py", "generation_config.json", "model.safetensors",
+                    "modeling_llmprune.py"])   // heterogeneous: with the remote code
         Self.expectSame(try ModelLoader.load(path: out.path, tokenizer: false).weights, w)
         #expect(try FileManager.default.contentsOfDirectory(atPath: dir.url.path).sorted() == ["out"])
     }

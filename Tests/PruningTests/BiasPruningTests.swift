@@ -2,6 +2,7 @@
 // row's bias element counted in its row) on a tiny random Qwen2 (q/k/v biases) and a Llama with attention_bias and
 // mlp_bias; the cut keeps bias entries with their units, and the export writes them back (transformers loads it:
 // scripts/reference/check_bias_export.py compares its logits with the ones this test leaves next to the export).
+import Formats
 import Foundation
 import Testing
 import LlamaModel
@@ -110,7 +111,8 @@ func biasedCutEqualsMaskedOriginalAndExports(_ name: String) throws {
 
 /// The cluster job's cut-and-write, per stage, on the biased fixtures: low-memory stages (layers widened from the
 /// mapped file, cut and streamed to their shard one at a time) and fp32-held stages give the single-process cut,
-/// biases included; the index's total size counts them.
+/// biases included, in every output dtype (bf16 / f16: the cut's values rounded, bit for bit); the index's total size
+/// counts them.
 @Test(arguments: BiasFixtures.names, [true, false])
 func biasedShardsLoadBackAsTheSingleProcessCut(_ name: String, streamed: Bool) throws {
     let path = BiasFixtures.dir.appendingPathComponent(name).path
@@ -121,28 +123,35 @@ func biasedShardsLoadBackAsTheSingleProcessCut(_ name: String, streamed: Bool) t
     let plan = try PlanFixtures.plan(w.config, settings, dir: dir)
     let want = try Pruner.apply(plan: plan, to: w)
     #expect(want.layers.allSatisfy { $0.biasCount > 0 })
-    let out = dir.file("out")
-    let staging = try HFExport.createStaging(for: out, tag: "test", force: false)
-    let blocks = [0..<1, 1..<2]
-    var shards: [ShardFile] = []
-    for (k, block) in blocks.enumerated() {
-        let embedding = k == 0, head = k == blocks.count - 1
-        let stage = try ModelLoader.loadStage(path: path, layers: block, embedding: embedding, head: head, tokenizer: false,
-                                              lowMemory: streamed)
-        shards.append(streamed
-            ? try HFExport.writeStreamedShard(plan: plan, stage: stage, embedding: embedding, head: head, dtype: "F32",
-                                              index: k, count: blocks.count, into: staging)
-            : try HFExport.writeHeldShard(plan: plan, weights: stage.weights, layers: block, embedding: embedding,
-                                          head: head, index: k, count: blocks.count, into: staging))
+    for dtype in TensorDType.allCases {
+        let out = dir.file("out-\(dtype)")
+        let staging = try HFExport.createStaging(for: out, tag: "test", force: false)
+        let blocks = [0..<1, 1..<2]
+        var shards: [ShardFile] = []
+        for (k, block) in blocks.enumerated() {
+            let embedding = k == 0, head = k == blocks.count - 1
+            let stage = try ModelLoader.loadStage(path: path, layers: block, embedding: embedding, head: head, tokenizer: false,
+                                                  lowMemory: streamed)
+            shards.append(streamed
+                ? try HFExport.writeStreamedShard(plan: plan, stage: stage, embedding: embedding, head: head, dtype: dtype,
+                                                  index: k, count: blocks.count, into: staging)
+                : try HFExport.writeHeldShard(plan: plan, weights: stage.weights, layers: block, embedding: embedding,
+                                              head: head, dtype: dtype, index: k, count: blocks.count, into: staging))
+        }
+        try HFExport.writeIndex(shards: shards, into: staging)
+        try HFExport.writeModelFiles(config: want.config, dtype: dtype, tokenizerSource: .none, into: staging)
+        try HFExport.commit(staging: staging, to: out, force: false)
+        let back = try ModelLoader.load(path: out.path, tokenizer: false).weights
+        #expect(back.config == want.config)
+        let ta = back.huggingFaceTensors(), tb = want.huggingFaceTensors()
+        #expect(ta.map(\.name) == tb.map(\.name) && ta.contains { $0.name.hasSuffix(".bias") })
+        for (x, y) in zip(ta, tb) {
+            #expect(x.shape == y.shape && x.values.map(\.bitPattern) == y.values.map { FloatEncoding.rounded($0, to: dtype).bitPattern },
+                    "\(x.name) (\(dtype))")
+        }
+        let sharded = try ShardedSafetensors(indexPath: out.appendingPathComponent(HFExport.indexFileName).path)
+        #expect(sharded.tensorNames.allSatisfy { sharded.dtype(of: $0) == dtype.safetensorsName }, "\(dtype)")
+        let index = try JSONSerialization.jsonObject(with: Data(contentsOf: out.appendingPathComponent(HFExport.indexFileName))) as! [String: Any]
+        #expect((index["metadata"] as! [String: Any])["total_size"] as? Int == dtype.byteCount * plan.parametersAfter)
     }
-    try HFExport.writeIndex(shards: shards, into: staging)
-    try HFExport.writeModelFiles(config: want.config, tokenizerSource: .none, into: staging)
-    try HFExport.commit(staging: staging, to: out, force: false)
-    let back = try ModelLoader.load(path: out.path, tokenizer: false).weights
-    #expect(back.config == want.config)
-    let ta = back.huggingFaceTensors(), tb = want.huggingFaceTensors()
-    #expect(ta.map(\.name) == tb.map(\.name) && ta.contains { $0.name.hasSuffix(".bias") })
-    for (x, y) in zip(ta, tb) { #expect(x.shape == y.shape && x.values == y.values, "\(x.name)") }
-    let index = try JSONSerialization.jsonObject(with: Data(contentsOf: out.appendingPathComponent(HFExport.indexFileName))) as! [String: Any]
-    #expect((index["metadata"] as! [String: Any])["total_size"] as? Int == 4 * plan.parametersAfter)
 }

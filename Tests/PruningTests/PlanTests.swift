@@ -219,3 +219,16 @@ func pruneMessage(_ body: () throws -> Void) -> String? {
         #expect(try ModelIdentity.fingerprint(d) != id.configFingerprint)
     }
 }
+
+/// Plans on disk carry their model's fingerprint, and `apply` refuses a plan whose fingerprint differs: what the
+/// fingerprint hashes must not move when the export gains presentation keys (pad_token_id, the epsilon's shortest
+/// decimal). These are the fingerprints plans were written with before those keys (release binary of 1a50bcc).
+@Test func fingerprintsOfPlansAlreadyWrittenStillMatch() throws {
+    let tiny = PlanFixtures.packageRoot.appendingPathComponent("Tests/LlamaModelTests/Resources/tiny.gguf").path
+    #expect(try ModelIdentity.fingerprint(ModelLoader.load(path: tiny, tokenizer: false).config)
+            == "1e4cc60e6a502a690d323cee8a25b51a98b0a7d804b681866bee7f28d3cdb1f9")
+    guard FileManager.default.fileExists(atPath: smolLM2PruningPath) else { return }
+    let smol = try ModelLoader.load(path: smolLM2PruningPath, tokenizer: false).config
+    #expect(smol.padTokenId != nil)      // the GGUF's padding id is read, and left out of the fingerprint
+    #expect(try ModelIdentity.fingerprint(smol) == "e4d7b970ccf51b47830a8c703596b1a54139ae538259b874d59ab3d49091d2e5")
+}

@@ -2,7 +2,7 @@
 # Behaviour check for refactors: runs the same SmolLM2 jobs with two llmprune binaries and compares the results
 # byte for byte — prune plans (local r=0.25 and r=0.5, global, query-head; one process, `cluster prune` on 2 ranks
 # sample-sharded, 3 ranks layer-sharded, 3 ranks low-memory) with their output tensors, and LoRA adapters after 5
-# steps (one process and 2 ranks).
+# steps (one process and 2 ranks). A binary with --dtype is run with --dtype f32 (what binaries before it wrote).
 #   scripts/bench/identical.sh OLD_BIN [NEW_BIN]     (NEW_BIN defaults to this checkout's release build)
 # The OLD binary's outputs are cached by its SHA-256 in /tmp/llmprune-identical/, so a second run only reruns NEW.
 # Prints one line per case ("same" or what differs) and exits non-zero when anything differs.
@@ -25,17 +25,22 @@ run() {
     local bin="$1" dir="$2"
     [ -f "$dir/done" ] && return 0
     rm -rf "$dir"; mkdir -p "$dir"
-    local common=(--model "$model" --quiet --force)
+    # Binaries without --dtype wrote fp32 (the low-memory shards: the GGUF's float dtype, also fp32 for this Q4_1
+    # model); a binary with it (`prune --help` lists it) writes a GGUF's pruned model in bf16 by default, so it is
+    # asked for fp32 to compare byte for byte.
+    local dtype=() help; help="$("$bin" prune --help)"
+    [[ "$help" == *"--dtype"* ]] && dtype=(--dtype f32)
+    local common=(--model "$model" --quiet --force "${dtype[@]}")
     "$bin" prune "${common[@]}" --out "$dir/local25" --ratio 0.25
     "$bin" prune "${common[@]}" --out "$dir/local50" --ratio 0.5
     "$bin" prune "${common[@]}" --out "$dir/global50" --ratio 0.5 --allocation global
     "$bin" prune "${common[@]}" --out "$dir/qhead25" --ratio 0.25 --attention-unit query-head
     mpiexec -n 2 "$bin" cluster prune --model "$model" --quiet --out "$dir/samples2" --ratio 0.25 --shard samples \
-        --job-dir "$dir/samples2.job"
+        --job-dir "$dir/samples2.job" "${dtype[@]}"
     mpiexec -n 3 "$bin" cluster prune --model "$model" --quiet --out "$dir/layers3" --ratio 0.25 --shard layers \
-        --job-dir "$dir/layers3.job"
+        --job-dir "$dir/layers3.job" "${dtype[@]}"
     mpiexec -n 3 "$bin" cluster prune --model "$model" --quiet --out "$dir/lowmem3" --ratio 0.25 --shard layers \
-        --low-memory --job-dir "$dir/lowmem3.job"
+        --low-memory --job-dir "$dir/lowmem3.job" "${dtype[@]}"
     local tune=(--model "$dir/local25" --data "$data" --steps 5 --batch 8 --micro-batch 4 --cutoff 128 --val-size 8
                 --eval-every 1000 --warmup 2 --lr 3e-4 --quiet --force)
     "$bin" tune "${tune[@]}" --out "$dir/lora1" --job-dir "$dir/lora1.job"

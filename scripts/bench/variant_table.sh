@@ -67,7 +67,7 @@ log = (out / "tests.log").read_text()
 rows = [json.loads(l) for l in (out / "rows.jsonl").read_text().splitlines() if l.strip()]
 ok = status == 0
 print("| variant | model_type | what | logits max abs | loss abs | gradients max rel (tensors, biases) | "
-      "element1 max rel (units) | LoRA loss rel | LoRA step max rel (where |g| ≥ 1e-4 max) | pruned PPL llmprune | "
+      "element1 max rel (units) | LoRA loss rel | LoRA step max rel (over abs(g) ≥ 1e-4·max) | pruned PPL llmprune | "
       "transformers | rel |")
 print("|---|---|---|---|---|---|---|---|---|---|---|---|")
 for r in sorted(rows, key=lambda r: r["variant"]):

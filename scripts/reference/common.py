@@ -49,25 +49,38 @@ def _split(path):
     raise ValueError(f"model path must be a directory (config.json + safetensors) or a .gguf file: {path}")
 
 
-def read_layer_widths(path):
-    """The `layer_widths` list of a model directory's config.json (llmprune's per-layer widths), or None."""
+def _config_json(path):
     import json
     p = Path(path)
     if not p.is_dir() or not (p / "config.json").is_file():
-        return None
-    return json.loads((p / "config.json").read_text()).get("layer_widths")
+        return {}
+    return json.loads((p / "config.json").read_text())
+
+
+def read_layer_widths(path):
+    """The `layer_widths` list of a model directory's config.json (llmprune's per-layer widths), or None."""
+    return _config_json(path).get("layer_widths")
+
+
+def is_remote_code(path):
+    """Whether a model directory is one of llmprune's trust_remote_code outputs (model_type "llmprune",
+    configuration_llmprune.py + modeling_llmprune.py beside config.json)."""
+    return _config_json(path).get("model_type") == "llmprune"
 
 
 def load_model(path, dtype=None):
     """Directory -> from_pretrained(dir); .gguf file -> from_pretrained(dirname, gguf_file=basename). fp32, eval.
 
-    A directory whose config.json has `layer_widths` (llmprune's heterogeneous pruned models) is
-    loaded by `load_heterogeneous_model` instead.
+    llmprune's remote-code directories load with trust_remote_code=True (the python files they carry). An
+    older heterogeneous directory (plain model_type with `layer_widths`) is loaded by
+    `load_heterogeneous_model` instead.
     """
     import torch
     from transformers import AutoModelForCausalLM
     d, kw = _split(path)
-    if not kw and read_layer_widths(d) is not None:
+    if not kw and is_remote_code(d):
+        kw["trust_remote_code"] = True
+    elif not kw and read_layer_widths(d) is not None:
         return load_heterogeneous_model(d, dtype=dtype)
     model = AutoModelForCausalLM.from_pretrained(d, dtype=dtype or torch.float32, local_files_only=True, **kw)
     model.eval()
@@ -123,7 +136,16 @@ def load_heterogeneous_model(d, dtype=None):
     from transformers import AutoConfig, LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM
 
     dtype = dtype or torch.float32
-    config = AutoConfig.from_pretrained(d, local_files_only=True)
+    if is_remote_code(d):
+        # An llmprune remote-code directory, built here without its python: the base family's config class
+        # (the top-level counts are the widest layer's).
+        from transformers import CONFIG_MAPPING
+        raw = _config_json(d)
+        for k in ("model_type", "auto_map", "architectures", "base_model_type", "layer_widths"):
+            raw.pop(k, None)
+        config = CONFIG_MAPPING[_config_json(d)["base_model_type"]](**raw)
+    else:
+        config = AutoConfig.from_pretrained(d, local_files_only=True)
     widths = read_layer_widths(d)
     if len(widths) != config.num_hidden_layers:
         raise ValueError(f"layer_widths has {len(widths)} entries, num_hidden_layers is {config.num_hidden_layers}")
@@ -181,6 +203,8 @@ def load_heterogeneous_model(d, dtype=None):
 def load_tokenizer(path):
     from transformers import AutoTokenizer
     d, kw = _split(path)
+    if not kw and is_remote_code(d):
+        kw["trust_remote_code"] = True   # AutoTokenizer reads config.json first (and would ask)
     return AutoTokenizer.from_pretrained(d, local_files_only=True, **kw)
 
 
