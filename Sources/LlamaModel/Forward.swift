@@ -154,7 +154,8 @@ public final class LlamaRunner {
             (weights.lmHead ?? weights.embed).withUnsafeBufferPointer { w in
                 out.withUnsafeMutableBufferPointer { o in
                     if rows == 1 {
-                        BLAS.gemv(rows: v, cols: d, w: w.baseAddress!, x: ws.h.p, y: o.baseAddress!)
+                        Kernels.matvec(w.baseAddress!, ws.h.p, o.baseAddress!, rows: v, cols: d, accumulate: false,
+                                       threads: BLAS.threads)
                     } else {
                         BLAS.gemm(m: rows, n: v, k: d, a: ws.h.p, b: w.baseAddress!, bTransposed: true, c: o.baseAddress!)
                     }

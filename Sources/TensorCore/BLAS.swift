@@ -22,14 +22,6 @@ public enum BLAS {
                     Int32(m), Int32(n), Int32(k), alpha, a, Int32(lda), b, Int32(ldb), beta, c, Int32(ldc))
     }
 
-    /// y[n] = alpha · W·x + beta · y for one row x[k] and a weight W stored [n × k] (the Linear layout): the product
-    /// of a single token, which cblas_sgemv computes without packing W as sgemm would.
-    @inline(__always)
-    public static func gemv(rows n: Int, cols k: Int, w: UnsafePointer<Float>, ldw: Int? = nil, x: UnsafePointer<Float>,
-                            y: UnsafeMutablePointer<Float>, alpha: Float = 1, beta: Float = 0) {
-        cblas_sgemv(CblasRowMajor, CblasNoTrans, Int32(n), Int32(k), alpha, w, Int32(ldw ?? k), x, 1, beta, y, 1)
-    }
-
     /// Threads OpenBLAS uses for one product.
     public static var threads: Int {
         get { Int(openblas_get_num_threads()) }

@@ -37,6 +37,30 @@ public enum VectorMath {
     @inline(__always)
     static func store(_ v: V, _ p: UnsafeMutablePointer<Float>) { UnsafeMutableRawPointer(p).storeBytes(of: v, as: V.self) }
 
+    /// Σ a[i]·b[i] over n floats: four 8-lane partial sums, added pairwise, then the tail.
+    @inline(__always)
+    public static func dot(_ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, _ n: Int) -> Float {
+        var s0 = V(), s1 = V(), s2 = V(), s3 = V()
+        var i = 0
+        while i + 32 <= n {
+            s0 += load(a + i) * load(b + i)
+            s1 += load(a + i + 8) * load(b + i + 8)
+            s2 += load(a + i + 16) * load(b + i + 16)
+            s3 += load(a + i + 24) * load(b + i + 24)
+            i += 32
+        }
+        while i + 8 <= n {
+            s0 += load(a + i) * load(b + i)
+            i += 8
+        }
+        var s = ((s0 + s1) + (s2 + s3)).sum()
+        while i < n {
+            s += a[i] * b[i]
+            i += 1
+        }
+        return s
+    }
+
     /// max over x[0..<n].
     public static func max(_ x: UnsafePointer<Float>, _ n: Int) -> Float {
         var m = V(repeating: -.infinity)

@@ -92,3 +92,23 @@ func gemmMatchesNaiveProduct(bTransposed: Bool) {
         #expect(abs(Double(o[i]) - ref) < 1e-6)
     }
 }
+
+/// The one-row product of a generation step: each output a dot product over its weight row (any width, tails
+/// included), set or accumulated, the same on 1 or 2 threads, to rounding of the double-precision sum.
+@Test(arguments: [(5, 7), (64, 576), (300, 1531), (1024, 96)])
+func matvecIsTheRowDotProducts(_ rows: Int, _ cols: Int) {
+    var seed: UInt32 = 7
+    func rnd() -> Float { seed = seed &* 1664525 &+ 1013904223; return Float(Int32(bitPattern: seed) >> 8) / Float(1 << 23) }
+    let w = (0..<(rows * cols)).map { _ in rnd() }, x = (0..<cols).map { _ in rnd() }, y0 = (0..<rows).map { _ in rnd() }
+    for threads in [1, 2] {
+        for accumulate in [false, true] {
+            var y = y0
+            Kernels.matvec(w, x, &y, rows: rows, cols: cols, accumulate: accumulate, threads: threads)
+            for r in 0..<rows {
+                var ref = accumulate ? Double(y0[r]) : 0
+                for c in 0..<cols { ref += Double(w[r * cols + c]) * Double(x[c]) }
+                #expect(abs(Double(y[r]) - ref) <= 1e-5 * Double(cols).squareRoot(), "row \(r), \(threads) threads")
+            }
+        }
+    }
+}
