@@ -34,6 +34,11 @@ if [ -z "$bin" ]; then
 fi
 [ -x "$bin" ] || fail "$bin not found (swift build -c release --product llmprune, or set LLMPRUNE_BIN)"
 
+# One run at a time on this host (other checkouts run scripts/test.sh too): a second `up` would take this bed down.
+command -v flock >/dev/null || skip "flock not found"
+exec 9>"/run/llmprune-netbed-$NETBED_TAG.lock"
+flock -w 240 9 || fail "another scripts/test_netns.sh held /run/llmprune-netbed-$NETBED_TAG.lock for 240 s"
+
 started=$(date +%s.%N)
 s="$(mktemp -d /tmp/llmprune-netns.XXXXXX)"
 job_pid=""
