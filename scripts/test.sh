@@ -10,5 +10,8 @@ scripts/check_deps.sh
 mb="$(scripts/test_mem_budget.sh)" || { echo "$mb"; exit 1; }
 echo "$mb" | grep -Ev "^  ok " || true
 swift build --build-tests 2>&1 | grep -v "prohibited flag" || true
+# Two nodes as network namespaces (cluster/netns.sh): prune, tune and a node cut off, through the binary just built;
+# about 20–45 s, skipped with one line where namespaces cannot be made.
+LLMPRUNE_BIN="$root/.build/debug/llmprune" scripts/test_netns.sh
 swift test 2>&1 | grep -v "prohibited flag"
 exit "${PIPESTATUS[0]}"

@@ -221,17 +221,38 @@ public final class Communicator: @unchecked Sendable {
         Self.exitUnless(MPI_Finalize(), "MPI_Finalize", rank: size > 1 ? rank : nil)
     }
 
+    /// How long a rank waits inside MPI_Abort for the process manager to end it before it exits by itself.
+    public static let abortGrace = 3.0
+
     /// Ends every rank of the job (after a local error, so that no peer waits forever in a collective). Safe from
-    /// any thread (MPI_THREAD_MULTIPLE).
+    /// any thread (MPI_THREAD_MULTIPLE). Never returns: this rank is gone within 0.2 s + `abortGrace`.
     public func abort(code: Int32) -> Never {
         if usesMPI && size > 1 {
             // The process manager forwards each rank's output asynchronously and stops forwarding once the abort
             // kills the job: a short pause lets the line that says why reach the user (seen with hydra: a worker's
             // "coordinator refused this worker" line lost in about 1 run in 12 under load).
             usleep(200_000)
+            Self.armAbortDeadline(code: code, rank: rank)
             // MPI_Abort returns only if it failed; then this rank at least says so and exits.
             Self.exitUnless(MPI_Abort(MPI_COMM_WORLD, code), "MPI_Abort", rank: rank, status: code)
         }
         exit(code)
+    }
+
+    /// MPI_Abort hands the abort to the local hydra proxy, which must reach mpiexec to have the ranks killed. When
+    /// this rank's host is cut off from mpiexec (measured with a partitioned node: the rank sat in MPI_Abort until
+    /// the network healed, holding its memory and a core), nothing ever kills it. A detached thread ends the
+    /// process after `abortGrace` instead. `_exit`: atexit handlers and stdio flushing could block on the same MPI
+    /// state, and nothing of this rank's output is worth more than ending.
+    static func armAbortDeadline(code: Int32, rank: Int) {
+        let t = Thread {
+            Thread.sleep(forTimeInterval: abortGrace)
+            let line = String(format: "llmprune: error: [rank %d] MPI_Abort did not end this rank within %.1f s "
+                              + "(process manager unreachable?); exiting with status %d\n", rank, abortGrace, code)
+            _ = line.withCString { Glibc.write(2, $0, strlen($0)) }
+            _exit(code)
+        }
+        t.name = "llmprune-abort-deadline"
+        t.start()
     }
 }

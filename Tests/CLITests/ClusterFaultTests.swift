@@ -4,7 +4,9 @@
 //    single process;
 //  - a hung rank (SIGSTOP): the coordinator declares it lost after the heartbeat timeout and aborts the job;
 //    resumed, same plan;
-//  - a rank presenting a wrong job token is refused and the job stops with that reason.
+//  - a rank presenting a wrong job token is refused and the job stops with that reason;
+//  - a rank whose process manager does not answer (its hydra proxy stopped, as when its node is cut off from
+//    mpiexec) still ends within the heartbeat timeout plus the abort grace (scripts/test_netns.sh cuts a real link).
 // The test hook LLMPRUNE_FAULT=stall@RANK:STEP parks a rank mid-phase (heartbeats continue) so the test can strike.
 import Foundation
 import Testing
@@ -48,6 +50,18 @@ func waitForExit(_ p: Process, timeout: Double) -> Double? {
     }
     return Date().timeIntervalSince(t0)
 }
+
+/// Field `index` (1-based, as in proc(5)) of /proc/PID/stat; nil once the process is gone.
+func procStat(_ pid: pid_t, _ index: Int) -> String? {
+    guard let text = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
+          let close = text.range(of: ") ", options: .backwards) else { return nil }
+    // Fields 1 and 2 (pid, "(comm)") end at the last ") "; the command name may hold spaces.
+    let rest = text[close.upperBound...].split(separator: " ")
+    return index >= 3 && index - 3 < rest.count ? String(rest[index - 3]) : nil
+}
+
+/// Running or sleeping; a zombie (ended, not yet reaped by a stopped parent) counts as gone.
+func isAlive(_ pid: pid_t) -> Bool { procStat(pid, 3).map { $0 != "Z" } ?? false }
 
 func rankPID(_ job: String, epoch: Int, rank: Int) throws -> pid_t {
     pid_t(try readJSON("\(job)/attempt-\(epoch)/rank-\(rank).json")["pid"] as! Int)
@@ -117,6 +131,37 @@ func rankPID(_ job: String, epoch: Int, rank: Int) throws -> pid_t {
         let st = try llmprune(["cluster", "status", job])
         #expect(st.stdout.contains("rank 2 lost"), "\(st.stdout)")
         try resumeAndCompare(s, job: job, out: out)
+    }
+
+    /// Rank 1 loses the coordinator (rank 0 stopped) and aborts, but MPI_Abort needs the hydra proxy, which is
+    /// stopped too: before the abort deadline the rank sat in MPI_Abort for as long as the proxy did. Now it ends
+    /// after the heartbeat timeout (+ one interval), the 0.2 s pause and the 3 s grace of `Communicator.abort`.
+    @Test func rankEndsWhenMPIAbortCannotReachTheProcessManager() throws {
+        let s = Scratch()
+        let out = s.url.appendingPathComponent("m").path, job = out + ".job"
+        let log = s.url.appendingPathComponent("job.log")
+        let p = try startClusterJob(2, try clusterJobArgs(s) + [
+            "--out", out, "--heartbeat-interval", "0.5", "--heartbeat-timeout", "\(Self.timeout)"],
+            fault: "stall@1:reduce", log: log)
+        #expect(waitForFile("\(job)/attempt-0/rank-1.stalled", timeout: 120), "rank 1 never stalled")
+        let r0 = try rankPID(job, epoch: 0, rank: 0), r1 = try rankPID(job, epoch: 0, rank: 1)
+        let proxy = try #require(procStat(r1, 4).flatMap { pid_t($0) }, "no parent of rank 1")
+        let parent = (try? String(contentsOfFile: "/proc/\(proxy)/comm", encoding: .utf8)) ?? "gone"
+        #expect(parent == "hydra_pmi_proxy\n", "rank 1's parent is \(parent)")
+        kill(proxy, SIGSTOP)
+        kill(r0, SIGSTOP)
+        let t0 = Date()
+        while isAlive(r1) && Date().timeIntervalSince(t0) < 30 { Thread.sleep(forTimeInterval: 0.05) }
+        let seconds = Date().timeIntervalSince(t0)
+        let survived = isAlive(r1)
+        kill(r0, SIGKILL)
+        if survived { kill(r1, SIGKILL) }
+        kill(proxy, SIGCONT)
+        #expect(waitForExit(p, timeout: 30) != nil)
+        #expect(!survived, "rank 1 still alive 30 s after its process manager stopped answering")
+        #expect(seconds < Self.timeout + 0.5 + 0.2 + 3 + 2, "rank 1 ended \(seconds) s after the stop")
+        let marker = try String(contentsOfFile: "\(job)/attempt-0/rank-1.exit", encoding: .utf8)
+        #expect(marker.contains("aborting: coordinator lost"), "\(marker)")
     }
 
     @Test func wrongTokenWorkerIsRefused() throws {
