@@ -3,6 +3,8 @@
 # its own host name, boot id and /dev/shm), so MPI and the control plane cross real interfaces:
 #  - `cluster prune` on 2 nodes, --shard samples and --shard layers: plan = the single-process plan;
 #  - `tune` on 2 nodes: adapter = the one-process adapter;
+#  - a sniffer on the bridge (tcpdump) sees no job token during a 2-node prune with the default flags (CURVE is on
+#    for a --bind beyond loopback, and the token crosses MPI sealed), and does see it with --insecure;
 #  - node 2 cut off the network in the middle of the importance phase (and of a tune step): every process on both
 #    nodes is gone within the heartbeat timeout + 10 s, `cluster status` names the cause, and --resume gives the
 #    single-process plan (the uninterrupted adapter).
@@ -21,6 +23,10 @@ bed="$root/cluster/netns.sh"
 
 [ "$(id -u)" -eq 0 ] || skip "needs root for network namespaces"
 for c in ip nsenter unshare mpiexec python3 timeout; do command -v "$c" >/dev/null || skip "$c not found"; done
+if ! command -v tcpdump >/dev/null; then   # the sniffer of step 1
+    command -v apt-get >/dev/null || skip "tcpdump not found and no apt-get to install it"
+    timeout 300 apt-get install -y -q tcpdump >/dev/null 2>&1 || fail "apt-get install tcpdump failed"
+fi
 probe="nbprobe$$"   # interface names: at most 15 characters
 ip netns add "$probe" 2>/dev/null || skip "this kernel or container does not allow network namespaces (ip netns add failed)"
 ip netns del "$probe"
@@ -42,8 +48,10 @@ flock -w 240 9 || fail "another scripts/test_netns.sh held /run/llmprune-netbed-
 started=$(date +%s.%N)
 s="$(mktemp -d /tmp/llmprune-netns.XXXXXX)"
 job_pid=""
+sniff_pid=""
 cleanup() {
     [ -n "$job_pid" ] && kill -9 "$job_pid" 2>/dev/null || true
+    [ -n "$sniff_pid" ] && kill "$sniff_pid" 2>/dev/null || true
     "$bed" down || true
     rm -rf "$s"
 }
@@ -156,18 +164,51 @@ bound=12   # heartbeat timeout + 10 s
 timeout 60 "$bin" prune "${prune_args[@]}" --out "$s/single" --quiet --dtype f32 >/dev/null 2>"$s/single.log" \
     || { show_log "$s/single.log"; fail "single-process prune"; }
 
-# 1. Prune on two nodes, both shardings.
+# The sniffer: every packet on the bridge (so both nodes' MPI and control traffic, and hydra's) into a file.
+sniff_start() {   # FILE
+    tcpdump -i "${NETBED_TAG}0" -s 0 -U -w "$1" >/dev/null 2>"$1.log" &
+    sniff_pid=$!
+    for _ in $(seq 100); do grep -q "listening on" "$1.log" 2>/dev/null && return; sleep 0.05; done
+    fail "tcpdump on ${NETBED_TAG}0 did not start: $(cat "$1.log")"
+}
+sniff_stop() { kill -INT "$sniff_pid"; wait "$sniff_pid" 2>/dev/null || true; sniff_pid=""; }
+# How often the attempt's token (attempt-0/token) is in the capture: whole, or either half of it (a token
+# split between two TCP segments still leaves one half whole in one of them).
+token_hits() {   # PCAP JOBDIR
+    python3 - "$1" "$2/attempt-0/token" <<'PY'
+import sys
+cap, tok = open(sys.argv[1], "rb").read(), open(sys.argv[2]).read().strip().encode()
+assert len(tok) == 64, "token file: %r" % tok
+print(max(cap.count(tok), cap.count(tok[:32]), cap.count(tok[32:])), len(cap))
+PY
+}
+
+# 1. Prune on two nodes, both shardings, with the default flags; the sniffer watches the samples run.
 for shard in samples layers; do
-    a1=$(bytes 1); a2=$(bytes 2); t=$(date +%s.%N)
+    a1=$(bytes 1); a2=$(bytes 2)
+    [ "$shard" = samples ] && sniff_start "$s/secure.pcap"
+    t=$(date +%s.%N)
     run2 90 cluster prune "${prune_args[@]}" --out "$s/p-$shard" --shard "$shard" --bind 'tcp://*:5555' --json \
         --dtype f32 >"$s/p-$shard.json" 2>"$s/p-$shard.log" || { show_log "$s/p-$shard.log"; fail "2-node prune --shard $shard"; }
     secs=$(elapsed "$t")
+    [ "$shard" = samples ] && sniff_stop
     w=$(wire "$a1" "$a2" "$(bytes 1)" "$(bytes 2)")
     c=$(compare plan "$s/single.plan.json" "$s/p-$shard.job/plan.json") || fail "2-node prune --shard $shard: $c"
     echo "  ok 2-node prune --shard $shard in $secs s: $c; $w; $(compare report "$s/p-$shard.json" prune)"
     grep -q "\"host\" *: *\"${NETBED_HOST}2\"" "$s/p-$shard.job/attempt-0/rank-1.json" \
         || fail "rank 1 did not run on ${NETBED_HOST}2"
 done
+
+# The token in clear text? Not with the defaults; with --insecure, yes (so the search does see it when it is there).
+read -r hits capbytes < <(token_hits "$s/secure.pcap" "$s/p-samples.job")
+[ "$hits" -eq 0 ] || fail "default flags: the job token is in the bridge capture $hits time(s)"
+sniff_start "$s/insecure.pcap"
+run2 90 cluster prune "${prune_args[@]}" --out "$s/p-insecure" --shard samples --bind 'tcp://*:5555' --insecure \
+    --dtype f32 --quiet >/dev/null 2>"$s/p-insecure.log" || { show_log "$s/p-insecure.log"; fail "2-node prune --insecure"; }
+sniff_stop
+read -r ihits icapbytes < <(token_hits "$s/insecure.pcap" "$s/p-insecure.job")
+[ "$ihits" -gt 0 ] || fail "--insecure: the job token is not in the bridge capture, so the search cannot be trusted"
+echo "  ok sniffer on ${NETBED_TAG}0: job token 0 times in $capbytes B captured with the default flags, $ihits times in $icapbytes B with --insecure"
 
 # 2. Tune: one process, then two nodes.
 timeout 60 "$bin" tune "${tune_args[@]}" --out "$s/t1" --quiet >/dev/null 2>"$s/t1.log" \

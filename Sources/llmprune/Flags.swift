@@ -236,10 +236,13 @@ enum SessionFlags {
     static let heartbeatTimeout = Flag<Double>("heartbeat-timeout", "S", default: "5", runtime: true,
                                                help: "seconds of silence after which a rank is declared lost",
                                                parse: Parse.double(.positive))
-    static let curve = Switch("curve", runtime: true, help: "encrypt the control plane (ZeroMQ CURVE)")
+    static let curve = Switch("curve", runtime: true,
+                              help: "encrypt the control plane (ZeroMQ CURVE) even on loopback (on by default for\na --bind beyond loopback)")
+    static let insecure = Switch("insecure", runtime: true,
+                                 help: "no CURVE on a --bind beyond loopback: the control plane and the job\ntoken travel in clear text")
 
     static let group = FlagGroup(title: "session flags", flags: [bind.info, heartbeatInterval.info,
-                                                                 heartbeatTimeout.info, curve.info])
+                                                                 heartbeatTimeout.info, curve.info, insecure.info])
 
     /// The session options, with the test hooks of LLMPRUNE_FAULT.
     static func options(_ a: inout Arguments, quiet: Bool) throws -> SessionOptions {
@@ -252,6 +255,8 @@ enum SessionFlags {
             throw UsageError("--heartbeat-timeout: \(o.heartbeatTimeout) s must exceed --heartbeat-interval \(o.heartbeatInterval) s")
         }
         o.curve = a.flag(curve)
+        o.insecure = a.flag(insecure)
+        if let problem = o.problem { throw UsageError(problem) }
         o.fault = FaultInjection.fromEnvironment()
         return o
     }
