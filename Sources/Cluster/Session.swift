@@ -39,6 +39,8 @@ public struct SessionOptions: Sendable {
     public var curve = false
     /// Plain TCP even on a non-loopback bind.
     public var insecure = false
+    /// When rank 0 gives up on a rank that heartbeats but makes no progress.
+    public var progress = ProgressDeadline()
     public var quiet = false
     public var fault = FaultInjection()
     /// What workers announce in `hello` (e.g. ["prune", "layers"]).
@@ -182,6 +184,7 @@ public final class ClusterSession<Phase: JobPhase> {
             let side = CoordinatorSide(coordinator: coordinator, comm: comm, dir: dir, epoch: boot.attempt.epoch,
                                        watchdog: watchdog, display: display)
             side.resumeHint = options.resumeHint
+            side.deadline = options.progress
             control = side
             workerSide = nil
             if comm.size > 1 {
@@ -246,12 +249,32 @@ public final class ClusterSession<Phase: JobPhase> {
 
     /// Shown on rank 0's terminal for this rank.
     public func progress(_ phase: Phase, _ done: Int, _ total: Int, _ message: String) {
-        if control != nil { display.update(rank: 0, "\(phase.rawValue) \(done)/\(total) \(message)") }
+        if let control {
+            control.progressed(0)
+            display.update(rank: 0, "\(phase.rawValue) \(done)/\(total) \(message)")
+        }
         try? workerSide?.worker.progress(unit(phase.rawValue), done: done, total: total, message: message)
     }
 
+    /// Runs `body`, a wait on other ranks (a collective, a blocking send or receive), telling rank 0 so: a rank
+    /// inside it is not the one behind, for the progress deadline. Two short `progress` messages (notes
+    /// `ProgressNote.waiting` and `.resumed`, not displayed).
+    public func waiting<T>(_ phase: Phase, _ body: () throws -> T) rethrows -> T {
+        note(phase, ProgressNote.waiting)
+        defer { note(phase, ProgressNote.resumed) }
+        return try body()
+    }
+
+    private func note(_ phase: Phase, _ text: String) {
+        control?.progressed(0, waiting: text == ProgressNote.waiting)
+        try? workerSide?.worker.progress(unit(phase.rawValue), done: 0, total: 0, message: text)
+    }
+
     /// Names the phase rank 0 is in (for the message when a rank is lost).
-    public func enter(_ phase: Phase) { control?.phase = phase.rawValue }
+    public func enter(_ phase: Phase) {
+        control?.phase = phase.rawValue
+        control?.beginPhase()
+    }
 
     /// Rendezvous before the collectives of `phase` (or of a named `step` inside it): workers report ready and
     /// wait for `go`; rank 0 waits for every ready and sends `go`.
@@ -261,6 +284,7 @@ public final class ClusterSession<Phase: JobPhase> {
         trace.span("wait", phase: name) { _ = control?.awaitDone(phase: name + ".ready", ranks: 1..<size) }
         if let control {
             try control.coordinator.broadcastGo(phase: name, epoch: epoch)
+            control.beginPhase()
         } else if let worker = workerSide?.worker {
             try worker.done(unit(name + ".ready"))
             try trace.span("wait", phase: name) { try worker.waitForGo(phase: name, epoch: epoch, timeout: 7 * 86400) }

@@ -241,7 +241,8 @@ extension ClusterPruneJob {
             let (result, p) = try x.charge(.importance) {
                 try pipeline.gradients(makePass: makePass, tokens: calib.batchTokens, batch: calib.samples.count,
                                        seqLen: calib.provenance.sampleLength, fisher: criterion.needsFisher,
-                                       microBatches: micro, trace: x.trace, consume: { l, g, f in try score(l, g, f) })
+                                       microBatches: micro, trace: x.trace, blocking: { try x.waiting(.importance, $0) },
+                                       consume: { l, g, f in try score(l, g, f) })
             }
             peak = p
             if comm.rank == comm.size - 1 { loss = result.loss }
