@@ -6,7 +6,8 @@
 import Foundation
 
 /// Test hooks, from the environment variable LLMPRUNE_FAULT (comma-separated):
-///   stall@R:STEP   rank R stops at STEP (a name the job defines) and sleeps until killed, after writing
+///   stall@R:STEP   rank R stops at STEP (a name the job defines: prune load, reduce, pipeline, plan, write;
+///                  tune stepK) and sleeps until killed, after writing
 ///                  attempt-E/rank-R.stalled in the job directory (heartbeats go on);
 ///   token@R        rank R presents a wrong job token.
 /// Only the first attempt (epoch 0) is affected, so a resumed job runs clean.

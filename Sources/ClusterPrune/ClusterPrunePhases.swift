@@ -73,6 +73,7 @@ extension ClusterPruneJob {
             try FileManager.default.createDirectory(atPath: staging, withIntermediateDirectories: false)
         }
         try x.sync(.write)
+        x.stallIfAsked("plan")   // a worker parked before it has the plan (rank 0 may be inside the broadcast)
         let planBytes = try timed(.plan) { try x.charge(.plan) { try comm.broadcast(Array(planData), root: 0) } }
         let plan = try PrunePlan.decode(Data(planBytes), source: "plan from rank 0")
 
