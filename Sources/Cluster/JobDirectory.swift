@@ -185,6 +185,7 @@ public struct JobDirectory: Sendable {
     public func recordToken(_ token: String, epoch: Int) throws {
         try FileManager.default.createDirectory(at: attemptDir(epoch), withIntermediateDirectories: true)
         let path = tokenFile(epoch).path
+        unlink(path)   // a leftover of an attempt with this number: O_EXCL below must create the file anew
         let fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
         guard fd >= 0 else { throw SystemError(code: errno, path: path) }
         defer { close(fd) }
