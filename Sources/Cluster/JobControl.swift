@@ -117,7 +117,7 @@ final class CoordinatorSide: @unchecked Sendable {
         set { cond.lock(); _phase = newValue; cond.unlock() }
     }
     private var _phase = "start"
-    var deadline = ProgressDeadline()
+    let deadline: ProgressDeadline
     /// When the current phase (or step) began for every rank, monotonic; nil before the first phase.
     private var phaseStart: Double? = nil          // under cond
     private var lastProgress: [Int: Double] = [:]  // under cond
@@ -156,8 +156,9 @@ final class CoordinatorSide: @unchecked Sendable {
     }
 
     init(coordinator: Coordinator, comm: Communicator, dir: JobDirectory, epoch: Int, watchdog: RankWatchdog,
-         display: RankProgressDisplay) {
+         display: RankProgressDisplay, deadline: ProgressDeadline) {
         self.coordinator = coordinator
+        self.deadline = deadline
         self.comm = comm
         self.dir = dir
         self.epoch = epoch

@@ -183,9 +183,8 @@ public final class ClusterSession<Phase: JobPhase> {
         let joinTimeout = max(60, 4 * options.heartbeatTimeout)
         if let coordinator {
             let side = CoordinatorSide(coordinator: coordinator, comm: comm, dir: dir, epoch: boot.attempt.epoch,
-                                       watchdog: watchdog, display: display)
+                                       watchdog: watchdog, display: display, deadline: options.progress)
             side.resumeHint = options.resumeHint
-            side.deadline = options.progress
             control = side
             workerSide = nil
             if comm.size > 1 {
