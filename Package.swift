@@ -32,6 +32,10 @@ let package = Package(
                        providers: [.apt(["libopenblas-dev"])]),
         .systemLibrary(name: "CZeroMQ", path: "Sources/CZeroMQ",
                        providers: [.apt(["libzmq3-dev"])]),
+        // Sealed boxes (crypto_box_seal) for handing each worker the job token under its CURVE key; libzmq's CURVE
+        // is built on the same library.
+        .systemLibrary(name: "CSodium", path: "Sources/CSodium", pkgConfig: "libsodium",
+                       providers: [.apt(["libsodium-dev"])]),
         .systemLibrary(name: "CMPI", path: "Sources/CMPI", pkgConfig: "mpich",
                        providers: [.apt(["libmpich-dev", "mpich"])]),
         .target(name: "MPIShim", dependencies: ["CMPI"]),
@@ -60,7 +64,7 @@ let package = Package(
         .target(name: "ChatTemplate", dependencies: ["Support"], swiftSettings: swiftSettings),
         .target(name: "Generation", dependencies: ["Support", "Tokenizer", "LlamaModel"], swiftSettings: swiftSettings),
         // The cluster runtime (MPI data plane, ZeroMQ control plane, job directory, sessions) and the jobs on it.
-        .target(name: "Cluster", dependencies: ["CZeroMQ", "CMPI", "MPIShim", "ProcessShim", "Support"],
+        .target(name: "Cluster", dependencies: ["CZeroMQ", "CSodium", "CMPI", "MPIShim", "ProcessShim", "Support"],
                 swiftSettings: swiftSettings),
         .target(name: "ClusterPrune", dependencies: ["Cluster", "Support", "Formats", "LlamaModel", "ModelExport", "Pruning"],
                 swiftSettings: swiftSettings),

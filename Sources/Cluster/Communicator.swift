@@ -162,6 +162,18 @@ public final class Communicator: @unchecked Sendable {
         return out
     }
 
+    /// Every rank's `bytes` (all of the same length), in rank order, on every rank (MPI_Allgather).
+    public func allGather(_ bytes: [UInt8]) throws -> [[UInt8]] {
+        guard usesMPI, size > 1 else { return [bytes] }
+        var out = [UInt8](repeating: 0, count: bytes.count * size)
+        let n = Int32(bytes.count)
+        try Self.check(bytes.withUnsafeBytes { mine in
+            out.withUnsafeMutableBytes { MPI_Allgather(mine.baseAddress, n, MPI_BYTE, $0.baseAddress, n, MPI_BYTE, MPI_COMM_WORLD) }
+        }, "MPI_Allgather")
+        traffic.broadcast += out.count
+        return (0..<size).map { Array(out[$0 * bytes.count ..< ($0 + 1) * bytes.count]) }
+    }
+
     // MARK: point to point (pipeline stages). Blocking MPI_Send / MPI_Recv in pieces of `chunk` elements;
     // sender and receiver must agree on the count. Not for a world of one (there is no peer).
 

@@ -77,6 +77,9 @@ class ControlLoop: @unchecked Sendable {
     private var closeLingerMs: Int32 = 0      // under `cond`
     private(set) var running = false          // under `cond`
     private let finished = DispatchSemaphore(value: 0)
+    /// Further sockets the loop serves (the coordinator's ZAP handler and handshake monitor), each with what to
+    /// do with a message; loop thread only once started. Their handlers run without `cond` held.
+    private var auxiliary: [(socket: ZSocket, handle: (ZSocket, [Data]) -> Void)] = []
     let log: ControlLog
 
     init(context: ZContext, socket: ZSocket, log: @escaping ControlLog) throws {
@@ -91,6 +94,11 @@ class ControlLoop: @unchecked Sendable {
         try s.connect(name)
         wakeRecv = r
         wakeSend = s
+    }
+
+    /// Adds a socket for the loop to read; before `start` only.
+    func serve(_ socket: ZSocket, _ handle: @escaping (ZSocket, [Data]) -> Void) {
+        auxiliary.append((socket, handle))
     }
 
     func start(name: String) {
@@ -168,7 +176,7 @@ class ControlLoop: @unchecked Sendable {
     }
 
     private func run() {
-        var items = [zmq_pollitem_t](repeating: zmq_pollitem_t(), count: 2)
+        var items = [zmq_pollitem_t](repeating: zmq_pollitem_t(), count: 2 + auxiliary.count)
         while true {
             cond.lock()
             flushOutboxLocked()
@@ -180,7 +188,10 @@ class ControlLoop: @unchecked Sendable {
             let wait = max(0.001, min(tick(now: ControlPlane.now()), 1.0))
             items[0] = zmq_pollitem_t(socket: socket.raw, fd: 0, events: Int16(ZMQ_POLLIN), revents: 0)
             items[1] = zmq_pollitem_t(socket: wakeRecv.raw, fd: 0, events: Int16(ZMQ_POLLIN), revents: 0)
-            let rc = zmq_poll(&items, 2, Int(wait * 1000))
+            for (i, a) in auxiliary.enumerated() {
+                items[2 + i] = zmq_pollitem_t(socket: a.socket.raw, fd: 0, events: Int16(ZMQ_POLLIN), revents: 0)
+            }
+            let rc = zmq_poll(&items, Int32(items.count), Int(wait * 1000))
             if rc < 0 {
                 let e = zmq_errno()
                 if e == ETERM { break }
@@ -188,6 +199,12 @@ class ControlLoop: @unchecked Sendable {
             }
             if items[1].revents & Int16(ZMQ_POLLIN) != 0 {
                 while (try? wakeRecv.receive(timeoutMs: 0)) != nil {}
+            }
+            for (i, a) in auxiliary.enumerated() where items[2 + i].revents & Int16(ZMQ_POLLIN) != 0 {
+                for _ in 0..<1000 {
+                    guard let frames = try? a.socket.receive(timeoutMs: 0) else { break }
+                    a.handle(a.socket, frames)
+                }
             }
             if items[0].revents & Int16(ZMQ_POLLIN) != 0 {
                 // Bounded batch so timers still run under a flood.
@@ -207,6 +224,7 @@ class ControlLoop: @unchecked Sendable {
         socket?.lingerMs = closeLingerMs
         socket = nil          // closes it (linger applies to what is still queued)
         wakeRecv = nil
+        auxiliary = []
         running = false
         cond.broadcast()
         cond.unlock()

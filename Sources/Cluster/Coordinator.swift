@@ -23,6 +23,9 @@ public struct CoordinatorConfig: Sendable {
     public var welcomePayload: Data? = nil
     /// CURVE server keys (requires `CurveKeyPair.isAvailable`); nil = plain TCP.
     public var curve: CurveKeyPair? = nil
+    /// With `curve`: the CURVE public keys (Z85) of the only clients admitted, checked by a ZAP handler at the
+    /// handshake; nil admits any client that completes the handshake (admission by job token alone).
+    public var clientKeys: Set<String>? = nil
     public var log: ControlLog = ControlPlane.stderrLog("coordinator")
 
     public init(token: String) { self.token = token }
@@ -69,6 +72,8 @@ public struct CoordinatorStats: Equatable, Sendable {
     /// `done` reports for units already completed.
     public var duplicateDone = 0
     public var sendFailures = 0
+    /// Connections that failed the CURVE handshake or whose client key is not of this job.
+    public var handshakeRefused = 0
 }
 
 public final class Coordinator: @unchecked Sendable {
@@ -87,13 +92,18 @@ public final class Coordinator: @unchecked Sendable {
         try router.setOption(ZMQ_ROUTER_MANDATORY, 1)   // unroutable sends fail instead of vanishing
         try router.setOption(ZMQ_SNDTIMEO, 0)           // never block the I/O thread
         try router.setOption(ZMQ_MAXMSGSIZE, int64: Int64(config.limits.maxFrameBytes))
+        var gatekeeper: HandshakeGatekeeper? = nil
         if let curve = config.curve {
             try router.setOption(ZMQ_CURVE_SERVER, 1)
             try router.setOption(ZMQ_CURVE_SECRETKEY, string: curve.secretKey)
+            gatekeeper = try HandshakeGatekeeper(context: ctx, router: router, clientKeys: config.clientKeys)
+        } else if config.clientKeys != nil {
+            throw CoordinatorError.invalidConfig("client keys without CURVE")
         }
         try router.bind(config.bind)
         endpoint = router.lastEndpoint ?? config.bind
         engine = try CoordinatorEngine(config: config, context: ctx, router: router)
+        if let gatekeeper { gatekeeper.attach(to: engine) }
         config.log("listening on \(endpoint)\(config.curve != nil ? " (CURVE)" : "")")
         engine.start(name: "llmprune-coordinator")
     }
@@ -282,6 +292,19 @@ final class CoordinatorEngine: ControlLoop, @unchecked Sendable {
         identity.map { String(format: "%02x", $0) }.joined()
     }
 
+    /// A connection refused at the handshake (logged sparsely under a flood: a refused client reconnects every
+    /// 100 ms). Loop thread, without the lock.
+    func handshakeRefused(_ reason: String) {
+        cond.lock()
+        defer { cond.unlock() }
+        state.stats.handshakeRefused += 1
+        let n = state.stats.handshakeRefused
+        guard n <= 5 || n % 100 == 0 else { return }
+        let line = "refused a connection at the CURVE handshake: \(reason)" + (n > 5 ? " (\(n) so far)" : "")
+        log(line)
+        if state.events.count < 1024 { emitLocked(.rejected(reason: line)) }
+    }
+
     override func sendFailed(what: String, error: Error) {
         state.stats.sendFailures += 1     // sendNow runs with the lock held
         if what != "heartbeat" { log("send \(what) failed: \(error)") }
@@ -400,5 +423,68 @@ final class CoordinatorEngine: ControlLoop, @unchecked Sendable {
         var next = state.nextBeat - now
         for peer in state.live.values { next = min(next, peer.lastSeen + config.heartbeatTimeout - now + 0.001) }
         return next
+    }
+}
+
+/// The coordinator's checks at the CURVE handshake, before any message: a ZAP handler (RFC 27) that admits only
+/// the job's client keys, and a monitor of the ROUTER that reports clients failing the handshake (no CURVE, or
+/// another server key), which never reach the ZAP handler. Both sockets are served by the coordinator's loop.
+final class HandshakeGatekeeper {
+    static let zapEndpoint = "inproc://zeromq.zap.01"   // fixed by RFC 27; one handler per context
+    private let zap: ZSocket?
+    private let monitor: ZSocket
+    private let clientKeys: Set<[UInt8]>?
+
+    /// Must run before the router binds, so no handshake escapes the checks.
+    init(context: ZContext, router: ZSocket, clientKeys: Set<String>?) throws {
+        self.clientKeys = try clientKeys.map { Set(try $0.map(SealedToken.rawKey)) }
+        if clientKeys != nil {
+            let z = try ZSocket(context, type: ZMQ_REP)
+            try z.bind(Self.zapEndpoint)
+            try router.setOption(ZMQ_ZAP_DOMAIN, string: "llmprune")
+            zap = z
+        } else {
+            zap = nil
+        }
+        let name = "inproc://llmprune-handshake-monitor-\(UUID().uuidString)"
+        let events = ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL | ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL
+        guard zmq_socket_monitor(router.raw, name, events) == 0 else {
+            throw ZMQError(call: "socket_monitor", code: zmq_errno())
+        }
+        monitor = try ZSocket(context, type: ZMQ_PAIR)
+        try monitor.connect(name)
+    }
+
+    func attach(to engine: CoordinatorEngine) {
+        if let zap {
+            engine.serve(zap) { [clientKeys] socket, frames in
+                Self.answer(frames, on: socket, clientKeys: clientKeys ?? [], engine: engine)
+            }
+        }
+        engine.serve(monitor) { _, frames in
+            // Frame 0: event (uint16) and value (uint32), little-endian on this platform; frame 1: the endpoint.
+            guard frames.count == 2, frames[0].count == 6 else { return }
+            let b = [UInt8](frames[0])
+            let event = Int32(b[0]) | Int32(b[1]) << 8
+            let value = UInt32(b[2]) | UInt32(b[3]) << 8 | UInt32(b[4]) << 16 | UInt32(b[5]) << 24
+            let why = event == ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL
+                ? String(format: "protocol error 0x%08x (a client without CURVE, or with another server key)", value)
+                : "handshake failed (errno \(value))"
+            engine.handshakeRefused("\(why) on \(String(decoding: frames[1], as: UTF8.self))")
+        }
+    }
+
+    /// One ZAP request: version, request id, domain, address, routing id, mechanism, credentials.
+    private static func answer(_ f: [Data], on socket: ZSocket, clientKeys: Set<[UInt8]>, engine: CoordinatorEngine) {
+        guard f.count >= 6 else {   // only libzmq speaks here; still, a REP socket must answer to read again
+            try? socket.send([Data("1.0".utf8), f.count > 1 ? f[1] : Data(), Data("500".utf8), Data("malformed".utf8), Data(), Data()])
+            return
+        }
+        let address = String(decoding: f[3], as: UTF8.self)
+        let admitted = String(decoding: f[5], as: UTF8.self) == "CURVE" && f.count == 7 && clientKeys.contains([UInt8](f[6]))
+        let status = admitted ? "200" : "400"
+        let text = admitted ? "OK" : "client key not of this job"
+        try? socket.send([f[0], f[1], Data(status.utf8), Data(text.utf8), Data(), Data()])
+        if !admitted { engine.handshakeRefused("\(text) (from \(address))") }
     }
 }

@@ -3,6 +3,7 @@
 // its own `attempt-E/rank-R.*`. Every file is written atomically, so a job killed at any instant leaves either the
 // previous or the new version. Layout: docs/cluster.md.
 import Foundation
+import Glibc
 import ProcessShim
 import Support
 
@@ -175,6 +176,24 @@ public struct JobDirectory: Sendable {
     }
 
     // MARK: per-rank files
+
+    /// The job token of attempt `epoch`, for its user only (attempt-E/token, mode 0600, created with that mode
+    /// so it is never readable by others even for an instant): what an operator needs to match a captured or
+    /// logged message to the attempt. Only the rank 0 of that attempt writes it.
+    public func tokenFile(_ epoch: Int) -> URL { attemptDir(epoch).appendingPathComponent("token") }
+
+    public func recordToken(_ token: String, epoch: Int) throws {
+        try FileManager.default.createDirectory(at: attemptDir(epoch), withIntermediateDirectories: true)
+        let path = tokenFile(epoch).path
+        unlink(path)   // a leftover of an attempt with this number: O_EXCL below must create the file anew
+        let fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
+        guard fd >= 0 else { throw SystemError(code: errno, path: path) }
+        defer { close(fd) }
+        let bytes = Array((token + "\n").utf8)
+        guard Glibc.write(fd, bytes, bytes.count) == bytes.count else {
+            throw SystemError(code: errno, path: path)
+        }
+    }
 
     /// Records this rank for `epoch` and starts its death watchdog; returns the watchdog's pipe.
     public func registerRank(epoch: Int, rank: Int) throws -> RankWatchdog {

@@ -6,7 +6,8 @@
 import Foundation
 
 /// Test hooks, from the environment variable LLMPRUNE_FAULT (comma-separated):
-///   stall@R:STEP   rank R stops at STEP (a name the job defines) and sleeps until killed, after writing
+///   stall@R:STEP   rank R stops at STEP (a name the job defines: prune load, reduce, pipeline, plan, write;
+///                  tune stepK) and sleeps until killed, after writing
 ///                  attempt-E/rank-R.stalled in the job directory (heartbeats go on);
 ///   token@R        rank R presents a wrong job token.
 /// Only the first attempt (epoch 0) is affected, so a resumed job runs clean.
@@ -30,12 +31,17 @@ public struct FaultInjection: Sendable, Equatable {
     }
 }
 
-/// How the control plane of a job is set up (flags --bind, --heartbeat-*, --curve, --quiet).
+/// How the control plane of a job is set up (flags --bind, --heartbeat-*, --curve, --insecure, --quiet).
 public struct SessionOptions: Sendable {
     public var bind = "tcp://127.0.0.1:0"
     public var heartbeatInterval = 1.0
     public var heartbeatTimeout = 5.0
+    /// Encrypt even on loopback.
     public var curve = false
+    /// Plain TCP even on a non-loopback bind.
+    public var insecure = false
+    /// When rank 0 gives up on a rank that heartbeats but makes no progress.
+    public var progress = ProgressDeadline()
     public var quiet = false
     public var fault = FaultInjection()
     /// What workers announce in `hello` (e.g. ["prune", "layers"]).
@@ -44,6 +50,32 @@ public struct SessionOptions: Sendable {
     public var resumeHint = ""
 
     public init() {}
+
+    /// Whether the control plane uses CURVE: asked for, or listening beyond this host and not `insecure`.
+    public var encrypted: Bool { curve || (!insecure && !Self.isLocal(bind)) }
+
+    /// Why these options cannot run here, or nil. The same on every rank (same flags, same library).
+    public var problem: String? {
+        if curve && insecure { return "--insecure: contradicts --curve" }
+        if encrypted && !CurveKeyPair.isAvailable {
+            return curve ? "--curve: the installed libzmq has no CURVE support"
+                : "--bind \(bind): not a loopback address, and the installed libzmq has no CURVE support to encrypt the control plane; pass --insecure to run it in clear text"
+        }
+        return nil
+    }
+
+    /// Whether `endpoint` stays on this host: a loopback address, or a transport that is no network.
+    public static func isLocal(_ endpoint: String) -> Bool {
+        if endpoint.hasPrefix("inproc://") || endpoint.hasPrefix("ipc://") { return true }
+        guard endpoint.hasPrefix("tcp://") else { return false }
+        var host = String(endpoint.dropFirst("tcp://".count))
+        if host.hasPrefix("["), let end = host.firstIndex(of: "]") {
+            host = String(host[host.index(after: host.startIndex)..<end])
+            return host == "::1"
+        }
+        if let colon = host.lastIndex(of: ":") { host = String(host[..<colon]) }
+        return host.hasPrefix("127.") || host == "localhost" || host == "lo"
+    }
 }
 
 /// What rank 0 decided for this attempt, published to every rank.
@@ -61,11 +93,14 @@ public struct AttemptInfo: Codable, Sendable {
     }
 }
 
-/// Published by rank 0 to every rank through MPI_Bcast before the control plane exists.
+/// Published by rank 0 to every rank through MPI_Bcast before the control plane exists. MPI is not encrypted, so
+/// with CURVE the token is not in it in clear text: `token` is empty and `sealedTokens[r]` is the token sealed
+/// to rank r's CURVE public key (base64; rank 0's is empty).
 struct Bootstrap: Codable {
     var endpoint: String
     var token: String
     var curvePublicKey: String?
+    var sealedTokens: [String]?
     /// Wall-clock time zero of the job's trace.
     var origin: Double
     var attempt: AttemptInfo
@@ -103,22 +138,36 @@ public final class ClusterSession<Phase: JobPhase> {
         var coordinator: Coordinator? = nil
         var boot = Bootstrap(endpoint: "", token: "", curvePublicKey: nil, origin: Date().timeIntervalSince1970,
                              attempt: AttemptInfo(epoch: 0, startPhase: ""))
+        if let problem = options.problem { throw CoordinatorError.invalidConfig(problem) }
+        // With CURVE every rank makes its client pair here, and rank 0 learns the public keys (public: fine in
+        // clear on MPI); a secret key never leaves its process and nothing is written to disk.
+        var clientPair: CurveKeyPair? = nil
+        var clientKeys: [String] = []
+        if options.encrypted {
+            let pair = try CurveKeyPair.generate()
+            clientPair = pair
+            clientKeys = try comm.allGather(Array(pair.publicKey.utf8)).map { String(decoding: $0, as: UTF8.self) }
+        }
         if comm.rank == 0 {
             boot.attempt = try prepare()
-            boot.token = Self.randomToken()
-            var cc = CoordinatorConfig(token: boot.token)
+            let token = Self.randomToken()
+            try dir.recordToken(token, epoch: boot.attempt.epoch)
+            var cc = CoordinatorConfig(token: token)
             cc.bind = options.bind
             cc.worldSize = comm.size
             cc.heartbeatInterval = options.heartbeatInterval
             cc.heartbeatTimeout = options.heartbeatTimeout
             if options.quiet { cc.log = { _ in } }
-            if options.curve {
-                guard CurveKeyPair.isAvailable else {
-                    throw CoordinatorError.invalidConfig("--curve: the installed libzmq has no CURVE support")
-                }
+            if options.encrypted {
                 let keys = try CurveKeyPair.generate()
                 cc.curve = keys
+                cc.clientKeys = Set(clientKeys.dropFirst())
                 boot.curvePublicKey = keys.publicKey
+                boot.sealedTokens = try clientKeys.indices.map { r in
+                    r == 0 ? "" : try SealedToken.seal(Data(token.utf8), to: clientKeys[r]).base64EncodedString()
+                }
+            } else {
+                boot.token = token
             }
             let c = try Coordinator(cc)
             coordinator = c
@@ -134,7 +183,7 @@ public final class ClusterSession<Phase: JobPhase> {
         let joinTimeout = max(60, 4 * options.heartbeatTimeout)
         if let coordinator {
             let side = CoordinatorSide(coordinator: coordinator, comm: comm, dir: dir, epoch: boot.attempt.epoch,
-                                       watchdog: watchdog, display: display)
+                                       watchdog: watchdog, display: display, deadline: options.progress)
             side.resumeHint = options.resumeHint
             control = side
             workerSide = nil
@@ -147,14 +196,21 @@ public final class ClusterSession<Phase: JobPhase> {
                 }
             }
         } else {
-            var wc = WorkerConfig(token: fault.wrongToken.contains(comm.rank) ? "not-" + boot.token : boot.token,
+            var token = boot.token
+            if let sealed = boot.sealedTokens, let clientPair {
+                guard comm.rank < sealed.count, let box = Data(base64Encoded: sealed[comm.rank]) else {
+                    throw SealedTokenError.cannotOpen
+                }
+                token = String(decoding: try SealedToken.open(box, with: clientPair), as: UTF8.self)
+            }
+            var wc = WorkerConfig(token: fault.wrongToken.contains(comm.rank) ? "not-" + token : token,
                                   rank: comm.rank)
             wc.heartbeatInterval = options.heartbeatInterval
             wc.heartbeatTimeout = options.heartbeatTimeout
             wc.capabilities = options.capabilities
             wc.log = ControlPlane.stderrLog("rank \(comm.rank)")
             if options.quiet { wc.log = { _ in } }
-            if let key = boot.curvePublicKey { wc.curve = try CurveClientKeys(serverPublicKey: key) }
+            if let key = boot.curvePublicKey { wc.curve = try CurveClientKeys(serverPublicKey: key, client: clientPair) }
             let w = try Worker(endpoint: boot.endpoint, config: wc)
             control = nil
             workerSide = WorkerSide(worker: w, comm: comm, watchdog: watchdog)
@@ -193,12 +249,32 @@ public final class ClusterSession<Phase: JobPhase> {
 
     /// Shown on rank 0's terminal for this rank.
     public func progress(_ phase: Phase, _ done: Int, _ total: Int, _ message: String) {
-        if control != nil { display.update(rank: 0, "\(phase.rawValue) \(done)/\(total) \(message)") }
+        if let control {
+            control.progressed(0)
+            display.update(rank: 0, "\(phase.rawValue) \(done)/\(total) \(message)")
+        }
         try? workerSide?.worker.progress(unit(phase.rawValue), done: done, total: total, message: message)
     }
 
+    /// Runs `body`, a wait on other ranks (a collective, a blocking send or receive), telling rank 0 so: a rank
+    /// inside it is not the one behind, for the progress deadline. Two short `progress` messages (notes
+    /// `ProgressNote.waiting` and `.resumed`, not displayed).
+    public func waiting<T>(_ phase: Phase, _ body: () throws -> T) rethrows -> T {
+        note(phase, ProgressNote.waiting)
+        defer { note(phase, ProgressNote.resumed) }
+        return try body()
+    }
+
+    private func note(_ phase: Phase, _ text: String) {
+        control?.progressed(0, waiting: text == ProgressNote.waiting)
+        try? workerSide?.worker.progress(unit(phase.rawValue), done: 0, total: 0, message: text)
+    }
+
     /// Names the phase rank 0 is in (for the message when a rank is lost).
-    public func enter(_ phase: Phase) { control?.phase = phase.rawValue }
+    public func enter(_ phase: Phase) {
+        control?.phase = phase.rawValue
+        control?.beginPhase()
+    }
 
     /// Rendezvous before the collectives of `phase` (or of a named `step` inside it): workers report ready and
     /// wait for `go`; rank 0 waits for every ready and sends `go`.
@@ -208,6 +284,7 @@ public final class ClusterSession<Phase: JobPhase> {
         trace.span("wait", phase: name) { _ = control?.awaitDone(phase: name + ".ready", ranks: 1..<size) }
         if let control {
             try control.coordinator.broadcastGo(phase: name, epoch: epoch)
+            control.beginPhase()
         } else if let worker = workerSide?.worker {
             try worker.done(unit(name + ".ready"))
             try trace.span("wait", phase: name) { try worker.waitForGo(phase: name, epoch: epoch, timeout: 7 * 86400) }

@@ -73,6 +73,7 @@ extension ClusterPruneJob {
             try FileManager.default.createDirectory(atPath: staging, withIntermediateDirectories: false)
         }
         try x.sync(.write)
+        x.stallIfAsked("plan")   // a worker parked before it has the plan (rank 0 may be inside the broadcast)
         let planBytes = try timed(.plan) { try x.charge(.plan) { try comm.broadcast(Array(planData), root: 0) } }
         let plan = try PrunePlan.decode(Data(planBytes), source: "plan from rank 0")
 
@@ -241,7 +242,8 @@ extension ClusterPruneJob {
             let (result, p) = try x.charge(.importance) {
                 try pipeline.gradients(makePass: makePass, tokens: calib.batchTokens, batch: calib.samples.count,
                                        seqLen: calib.provenance.sampleLength, fisher: criterion.needsFisher,
-                                       microBatches: micro, trace: x.trace, consume: { l, g, f in try score(l, g, f) })
+                                       microBatches: micro, trace: x.trace, blocking: { try x.waiting(.importance, $0) },
+                                       consume: { l, g, f in try score(l, g, f) })
             }
             peak = p
             if comm.rank == comm.size - 1 { loss = result.loss }

@@ -101,16 +101,23 @@ public struct Pipeline {
     /// combines ranks, so the result is the whole batch's up to summation order. Every rank must call it with
     /// the same tokens, geometry and micro-batch count. With `consume`, each scored layer's combined gradient
     /// is handed over as soon as its last micro-batch is done and not kept. With `trace`, the steps are spans of
-    /// phase "importance" (wait = blocked on a neighbour).
+    /// phase "importance" (wait = blocked on a neighbour). `blocking` wraps each blocking send and receive (so
+    /// the job can tell that this rank has done its part and waits on a neighbour).
     public func gradients(makePass: () -> StageGradientPass, tokens: [Int32], batch: Int, seqLen: Int, fisher: Bool,
-                          microBatches: Int = 1, trace: TraceRecorder? = nil,
+                          microBatches: Int = 1, trace: TraceRecorder? = nil, blocking: ((() throws -> Void) throws -> Void)? = nil,
                           consume: ((_ layer: Int, _ gradient: LayerGradients, _ fisher: LayerGradients?) throws -> Void)? = nil)
         throws -> (result: GradientResult, peakActivationBytes: Int)
     {
         let r = comm.rank
-        func step<T>(_ name: String, _ body: () throws -> T) rethrows -> T {
+        func traced<T>(_ name: String, _ body: () throws -> T) throws -> T {
             guard let trace else { return try body() }
             return try trace.span(name, phase: PrunePhase.importance.rawValue, body)
+        }
+        func step<T>(_ name: String, _ body: () throws -> T) throws -> T {
+            guard let blocking, name == "wait" || name == "send" else { return try traced(name, body) }
+            var result: T? = nil
+            try blocking { result = try traced(name, body) }
+            return result!
         }
         let m = max(1, min(microBatches, batch))
         let chunks = (0..<m).map { ShardedGradients.shard(rank: $0, size: m, samples: batch) }

@@ -177,7 +177,8 @@ public final class TuneJob {
                 try trainer.accumulate(local, lossDivisor: divisor, firstMicroBatch: mine.lowerBound)
             }
             if comm.size > 1 {
-                try x.span("allreduce", .train) {
+                // Marked as a wait: a rank that never gets here is then the one behind (the progress deadline).
+                try x.span("allreduce", .train) { try x.waiting(.train) {
                     try x.charge(.train) {
                         try trainer.pass.withFlatGradients { g in
                             var buf = Array(g)
@@ -186,7 +187,7 @@ public final class TuneJob {
                         }
                     }
                     allreduceBytes += 4 * adapters.parameterCount
-                }
+                } }
             }
             var stats = [loss.nll, Double(loss.predictions), Double(tokens)]
             try comm.allReduceSum(&stats)

@@ -236,10 +236,21 @@ enum SessionFlags {
     static let heartbeatTimeout = Flag<Double>("heartbeat-timeout", "S", default: "5", runtime: true,
                                                help: "seconds of silence after which a rank is declared lost",
                                                parse: Parse.double(.positive))
-    static let curve = Switch("curve", runtime: true, help: "encrypt the control plane (ZeroMQ CURVE)")
+    static let curve = Switch("curve", runtime: true,
+                              help: "encrypt the control plane (ZeroMQ CURVE) even on loopback (on by default for\na --bind beyond loopback)")
+    static let insecure = Switch("insecure", runtime: true,
+                                 help: "no CURVE on a --bind beyond loopback: the control plane and the job\ntoken travel in clear text")
+
+    static let progressTimeout = Flag<Double>("progress-timeout", "S", runtime: true,
+                                              help: "seconds a rank may go without progress in a phase before the job is\naborted (default: derived, see --progress-floor)",
+                                              parse: Parse.double(.positive))
+    static let progressFloor = Flag<Double>("progress-floor", "S", default: "60", runtime: true,
+                                            help: "without --progress-timeout, a rank behind is aborted after 10 × the time\nthe slowest other rank took past it, and never before S seconds",
+                                            parse: Parse.double(.positive))
 
     static let group = FlagGroup(title: "session flags", flags: [bind.info, heartbeatInterval.info,
-                                                                 heartbeatTimeout.info, curve.info])
+                                                                 heartbeatTimeout.info, curve.info, insecure.info,
+                                                                 progressTimeout.info, progressFloor.info])
 
     /// The session options, with the test hooks of LLMPRUNE_FAULT.
     static func options(_ a: inout Arguments, quiet: Bool) throws -> SessionOptions {
@@ -252,6 +263,10 @@ enum SessionFlags {
             throw UsageError("--heartbeat-timeout: \(o.heartbeatTimeout) s must exceed --heartbeat-interval \(o.heartbeatInterval) s")
         }
         o.curve = a.flag(curve)
+        o.insecure = a.flag(insecure)
+        o.progress.fixed = try a.optional(progressTimeout)
+        o.progress.floor = try a.value(progressFloor)
+        if let problem = o.problem { throw UsageError(problem) }
         o.fault = FaultInjection.fromEnvironment()
         return o
     }

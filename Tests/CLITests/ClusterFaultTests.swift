@@ -4,6 +4,9 @@
 //    single process;
 //  - a hung rank (SIGSTOP): the coordinator declares it lost after the heartbeat timeout and aborts the job;
 //    resumed, same plan;
+//  - a rank that heartbeats but makes no progress (parked, not stopped) misses its progress deadline: derived from
+//    the other ranks' pace (samples mode, at a rendezvous) or fixed (layers mode, its neighbours blocked in MPI);
+//    rank 0 aborts naming it and the phase, and the job resumes with the same plan;
 //  - a rank presenting a wrong job token is refused and the job stops with that reason;
 //  - a rank whose process manager does not answer (its hydra proxy stopped, as when its node is cut off from
 //    mpiexec) still ends within the heartbeat timeout plus the abort grace (scripts/test_netns.sh cuts a real link).
@@ -174,5 +177,50 @@ func rankPID(_ job: String, epoch: Int, rank: Int) throws -> pid_t {
         #expect(seconds != nil && p.terminationStatus != 0, "\(text)")
         #expect(text.contains("refused") && text.contains("wrong job token"), "\(text)")
         #expect(!FileManager.default.fileExists(atPath: out))
+    }
+
+    /// Rank `victim` parks at `step` and stays alive, heartbeating: only the progress deadline can end the job.
+    func park(shard: String, at step: String, victim: Int, deadline: [String]) throws
+        -> (s: Scratch, job: String, out: String, log: String, seconds: Double?, status: Int32)
+    {
+        let s = Scratch()
+        let out = s.url.appendingPathComponent("m").path, job = out + ".job"
+        let log = s.url.appendingPathComponent("job.log")
+        let p = try startClusterJob(3, try clusterJobArgs(s, criterion: "element2") + [
+            "--out", out, "--shard", shard, "--heartbeat-interval", "0.5", "--heartbeat-timeout", "\(Self.timeout)"] + deadline,
+            fault: "stall@\(victim):\(step)", log: log)
+        #expect(waitForFile("\(job)/attempt-0/rank-\(victim).stalled", timeout: 120), "rank \(victim) never stalled")
+        let seconds = waitForExit(p, timeout: 30)
+        return (s, job, out, try String(contentsOf: log, encoding: .utf8), seconds, p.terminationStatus)
+    }
+
+    @Test func rankWithoutProgressMissesTheDerivedDeadlineAndTheJobResumes() throws {
+        let (s, job, out, log, seconds, status) = try park(shard: "samples", at: "reduce", victim: 2,
+                                                           deadline: ["--progress-floor", "2"])
+        #expect(status != 0, "\(log)")
+        // The other ranks wait at the rendezvous within a moment, so the floor (2 s) is the deadline; then the
+        // monitor's 0.25 s poll and MPI_Abort.
+        let t = try #require(seconds, "the job did not end while rank 2 made no progress: \(log)")
+        #expect(t < 2 + 2, "job ended \(t) s after the stall")
+        #expect(log.contains("rank 2 made no progress for 2."), "\(log)")
+        let st = try llmprune(["cluster", "status", job])
+        #expect(st.stdout.contains("rank 2 made no progress"), "\(st.stdout)")
+        #expect(st.stdout.contains("during phase importance.reduce"), "\(st.stdout)")
+        #expect(st.stdout.contains("the slowest waiting rank's time past it, at least 2 s"), "\(st.stdout)")
+        try resumeAndCompare(s, job: job, out: out)
+    }
+
+    @Test func rankWithoutProgressInsideThePipelineMissesTheFixedDeadline() throws {
+        // Rank 1 parks before the pipeline; rank 0 then blocks sending to it and rank 2 receiving from it, both
+        // inside MPI: they announced those waits, so rank 1 is the one named.
+        let (s, job, out, log, seconds, status) = try park(shard: "layers", at: "pipeline", victim: 1,
+                                                           deadline: ["--progress-timeout", "3"])
+        #expect(status != 0, "\(log)")
+        let t = try #require(seconds, "the job did not end while rank 1 made no progress: \(log)")
+        #expect(t < 3 + 2, "job ended \(t) s after the stall")
+        let st = try llmprune(["cluster", "status", job])
+        #expect(st.stdout.contains("rank 1 made no progress for 3."), "\(st.stdout)")
+        #expect(st.stdout.contains("during phase importance (epoch 0; deadline 3.0 s: --progress-timeout)"), "\(st.stdout)")
+        try resumeAndCompare(s, job: job, out: out)
     }
 }

@@ -367,4 +367,68 @@ private func hello(rank: Int, seq: UInt64 = 1, token: String = token) -> Control
         #expect(coord.liveRanks == [1])
         coord.shutdown()
     }
+
+    @Test(.enabled(if: CurveKeyPair.isAvailable)) func onlyTheJobsClientKeysGetIn() throws {
+        let logs = LogSink()
+        let server = try CurveKeyPair.generate()
+        let member = try CurveKeyPair.generate(), stale = try CurveKeyPair.generate()
+        var cfg = coordinatorConfig(logs, interval: 0.1, timeout: 0.8)
+        cfg.curve = server
+        cfg.clientKeys = [member.publicKey, stale.publicKey]
+        let coord = try Coordinator(cfg)
+
+        var good = workerConfig(rank: 1, logs, interval: 0.1, timeout: 0.8)
+        good.curve = try CurveClientKeys(serverPublicKey: server.publicKey, client: member)
+        let w = try Worker(endpoint: coord.endpoint, config: good)
+        _ = try w.waitForWelcome(timeout: 3)
+
+        // The server key alone is not enough: the ZAP handler refuses a client key the job did not hand out.
+        var outsider = workerConfig(rank: 2, logs, interval: 0.1, timeout: 0.8)
+        outsider.curve = try CurveClientKeys(serverPublicKey: server.publicKey)
+        let o = try Worker(endpoint: coord.endpoint, config: outsider)
+        #expect(throws: WorkerError.self) { try o.waitForWelcome(timeout: 3) }
+        #expect(logs.contains("refused a connection at the CURVE handshake: client key not of this job"))
+
+        // No CURVE at all: the handshake fails before ZAP, and the monitor logs it.
+        let plain = try Worker(endpoint: coord.endpoint, config: workerConfig(rank: 3, logs, interval: 0.1, timeout: 0.8))
+        #expect(throws: WorkerError.self) { try plain.waitForWelcome(timeout: 3) }
+        #expect(logs.contains("a client without CURVE, or with another server key"))
+
+        // A job key but the token of another attempt: through the handshake, refused on the token.
+        var old = workerConfig(rank: 4, logs, token: "job-of-an-earlier-attempt", interval: 0.1, timeout: 0.8)
+        old.curve = try CurveClientKeys(serverPublicKey: server.publicKey, client: stale)
+        let s = try Worker(endpoint: coord.endpoint, config: old)
+        #expect(throws: WorkerError.self) { try s.waitForWelcome(timeout: 3) }
+        #expect(logs.contains("refused peer"))
+
+        #expect(coord.liveRanks == [1])
+        #expect(coord.stats.handshakeRefused >= 2)
+        #expect(coord.stats.refused == 1)
+        coord.shutdown()
+    }
+
+    @Test(.enabled(if: CurveKeyPair.isAvailable)) func sealedTokenOpensOnlyWithItsKey() throws {
+        let worker = try CurveKeyPair.generate(), other = try CurveKeyPair.generate()
+        let box = try SealedToken.seal(Data(token.utf8), to: worker.publicKey)
+        #expect(box.range(of: Data(token.utf8)) == nil)
+        #expect(try SealedToken.open(box, with: worker) == Data(token.utf8))
+        #expect(throws: SealedTokenError.cannotOpen) { try SealedToken.open(box, with: other) }
+    }
+
+    @Test func encryptionIsOnBeyondLoopbackUnlessInsecure() {
+        var o = SessionOptions()
+        #expect(!o.encrypted)                                  // tcp://127.0.0.1:0
+        for local in ["tcp://127.0.0.1:5555", "tcp://localhost:1", "tcp://[::1]:7", "tcp://lo:9", "ipc:///tmp/x", "inproc://a"] {
+            #expect(SessionOptions.isLocal(local), "\(local)")
+        }
+        for remote in ["tcp://*:5555", "tcp://0.0.0.0:5555", "tcp://10.0.0.1:5555", "tcp://node1:5555", "tcp://[::]:5555", "tcp://eth0:1"] {
+            #expect(!SessionOptions.isLocal(remote), "\(remote)")
+        }
+        o.bind = "tcp://*:5555"
+        #expect(o.encrypted == true)
+        o.insecure = true
+        #expect(!o.encrypted)
+        o.curve = true
+        #expect(o.problem == "--insecure: contradicts --curve")
+    }
 }

@@ -1,0 +1,124 @@
+#!/usr/bin/env bash
+# The fault table of issue 17 on two namespace nodes (cluster/netns.sh; the job and bed of scripts/test_netns.sh,
+# default flags, so CURVE is on): node 2 is cut off the network while its rank is parked (LLMPRUNE_FAULT, heartbeats
+# going on until the cut) in the load, importance, plan broadcast and write phases of a prune and in a tune step,
+# and, with no cut, parked past the progress deadline; then 1 % loss on node 2 for whole runs. For each: the time
+# from the cut until every process on both nodes was gone (bound: heartbeat timeout + 10 s), the cause `cluster
+# status` gave, the --resume time, and whether the plan / adapter equals the uninterrupted one. Prints a markdown
+# table. Root only; the bed is always taken down; every command has a timeout.
+#   scripts/bench/netns_faults.sh            (LLMPRUNE_BIN: the binary, default the release build)
+set -euo pipefail
+root="$(cd "$(dirname "$0")/../.." && pwd)"
+self="netns_faults"
+# shellcheck source=scripts/netns_common.sh
+source "$root/scripts/netns_common.sh"
+
+rows=()
+row() { rows+=("| $1 | $2 | $3 | $4 | $5 |"); echo "  $1: gone $2; $3; resume $4; $5" >&2; }
+# From a `cluster status` text: rank 0's recorded end ("aborting: rank 1 lost: …") and the rank that ended first
+# (both sides notice the cut within one interval of each other, so either may be first).
+cause() {
+    python3 -c "import re, sys
+text = sys.argv[1]
+first = re.search(r'^cause: rank (\d+) ', text, re.M)
+mine = re.search(r'^  rank 0: pid \d+ on [^:]*: (.*) at \+[0-9.]+ s', text, re.M)
+why = (mine.group(1) if mine else '?') + ('; first to end: rank ' + first.group(1) if first else '')
+print(why.replace('|', '\\\\|'))" "$1"
+}
+
+timeout 60 "$bin" tune "${tune_args[@]}" --out "$s/t1" --quiet >/dev/null 2>"$s/t1.log" \
+    || { show_log "$s/t1.log"; fail "1-process tune"; }
+run2 90 tune "${tune_args[@]}" --out "$s/t2" --bind 'tcp://*:5555' --quiet >/dev/null 2>"$s/t2.log" \
+    || { show_log "$s/t2.log"; fail "2-node tune"; }
+
+# prune_cut NAME STEP: a prune with rank 1 parked at STEP, node 2 cut, status, resume, plan compared.
+prune_cut() {
+    local name="$1" step="$2" st t c
+    cut_node2 "$name" "$s/$name.job" env LLMPRUNE_FAULT="stall@1:$step" timeout 60 "$bed" mpiexec -n 2 -ppn 1 \
+        -hosts "$hosts" "$bin" cluster prune "${prune_args[@]}" --out "$s/$name" --shard samples --bind 'tcp://*:5555' \
+        "${hb[@]}" --dtype f32
+    st=$(timeout 20 "$bin" cluster status "$s/$name.job") || fail "$name: cluster status"
+    grep -q "rank 1 lost: no heartbeat" <<<"$st" || fail "$name: cluster status does not name the lost rank: $st"
+    t=$(date +%s.%N)
+    run2 90 cluster prune --resume "$s/$name.job" --bind 'tcp://*:5555' --quiet >/dev/null 2>"$s/$name-resume.log" \
+        || { show_log "$s/$name-resume.log"; fail "$name: resume"; }
+    local r; r=$(elapsed "$t")
+    c=$(compare plan "$s/single.plan.json" "$s/$name.job/plan.json") || fail "$name: resumed plan: $c"
+    [ -f "$s/$name/model.safetensors.index.json" ] || fail "$name: the resumed job wrote no model"
+    row "cut node 2, prune, rank 1 parked at \`$step\`" "$cut_secs s" "$(cause "$st")" "$r s" "${c%% (*}"
+}
+
+echo "$self: 2 nodes, heartbeat ${hb[*]}, bound $bound s" >&2
+prune_cut load load
+prune_cut importance reduce
+prune_cut plan-broadcast plan
+prune_cut write write
+
+cut_node2 tune-step "$s/g.job" env LLMPRUNE_FAULT=stall@1:step3 timeout 60 "$bed" mpiexec -n 2 -ppn 1 \
+    -hosts "$hosts" "$bin" tune "${tune_args[@]}" --out "$s/g" --bind 'tcp://*:5555' "${hb[@]}" --quiet
+st=$(timeout 20 "$bin" cluster status "$s/g.job") || fail "tune: cluster status"
+grep -q "rank 1 lost: no heartbeat" <<<"$st" || fail "tune: cluster status does not name the lost rank: $st"
+t=$(date +%s.%N)
+run2 90 tune --resume "$s/g.job" --bind 'tcp://*:5555' --quiet >/dev/null 2>"$s/g-resume.log" \
+    || { show_log "$s/g-resume.log"; fail "tune resume"; }
+r=$(elapsed "$t")
+c=$(compare adapter "$s/t2/adapter_model.safetensors" "$s/g/adapter_model.safetensors" exact) || fail "resumed tune: $c"
+row "cut node 2, tune, rank 1 parked at step 4" "$cut_secs s" "$(cause "$st")" "$r s" "${c%% (*}, max abs difference 0"
+
+# No cut: rank 1 parked on node 2, heartbeating; only the progress deadline (2 s floor) ends the job. Timed from
+# the stall marker to the last process gone.
+name=no-progress
+env LLMPRUNE_FAULT=stall@1:reduce timeout 60 "$bed" mpiexec -n 2 -ppn 1 -hosts "$hosts" "$bin" cluster prune \
+    "${prune_args[@]}" --out "$s/$name" --shard samples --bind 'tcp://*:5555' "${hb[@]}" --progress-floor 2 \
+    --dtype f32 >"$s/$name.out" 2>"$s/$name.log" &
+job_pid=$!
+for _ in $(seq 600); do [ -e "$s/$name.job/attempt-0/rank-1.stalled" ] && break; sleep 0.05; done
+[ -e "$s/$name.job/attempt-0/rank-1.stalled" ] || { show_log "$s/$name.log"; fail "$name: rank 1 never stalled"; }
+t=$(date +%s.%N)
+p0=$(rank_pid "$s/$name.job/attempt-0/rank-0.json"); p1=$(rank_pid "$s/$name.job/attempt-0/rank-1.json")
+for _ in $(seq $((bound * 20))); do
+    { alive "$p0" || alive "$p1" || [ "$(node_procs 1)" -gt 0 ] || [ "$(node_procs 2)" -gt 0 ]; } || break
+    sleep 0.05
+done
+gone=$(elapsed "$t")
+{ alive "$p0" || alive "$p1"; } && fail "$name: ranks alive $bound s after the stall"
+wait "$job_pid" 2>/dev/null || true
+job_pid=""
+st=$(timeout 20 "$bin" cluster status "$s/$name.job") || fail "$name: cluster status"
+grep -q "rank 1 made no progress" <<<"$st" || fail "$name: cluster status does not name the rank: $st"
+t=$(date +%s.%N)
+run2 90 cluster prune --resume "$s/$name.job" --bind 'tcp://*:5555' --quiet >/dev/null 2>"$s/$name-resume.log" \
+    || { show_log "$s/$name-resume.log"; fail "$name: resume"; }
+r=$(elapsed "$t")
+c=$(compare plan "$s/single.plan.json" "$s/$name.job/plan.json") || fail "$name: resumed plan: $c"
+row "no cut: rank 1 on node 2 parked at \`reduce\`, heartbeating (\`--progress-floor 2\`)" "$gone s (from the stall)" \
+    "$(cause "$st")" "$r s" "${c%% (*}"
+
+# 1 % loss each way on node 2: the jobs must complete with the uninterrupted results.
+"$bed" loss 2 1 >/dev/null
+times=()
+for k in 1 2 3; do
+    t=$(date +%s.%N)
+    run2 90 cluster prune "${prune_args[@]}" --out "$s/loss-$k" --shard samples --bind 'tcp://*:5555' --quiet \
+        --dtype f32 >/dev/null 2>"$s/loss-$k.log" || { show_log "$s/loss-$k.log"; fail "prune with 1 % loss"; }
+    times+=("$(elapsed "$t")")
+    c=$(compare plan "$s/single.plan.json" "$s/loss-$k.job/plan.json") || fail "prune with 1 % loss: $c"
+done
+row "1 % loss on node 2, prune ×3 (completes)" "—" "—" "— (runs took ${times[*]} s)" "${c%% (*}"
+t=$(date +%s.%N)
+run2 90 tune "${tune_args[@]}" --out "$s/loss-tune" --bind 'tcp://*:5555' --quiet >/dev/null 2>"$s/loss-tune.log" \
+    || { show_log "$s/loss-tune.log"; fail "tune with 1 % loss"; }
+lt=$(elapsed "$t")
+c=$(compare adapter "$s/t2/adapter_model.safetensors" "$s/loss-tune/adapter_model.safetensors" exact) \
+    || fail "tune with 1 % loss: $c"
+row "1 % loss on node 2, tune (completes)" "—" "—" "— (run took $lt s)" "${c%% (*}, max abs difference 0"
+"$bed" clear 2 >/dev/null
+delay=$("$bed" delay 2 50 2>&1) && fail "delay worked here: measure it" || true
+row "50 ms delay on node 2" "—" "not run: \`cluster/netns.sh delay\` says: ${delay//|/\\|}" "—" "—"
+
+echo
+echo "| fault (2 nodes, heartbeat 0.5 s / 2 s) | every process gone after the cut (bound $bound s) | \`cluster status\`: rank 0's end | resume | result |"
+echo "|---|---|---|---|---|"
+printf '%s\n' "${rows[@]}"
+echo
+echo "$self: done in $(elapsed "$started") s"
