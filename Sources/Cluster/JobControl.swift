@@ -65,15 +65,20 @@ public struct ProgressDeadline: Sendable, Equatable {
     /// earliest) and the ranks waiting on others, with the deadline and how it was derived; nil if none is over.
     ///
     /// Fixed: the working rank with the oldest progress, once that is `fixed` seconds old. Derived: a working
-    /// rank r is late only while other ranks wait; the slowest of them took `pace` seconds from r's last progress
+    /// rank r ≥ 1 is late only while other ranks wait; the slowest of them took `pace` seconds from r's last progress
     /// to the start of its wait (its part of the phase, for ranks that began together), and r gets
-    /// max(floor, factor × pace). While no rank waits (all computing) nothing is late.
+    /// max(floor, factor × pace). While no rank waits (all computing) nothing is late. Rank 0 is never late by the
+    /// derived rule: it alone does work the others have no share in (the perplexity before and after tune, the plan,
+    /// the report), so the others' pace says nothing about its own — measured: tune's perplexity before training
+    /// took rank 0 over 60 s on a loaded machine while rank 1, done loading in 0.74 s, waited. Only a fixed
+    /// `--progress-timeout` times rank 0.
     public func overdue(last: [Double], waiting: Set<Int>, now: Double) -> (rank: Int, limit: Double, basis: String)? {
         for r in last.indices.sorted(by: { last[$0] < last[$1] }) where !waiting.contains(r) {
             if let fixed {
                 if now - last[r] > fixed { return (r, fixed, "--progress-timeout") }
                 continue
             }
+            if r == 0 { continue }
             let paces = waiting.filter { $0 != r }.map { Swift.max(0, last[$0] - last[r]) }
             guard let pace = paces.max() else { continue }
             let limit = Swift.max(floor, factor * pace)

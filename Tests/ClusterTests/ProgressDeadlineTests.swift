@@ -13,7 +13,17 @@ import Testing
         let late = try #require(d.overdue(last: last, waiting: [0, 1], now: 5.1))
         #expect(late.rank == 2 && late.limit == 5)
         // A fast pace gives the floor.
-        #expect(d.overdue(last: [0.01, 0.0], waiting: [0], now: 2.1)?.limit == 2)
+        #expect(d.overdue(last: [0.01, 0.0, 0.0], waiting: [0, 2], now: 2.1)?.limit == 2)
+    }
+
+    @Test func rankZeroIsNeverLateByTheDerivedRule() {
+        var d = ProgressDeadline()
+        d.floor = 2
+        // Rank 0 evaluates alone (tune's perplexity before training) while rank 1, done loading at 0.7 s, waits.
+        #expect(d.overdue(last: [0.0, 0.7], waiting: [1], now: 1000) == nil)
+        // A fixed deadline still times it.
+        d.fixed = 3
+        #expect(d.overdue(last: [0.0, 0.7], waiting: [1], now: 3.1)?.rank == 0)
     }
 
     @Test func nobodyIsLateWhileNoRankWaits() {
