@@ -11,12 +11,17 @@
 cluster_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cluster_restarts=0
 
-# Resolves the llmprune binary ($LLMPRUNE_BIN or the release build) and checks for mpiexec.
+# Resolves the llmprune binary ($LLMPRUNE_BIN or the release build) and checks for mpiexec (srun if
+# cluster_launcher=srun).
 cluster_setup() {
     cluster_bin="${LLMPRUNE_BIN:-$cluster_root/.build/release/llmprune}"
     [ -x "$cluster_bin" ] || {
         echo "$cluster_self: $cluster_bin not found (run: swift build -c release, or set LLMPRUNE_BIN)" >&2; exit 1; }
-    command -v mpiexec >/dev/null || { echo "$cluster_self: mpiexec not found (apt-get install mpich)" >&2; exit 1; }
+    if [ "${cluster_launcher:-mpiexec}" = srun ]; then
+        command -v srun >/dev/null || { echo "$cluster_self: srun not found (not inside a Slurm installation?)" >&2; exit 1; }
+    else
+        command -v mpiexec >/dev/null || { echo "$cluster_self: mpiexec not found (apt-get install mpich)" >&2; exit 1; }
+    fi
 }
 
 # Prints the job directory the llmprune arguments name: --resume D, else --job-dir D, else OUT.job for --out OUT;

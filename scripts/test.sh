@@ -13,5 +13,8 @@ swift build --build-tests 2>&1 | grep -v "prohibited flag" || true
 # Two nodes as network namespaces (cluster/netns.sh): prune, tune and a node cut off, through the binary just built;
 # about 20–45 s, skipped with one line where namespaces cannot be made.
 LLMPRUNE_BIN="$root/.build/debug/llmprune" scripts/test_netns.sh
+# cluster/slurm.sbatch under a real one-host Slurm (installed with apt if missing): prune and tune with mpiexec and
+# srun --mpi=pmi2, jobs requeued mid-phase resuming; about 20–35 s, skipped with one line without root or packages.
+LLMPRUNE_BIN="$root/.build/debug/llmprune" scripts/test_slurm.sh
 swift test 2>&1 | grep -v "prohibited flag"
 exit "${PIPESTATUS[0]}"
