@@ -10,12 +10,12 @@ kernel's CLOCK_REALTIME (network and UTS namespaces do not virtualise clocks), s
 clock.
 
 Phases come from the job directory: trace.json holds microseconds since the job's origin (rank 0's
-Date().timeIntervalSince1970 when its session starts), but the origin itself is not written. Rank 0 does, in this
-order (Sources/Cluster/Session.swift): origin = Date(); CURVE keys and an MPI allgather; prepare, which records
-state.json's attempt `started`; coordinator, bootstrap broadcast; registerRank, which records `started` in
-attempt-E/rank-0.json; then opens its first trace span (`start`/`wait`) at origin + ts. So
-    rank-0.json started - ts(first span)  <=  origin  <=  state.json attempt started.
-Phases whose traffic lasts a few milliseconds cannot be placed better than that bracket (6-38 ms here), so every
+Date().timeIntervalSince1970 when its session starts, broadcast to every rank), but the origin itself is not
+written. Every rank records `started` in attempt-E/rank-R.json (registerRank, in Session.init) before its first
+trace span, and `attempt-E/rank-R.exit` after its last; rank 0 records state.json's attempt `started` after taking
+the origin (Sources/Cluster/Session.swift). So, over all ranks R,
+    max_R (rank-R started - ts(R's first span))  <=  origin  <=  min(attempt started, min_R (exit_R - end(R's last span))).
+Phases whose traffic lasts a few milliseconds cannot be placed better than that bracket (2-24 ms here), so every
 phase is attributed twice, with the origin at each bound: `nodes`/`uncertain` at the lower bound, `total_hi` at
 the upper; `origin_bracket` is the width.
 Counters are interpolated linearly between the two samples around a boundary;
@@ -92,24 +92,30 @@ def phases_at(samples, jobdir, kind, bound):
     rows = load_samples(samples)
     state = json.load(open(f"{jobdir}/state.json"))
     att = state["attempts"][-1]
-    r0 = json.load(open(f"{jobdir}/attempt-{att['epoch']}/rank-0.json"))["started"]
-    ev = [e for e in json.load(open(f"{jobdir}/trace.json"))["traceEvents"] if e["ph"] == "X" and e["pid"] == 0]
-    origin = r0 - min(e["ts"] for e in ev) / 1e6
-    bracket = att["started"] - origin
-    assert bracket >= 0, "the origin's bounds cross: rank-0.json - first span > attempt started"
-    if bound == "hi":
-        origin = att["started"]
+    allev = [e for e in json.load(open(f"{jobdir}/trace.json"))["traceEvents"] if e["ph"] == "X"]
+    lows, highs = [], [att["started"]]
+    for r in sorted({e["pid"] for e in allev}):
+        mine = [e for e in allev if e["pid"] == r]
+        a = f"{jobdir}/attempt-{att['epoch']}/rank-{r}"
+        lows.append(json.load(open(a + ".json"))["started"] - min(e["ts"] for e in mine) / 1e6)
+        highs.append(float(open(a + ".exit").read().split()[0]) - max(e["ts"] + e["dur"] for e in mine) / 1e6)
+    lo, hi = max(lows), min(highs)
+    bracket = hi - lo
+    assert bracket >= 0, "the origin's bounds cross"
+    origin = lo if bound == "lo" else hi
+    ev = [e for e in allev if e["pid"] == 0]
     span = lambda pred: (min(origin + e["ts"] / 1e6 for e in ev if pred(e)),
                          max(origin + (e["ts"] + e["dur"]) / 1e6 for e in ev if pred(e)))
     first = min(origin + e["ts"] / 1e6 for e in ev)
     report = json.load(open(f"{jobdir}/report.json"))
     if kind == "prune":
         # rank 0's trace: start/load; importance (+ importance.reduce); then plan (scoring done → the plan made,
-        # the write rendezvous and the plan broadcast) until rank 0's own `write` span; write until attempt end.
+        # the write rendezvous and the plan broadcast) until rank 0's own `write` span; write (that span); finish
+        # (the span's end → the attempt's end in state.json: the final rendezvous, the report).
         imp = span(lambda e: e["cat"].startswith("importance"))
         wr = span(lambda e: e["cat"] == "write" and e["name"] == "write")
         cuts = [("launch", rows[0][0]), ("load", first), ("importance", imp[0]), ("plan", imp[1]),
-                ("write", wr[0]), ("teardown", att["ended"]), ("", rows[-1][0])]
+                ("write", wr[0]), ("finish", wr[1]), ("teardown", att["ended"]), ("", rows[-1][0])]
         rep = {p: (v["mpiBytes"], v["controlBytes"]) for p, v in report["phases"].items()}
     else:
         tr = span(lambda e: e["cat"] == "train")
