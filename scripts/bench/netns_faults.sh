@@ -6,8 +6,17 @@
 # from the cut until every process on both nodes was gone (bound: heartbeat timeout + 10 s), the cause `cluster
 # status` gave, the --resume time, and whether the plan / adapter equals the uninterrupted one. Prints a markdown
 # table. Root only; the bed is always taken down; every command has a timeout.
-#   scripts/bench/netns_faults.sh            (LLMPRUNE_BIN: the binary, default the release build)
+# With --nodes 3, three nodes instead: node 3 cut while its rank is parked in importance and in a tune step, node 2
+# cut while its rank writes; every process on all three nodes must be gone within the bound.
+#   scripts/bench/netns_faults.sh [--nodes 2|3]   (LLMPRUNE_BIN: the binary, default the release build)
 set -euo pipefail
+nodes=2
+case "${1-}" in
+    --nodes) nodes="${2-}"; shift 2 ;;
+    '') ;;
+    *) echo "usage: scripts/bench/netns_faults.sh [--nodes 2|3]" >&2; exit 2 ;;
+esac
+case "$nodes" in 2 | 3) ;; *) echo "netns_faults: --nodes 2 or 3" >&2; exit 2 ;; esac
 root="$(cd "$(dirname "$0")/../.." && pwd)"
 self="netns_faults"
 # shellcheck source=scripts/netns_common.sh
@@ -25,6 +34,77 @@ mine = re.search(r'^  rank 0: pid \d+ on [^:]*: (.*) at \+[0-9.]+ s', text, re.M
 why = (mine.group(1) if mine else '?') + ('; first to end: rank ' + first.group(1) if first else '')
 print(why.replace('|', '\\\\|'))" "$1"
 }
+
+if [ "$nodes" -eq 3 ]; then
+    "$bed" up 3 >/dev/null
+    hosts3="${NETBED_HOST}1,${NETBED_HOST}2,${NETBED_HOST}3"
+    run3() { timeout "$1" "$bed" mpiexec -n 3 -ppn 1 -hosts "$hosts3" "$bin" "${@:2}"; }
+    run3 120 tune "${tune_args[@]}" --out "$s/t3" --bind 'tcp://*:5555' --quiet >/dev/null 2>"$s/t3.log" \
+        || { show_log "$s/t3.log"; fail "3-node tune"; }
+    # cut_node NODE NAME JOBDIR COMMAND...: node NODE cut once its rank (NODE-1) is parked; sets cut_secs (cut →
+    # every rank and every process on the three nodes gone).
+    cut_node() {
+        local node="$1" name="$2" job="$3" k r t gone="" pids=()
+        shift 3
+        local marker="$job/attempt-0/rank-$((node - 1)).stalled"
+        "$@" >"$s/$name.out" 2>"$s/$name.log" &
+        job_pid=$!
+        for k in $(seq 600); do [ -e "$marker" ] && break; sleep 0.05; done
+        [ -e "$marker" ] || { show_log "$s/$name.log"; fail "$name: rank $((node - 1)) never reached the stall"; }
+        for r in 0 1 2; do pids+=("$(rank_pid "$job/attempt-0/rank-$r.json")"); done
+        "$bed" cut "$node"
+        t=$(date +%s.%N)
+        for k in $(seq $((bound * 20))); do
+            if ! alive "${pids[0]}" && ! alive "${pids[1]}" && ! alive "${pids[2]}" && [ "$(node_procs 1)" -eq 0 ] \
+                && [ "$(node_procs 2)" -eq 0 ] && [ "$(node_procs 3)" -eq 0 ]; then gone=1; break; fi
+            sleep 0.05
+        done
+        cut_secs=$(elapsed "$t")
+        [ -n "$gone" ] || {
+            show_log "$s/$name.log"
+            fail "$name: $bound s after the cut: ranks alive: $(for p in "${pids[@]}"; do alive "$p" && echo -n "$p "; done)processes left on nt1..3: $(node_procs 1) $(node_procs 2) $(node_procs 3)"
+        }
+        for k in $(seq 100); do kill -0 "$job_pid" 2>/dev/null || break; sleep 0.05; done
+        kill -0 "$job_pid" 2>/dev/null && fail "$name: mpiexec still running after every rank ended"
+        job_pid=""
+        "$bed" restore "$node"
+    }
+    prune_cut3() {   # NODE STEP NAME
+        local node="$1" step="$2" name="$3" st t r c
+        cut_node "$node" "$name" "$s/$name.job" env LLMPRUNE_FAULT="stall@$((node - 1)):$step" timeout 60 "$bed" \
+            mpiexec -n 3 -ppn 1 -hosts "$hosts3" "$bin" cluster prune "${prune_args[@]}" --out "$s/$name" \
+            --shard samples --bind 'tcp://*:5555' "${hb[@]}" --dtype f32
+        st=$(timeout 20 "$bin" cluster status "$s/$name.job") || fail "$name: cluster status"
+        grep -q "rank $((node - 1)) lost: no heartbeat" <<<"$st" || fail "$name: cluster status does not name the lost rank: $st"
+        t=$(date +%s.%N)
+        run3 90 cluster prune --resume "$s/$name.job" --bind 'tcp://*:5555' --quiet >/dev/null 2>"$s/$name-resume.log" \
+            || { show_log "$s/$name-resume.log"; fail "$name: resume"; }
+        r=$(elapsed "$t")
+        c=$(compare plan "$s/single.plan.json" "$s/$name.job/plan.json") || fail "$name: resumed plan: $c"
+        [ -f "$s/$name/model.safetensors.index.json" ] || fail "$name: the resumed job wrote no model"
+        row "cut node $node, prune, rank $((node - 1)) parked at \`$step\`" "$cut_secs s" "$(cause "$st")" "$r s" "${c%% (*}"
+    }
+    echo "$self: 3 nodes, heartbeat ${hb[*]}, bound $bound s" >&2
+    prune_cut3 3 reduce importance3
+    prune_cut3 2 write write3
+    cut_node 3 tune-step3 "$s/g3.job" env LLMPRUNE_FAULT=stall@2:step3 timeout 60 "$bed" mpiexec -n 3 -ppn 1 \
+        -hosts "$hosts3" "$bin" tune "${tune_args[@]}" --out "$s/g3" --bind 'tcp://*:5555' "${hb[@]}" --quiet
+    st=$(timeout 20 "$bin" cluster status "$s/g3.job") || fail "tune3: cluster status"
+    grep -q "rank 2 lost: no heartbeat" <<<"$st" || fail "tune3: cluster status does not name the lost rank: $st"
+    t=$(date +%s.%N)
+    run3 90 tune --resume "$s/g3.job" --bind 'tcp://*:5555' --quiet >/dev/null 2>"$s/g3-resume.log" \
+        || { show_log "$s/g3-resume.log"; fail "tune3 resume"; }
+    r=$(elapsed "$t")
+    c=$(compare adapter "$s/t3/adapter_model.safetensors" "$s/g3/adapter_model.safetensors" exact) || fail "resumed tune3: $c"
+    row "cut node 3, tune, rank 2 parked at step 4" "$cut_secs s" "$(cause "$st")" "$r s" "${c%% (*}, max abs difference 0 (against the uninterrupted 3-node adapter)"
+    echo
+    echo "| fault (3 nodes, heartbeat 0.5 s / 2 s) | every process gone after the cut (bound $bound s) | \`cluster status\`: rank 0's end | resume | result |"
+    echo "|---|---|---|---|---|"
+    printf '%s\n' "${rows[@]}"
+    echo
+    echo "$self: done in $(elapsed "$started") s"
+    exit 0
+fi
 
 timeout 60 "$bin" tune "${tune_args[@]}" --out "$s/t1" --quiet >/dev/null 2>"$s/t1.log" \
     || { show_log "$s/t1.log"; fail "1-process tune"; }
