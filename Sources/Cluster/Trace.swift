@@ -55,8 +55,10 @@ public final class TraceRecorder: @unchecked Sendable {
 }
 
 public enum ChromeTrace {
-    /// The trace file: every rank's events plus a process name per rank ("rank 2 (host)").
-    public static func encode(events: [TraceEvent], rankNames: [Int: String]) throws -> Data {
+    /// The trace file: every rank's events plus a process name per rank ("rank 2 (host)"), and the job's origin
+    /// (`otherData.origin`, wall-clock seconds since 1970; the trace-event format's free-form metadata object), so
+    /// spans can be put on the wall clock — e.g. beside network counters sampled outside the job.
+    public static func encode(events: [TraceEvent], rankNames: [Int: String], origin: Double) throws -> Data {
         var all = rankNames.keys.sorted().map { r in
             TraceEvent(name: "process_name", cat: "__metadata", ph: "M", ts: 0, dur: nil, pid: r, tid: 0,
                        args: ["name": rankNames[r]!])
@@ -64,7 +66,7 @@ public enum ChromeTrace {
         all += events.sorted { ($0.pid, $0.ts) < ($1.pid, $1.ts) }
         let enc = JSONEncoder()
         enc.outputFormatting = [.sortedKeys]
-        struct File: Encodable { var traceEvents: [TraceEvent]; var displayTimeUnit = "ms" }
-        return try enc.encode(File(traceEvents: all))
+        struct File: Encodable { var traceEvents: [TraceEvent]; var displayTimeUnit = "ms"; var otherData: [String: Double] }
+        return try enc.encode(File(traceEvents: all, otherData: ["origin": origin]))
     }
 }

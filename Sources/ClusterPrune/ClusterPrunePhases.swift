@@ -291,7 +291,8 @@ extension ClusterPruneJob {
         let ck = try? dir.read(ScoresCheckpoint.self, from: dir.scoresFile)
         // The timeline: every rank's spans, one process per rank.
         let names = Dictionary(uniqueKeysWithValues: ranks.map { ($0.rank, "rank \($0.rank) (\($0.host) pid \($0.pid))") })
-        try AtomicFile.write(try ChromeTrace.encode(events: ranks.flatMap(\.events), rankNames: names), to: dir.traceFile)
+        try AtomicFile.write(try ChromeTrace.encode(events: ranks.flatMap(\.events), rankNames: names,
+                                                                origin: x.trace.origin), to: dir.traceFile)
         var phases: [String: ClusterPruneReport.Phase] = [:]
         for phase in PrunePhase.allCases {
             let p = phase.rawValue

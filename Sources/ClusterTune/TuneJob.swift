@@ -260,7 +260,7 @@ public final class TuneJob {
             allreduceBytes: allreduceBytes, peakRSSBytes: peakRSSBytes())
         try dir.write(report, to: dir.file("report.json"))
         let names = Dictionary(uniqueKeysWithValues: (0..<comm.size).map { ($0, "rank \($0)") })
-        try AtomicFile.write(try ChromeTrace.encode(events: events, rankNames: names), to: dir.file("trace.json"))
+        try AtomicFile.write(try ChromeTrace.encode(events: events, rankNames: names, origin: x.trace.origin), to: dir.file("trace.json"))
         try dir.complete(TunePhase.export.rawValue, epoch: x.epoch)
         try dir.end(epoch: x.epoch, outcome: "complete")
         return report

@@ -81,8 +81,13 @@ func singleProcessPrune(_ s: Scratch, criterion: String) throws -> (plan: [Strin
             }
             let report = try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as! [String: Any]
             #expect((report["perRank"] as! [[String: Any]]).count == ranks)
-            let trace = try readJSON(out + ".job/trace.json")["traceEvents"] as! [[String: Any]]
+            let traceFile = try readJSON(out + ".job/trace.json")
+            let trace = traceFile["traceEvents"] as! [[String: Any]]
             #expect(Set(trace.map { $0["pid"] as! Int }) == Set(0..<ranks))
+            // The origin the spans count from, on the wall clock: after the job began, before it ended.
+            let origin = try #require((traceFile["otherData"] as? [String: Any])?["origin"] as? Double)
+            let attempts = try readJSON(out + ".job/state.json")["attempts"] as! [[String: Any]]
+            #expect(origin <= attempts.last!["started"] as! Double && origin > Date().timeIntervalSince1970 - 600)
             #expect(trace.contains { $0["name"] as? String == "load" } && trace.contains { $0["name"] as? String == "write" })
         }
     }

@@ -10,13 +10,14 @@ kernel's CLOCK_REALTIME (network and UTS namespaces do not virtualise clocks), s
 clock.
 
 Phases come from the job directory: trace.json holds microseconds since the job's origin (rank 0's
-Date().timeIntervalSince1970 when its session starts, broadcast to every rank), but the origin itself is not
-written. Every rank records `started` in attempt-E/rank-R.json (registerRank, in Session.init) before its first
+Date().timeIntervalSince1970 when its session starts, broadcast to every rank), and writes that origin as
+`otherData.origin`: then the placement is exact (the bracket below is still computed, and the written origin must
+lie inside it). Older job directories did not write it. For them: every rank records `started` in attempt-E/rank-R.json (registerRank, in Session.init) before its first
 trace span, and `attempt-E/rank-R.exit` after its last; rank 0 records state.json's attempt `started` after taking
 the origin (Sources/Cluster/Session.swift). So, over all ranks R,
     max_R (rank-R started - ts(R's first span))  <=  origin  <=  min(attempt started, min_R (exit_R - end(R's last span))).
-Phases whose traffic lasts a few milliseconds cannot be placed better than that bracket (2-24 ms here), so every
-phase is attributed twice, with the origin at each bound: `nodes`/`uncertain` at the lower bound, `total_hi` at
+Without the written origin, phases whose traffic lasts a few milliseconds cannot be placed better than that
+bracket (2-24 ms here), so every phase is attributed twice, with the origin at each bound: `nodes`/`uncertain` at the lower bound, `total_hi` at
 the upper; `origin_bracket` is the width.
 Counters are interpolated linearly between the two samples around a boundary;
 `uncertain` is what the sample intervals holding a phase's two boundaries carried (all nodes, rx+tx): the
@@ -92,7 +93,8 @@ def phases_at(samples, jobdir, kind, bound):
     rows = load_samples(samples)
     state = json.load(open(f"{jobdir}/state.json"))
     att = state["attempts"][-1]
-    allev = [e for e in json.load(open(f"{jobdir}/trace.json"))["traceEvents"] if e["ph"] == "X"]
+    trace = json.load(open(f"{jobdir}/trace.json"))
+    allev = [e for e in trace["traceEvents"] if e["ph"] == "X"]
     lows, highs = [], [att["started"]]
     for r in sorted({e["pid"] for e in allev}):
         mine = [e for e in allev if e["pid"] == r]
@@ -100,8 +102,14 @@ def phases_at(samples, jobdir, kind, bound):
         lows.append(json.load(open(a + ".json"))["started"] - min(e["ts"] for e in mine) / 1e6)
         highs.append(float(open(a + ".exit").read().split()[0]) - max(e["ts"] + e["dur"] for e in mine) / 1e6)
     lo, hi = max(lows), min(highs)
+    assert hi - lo >= 0, "the origin's bounds cross"
+    if "origin" in trace.get("otherData", {}):
+        # Written by the job itself (llmprune since trace.json carries otherData.origin): exact, and it must lie
+        # within the bounds above.
+        exact = trace["otherData"]["origin"]
+        assert lo - 1e-3 <= exact <= hi + 1e-3, f"the written origin {exact} lies outside [{lo}, {hi}]"
+        lo = hi = exact
     bracket = hi - lo
-    assert bracket >= 0, "the origin's bounds cross"
     origin = lo if bound == "lo" else hi
     ev = [e for e in allev if e["pid"] == 0]
     span = lambda pred: (min(origin + e["ts"] / 1e6 for e in ev if pred(e)),
