@@ -17,7 +17,9 @@
 #   cluster/netns.sh mpiexec ARGS...   mpiexec with hydra launching into the nodes (-hosts n1,n2 … in ARGS)
 #   cluster/netns.sh cut NODE          NODE's cable out: its bridge port goes down, packets vanish both ways
 #   cluster/netns.sh restore NODE      cable back in (delay and loss stay until `clear`)
-#   cluster/netns.sh delay NODE MS     one-way delay of MS ms each way (netem; needs CONFIG_NET_SCH_NETEM)
+#   cluster/netns.sh delay NODE MS     what NODE sends waits MS ms (its egress only: a round trip to another node
+#                                      gains MS, 2·MS with both delayed); netem if the kernel has it, else
+#                                      cluster/netdelay.c on an NFQUEUE (iptables) inside the node
 #   cluster/netns.sh loss NODE PCT     drop PCT % of packets each way (netem, else nftables in the node)
 #   cluster/netns.sh clear NODE        remove delay and loss
 #   cluster/netns.sh bytes NODE        "RX TX": bytes NODE received and sent on its interface
@@ -214,13 +216,84 @@ netem_both() {
     tc -n "$ns" qdisc replace dev eth0 root netem "$@"
 }
 
+# Without netem: cluster/netdelay.c, built here on first use (gcc, libnetfilter-queue-dev, libmnl-dev; apt-get
+# installs what is missing) into NETBED_BUILD (default .build/netbed in the repository; not committed).
+netdelay_bin() {
+    local build="${NETBED_BUILD:-$(dirname "$here")/.build/netbed}" src="$here/netdelay.c"
+    local bin="$build/netdelay"
+    if [ -x "$bin" ] && [ "$bin" -nt "$src" ]; then echo "$bin"; return; fi
+    command -v gcc >/dev/null || die "delay: no netem qdisc and no gcc to build cluster/netdelay.c"
+    if [ ! -f /usr/include/libnetfilter_queue/libnetfilter_queue.h ] || [ ! -f /usr/include/libmnl/libmnl.h ]; then
+        command -v apt-get >/dev/null || die "delay: no netem qdisc and no libnetfilter-queue-dev/libmnl-dev (no apt-get to install them)"
+        timeout 300 apt-get install -y -q libnetfilter-queue-dev libmnl-dev >/dev/null 2>&1 \
+            || die "delay: apt-get install libnetfilter-queue-dev libmnl-dev failed"
+    fi
+    mkdir -p "$build"
+    gcc -O2 -Wall -o "$bin.tmp" "$src" -lnetfilter_queue -lmnl || die "delay: building $src failed"
+    mv "$bin.tmp" "$bin"
+    echo "$bin"
+}
+
+# NODE's egress through an NFQUEUE held by netdelay: iptables (nf_tables backend, the xt NFQUEUE target through
+# nft_compat; iptables-legacy if that fails) sends every packet leaving eth0 to queue 1 in the node's own network
+# namespace; netdelay accepts each MS ms after it arrived. --queue-bypass: with no netdelay listening the packets
+# pass undelayed instead of being dropped.
+nfq_rule=(-t mangle -A POSTROUTING -o eth0 -j NFQUEUE --queue-num 1 --queue-bypass)
+netdelay_start() {
+    local i="$1" ms="$2" ns bin ipt k
+    ns="$(ns_of "$i")"
+    bin="$(netdelay_bin)"
+    netdelay_stop "$i"
+    command -v iptables >/dev/null || command -v iptables-legacy >/dev/null \
+        || die "delay: no netem qdisc and no iptables (apt-get install iptables)"
+    # setsid: a process group of its own, apart from the caller's (a Ctrl-C of the caller does not end it half-way).
+    ip netns exec "$ns" setsid "$bin" 1 "$ms" >"$state/$hostp$i.netdelay.out" 2>"$state/$hostp$i.netdelay.log" &
+    echo $! >"$state/$hostp$i.netdelay.pid"
+    for ((k = 0; k < 50; k++)); do
+        grep -q '^ready$' "$state/$hostp$i.netdelay.out" 2>/dev/null && break
+        kill -0 "$(cat "$state/$hostp$i.netdelay.pid")" 2>/dev/null || break
+        sleep 0.05
+    done
+    grep -q '^ready$' "$state/$hostp$i.netdelay.out" 2>/dev/null \
+        || { netdelay_stop "$i"; die "delay: netdelay did not start: $(cat "$state/$hostp$i.netdelay.log")"; }
+    for ipt in iptables iptables-legacy; do
+        command -v "$ipt" >/dev/null || continue
+        if ip netns exec "$ns" "$ipt" "${nfq_rule[@]}" 2>/dev/null; then
+            echo "$ipt" >"$state/$hostp$i.netdelay.ipt"
+            return 0
+        fi
+    done
+    netdelay_stop "$i"
+    die "delay: neither iptables nor iptables-legacy could add the NFQUEUE rule (CONFIG_NETFILTER_XT_TARGET_NFQUEUE)"
+}
+# The rule first (packets then pass undelayed), then netdelay: on SIGTERM it accepts what it still holds.
+netdelay_stop() {
+    local i="$1" ns pid k
+    ns="$(ns_of "$i")"
+    if [ -f "$state/$hostp$i.netdelay.ipt" ]; then
+        ip netns exec "$ns" "$(cat "$state/$hostp$i.netdelay.ipt")" "${nfq_rule[@]/#-A/-D}" 2>/dev/null || true
+        rm -f "$state/$hostp$i.netdelay.ipt"
+    fi
+    if [ -f "$state/$hostp$i.netdelay.pid" ]; then
+        pid="$(cat "$state/$hostp$i.netdelay.pid")"
+        kill "$pid" 2>/dev/null || true
+        for ((k = 0; k < 40; k++)); do kill -0 "$pid" 2>/dev/null || break; sleep 0.05; done
+        kill -9 "$pid" 2>/dev/null || true
+        wait "$pid" 2>/dev/null || true
+        rm -f "$state/$hostp$i.netdelay.pid"
+    fi
+}
+
 cmd_delay() {
     need_root
     local i ms="${2-}"; i="$(node_index "${1-}")"
     case "$ms" in '' | *[!0-9.]*) die "delay: MS must be a number of milliseconds, got '$ms'" ;; esac
-    command -v tc >/dev/null || die "delay: tc (iproute2) not found"
-    has_netem || die "delay: this kernel has no netem qdisc (CONFIG_NET_SCH_NETEM), so packets cannot be delayed"
-    netem_both "$i" delay "${ms}ms"
+    awk -v m="$ms" 'BEGIN { exit !(m >= 0 && m <= 60000) }' || die "delay: MS must be within 0..60000, got '$ms'"
+    if command -v tc >/dev/null && has_netem; then
+        tc -n "$(ns_of "$i")" qdisc replace dev eth0 root netem delay "${ms}ms"
+        return
+    fi
+    netdelay_start "$i" "$ms"
 }
 
 cmd_loss() {
@@ -251,6 +324,7 @@ cmd_clear() {
     tc qdisc del dev "$ns" root 2>/dev/null || true
     tc -n "$ns" qdisc del dev eth0 root 2>/dev/null || true
     if command -v nft >/dev/null; then ip netns exec "$ns" nft delete table inet netbed 2>/dev/null || true; fi
+    netdelay_stop "$i"
 }
 
 # The node's view: what its eth0 received and sent = what the host-side veth sent and received.
@@ -265,7 +339,8 @@ cmd_status() {
     echo "bridge $bridge $subnet.1/24"
     while read -r i name a ns; do
         link="$(cat "/sys/class/net/$ns/operstate" 2>/dev/null || echo gone)"
-        q="$(tc qdisc show dev "$ns" root 2>/dev/null | grep -o 'netem.*' || true)"
+        q="$(tc -n "$ns" qdisc show dev eth0 root 2>/dev/null | grep -o 'netem.*' || true)"
+        [ -f "$state/$name.netdelay.pid" ] && q="${q:+$q, }netdelay $(ip netns exec "$ns" cat /proc/net/netfilter/nfnetlink_queue 2>/dev/null | awk '{print "queue " $1 ", " $3 " waiting"}')"
         rxtx="$(cmd_bytes "$i")"
         echo "$name $a ns=$ns uts=$(nsenter --uts="$state/$name.uts" hostname) port=$link${q:+ shaping: $q} rx=${rxtx% *} tx=${rxtx#* }"
     done <"$state/nodes"

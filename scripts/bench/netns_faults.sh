@@ -2,7 +2,8 @@
 # The fault table of issue 17 on two namespace nodes (cluster/netns.sh; the job and bed of scripts/test_netns.sh,
 # default flags, so CURVE is on): node 2 is cut off the network while its rank is parked (LLMPRUNE_FAULT, heartbeats
 # going on until the cut) in the load, importance, plan broadcast and write phases of a prune and in a tune step,
-# and, with no cut, parked past the progress deadline; then 1 % loss on node 2 for whole runs. For each: the time
+# and, with no cut, parked past the progress deadline; then 1 % loss on node 2 for whole runs, then 50 ms delay on
+# node 2's and on both nodes' egress for whole runs (with ping round trips). For each: the time
 # from the cut until every process on both nodes was gone (bound: heartbeat timeout + 10 s), the cause `cluster
 # status` gave, the --resume time, and whether the plan / adapter equals the uninterrupted one. Prints a markdown
 # table. Root only; the bed is always taken down; every command has a timeout.
@@ -193,8 +194,45 @@ c=$(compare adapter "$s/t2/adapter_model.safetensors" "$s/loss-tune/adapter_mode
     || fail "tune with 1 % loss: $c"
 row "1 % loss on node 2, tune (completes)" "—" "—" "— (run took $lt s)" "${c%% (*}, max abs difference 0"
 "$bed" clear 2 >/dev/null
-delay=$("$bed" delay 2 50 2>&1) && fail "delay worked here: measure it" || true
-row "50 ms delay on node 2" "—" "not run: \`cluster/netns.sh delay\` says: ${delay//|/\\|}" "—" "—"
+
+# 50 ms delay (cluster/netns.sh delay: netem, else cluster/netdelay.c on an NFQUEUE in the node) on what node 2 sends,
+# then on what both nodes send: the jobs must complete with the uninterrupted results. Beside each: the round trip
+# nt1 → nt2 (ping, 10 × 0.2 s) and the wall times of two prunes and a tune, the undelayed ones first.
+rtt() {
+    command -v ping >/dev/null || { echo "no ping"; return; }
+    "$bed" exec 1 ping -c 10 -i 0.2 -q "$("$bed" addr 2)" | sed -n 's|^rtt min/avg/max/mdev = \([0-9.]*\)/\([0-9.]*\)/\([0-9.]*\)/.*|\2 ms (\1–\3)|p'
+}
+delayed() {   # NAME LABEL: two prunes and a tune as the bed is now; one row
+    local name="$1" label="$2" k t ptimes=() c tt r
+    r=$(rtt)
+    for k in 1 2; do
+        t=$(date +%s.%N)
+        run2 120 cluster prune "${prune_args[@]}" --out "$s/$name-$k" --shard samples --bind 'tcp://*:5555' --quiet \
+            --dtype f32 >/dev/null 2>"$s/$name-$k.log" || { show_log "$s/$name-$k.log"; fail "$label: prune"; }
+        ptimes+=("$(elapsed "$t")")
+        c=$(compare plan "$s/single.plan.json" "$s/$name-$k.job/plan.json") || fail "$label: prune: $c"
+    done
+    t=$(date +%s.%N)
+    run2 120 tune "${tune_args[@]}" --out "$s/$name-tune" --bind 'tcp://*:5555' --quiet >/dev/null \
+        2>"$s/$name-tune.log" || { show_log "$s/$name-tune.log"; fail "$label: tune"; }
+    tt=$(elapsed "$t")
+    local ca; ca=$(compare adapter "$s/t2/adapter_model.safetensors" "$s/$name-tune/adapter_model.safetensors" exact) \
+        || fail "$label: tune: $ca"
+    row "$label, prune ×2 + tune (completes)" "—" "—" "— (ping nt1 → nt2 $r; prunes ${ptimes[*]} s, tune $tt s)" \
+        "${c%% (*}; ${ca%% (*}, max abs difference 0"
+}
+delayed nodelay "no delay (for comparison)"
+"$bed" delay 2 50 >/dev/null
+delayed delay2 "50 ms delay on what node 2 sends"
+"$bed" delay 1 50 >/dev/null
+delayed delay12 "50 ms delay on what node 1 and node 2 send"
+"$bed" clear 1 >/dev/null
+"$bed" clear 2 >/dev/null
+# What netdelay counted (packets, early accepts when its ring was full, receive-buffer overflows); netem: nothing.
+for k in 1 2; do
+    f="/run/llmprune-netbed-$NETBED_TAG/${NETBED_HOST}$k.netdelay.log"
+    [ -s "$f" ] && echo "$self: ${NETBED_HOST}$k: $(cat "$f")" >&2
+done
 
 echo
 echo "| fault (2 nodes, heartbeat 0.5 s / 2 s) | every process gone after the cut (bound $bound s) | \`cluster status\`: rank 0's end | resume | result |"
