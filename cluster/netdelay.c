@@ -2,8 +2,8 @@
  * netdelay: a constant one-way delay without netem. Reads packets from an NFQUEUE and gives each its NF_ACCEPT
  * verdict MS milliseconds after it arrived here. cluster/netns.sh builds it (gcc, libnetfilter-queue, libmnl) and
  * runs it inside a node's network namespace behind
- *     iptables -t mangle -A POSTROUTING -o eth0 -j NFQUEUE --queue-num N --queue-bypass
- * so everything the node sends on its cable waits MS ms.
+ *     iptables -t mangle -A PREROUTING -i eth0 -j NFQUEUE --queue-num N --queue-bypass
+ * so everything the node receives on its cable waits MS ms (netns.sh says why ingress and not egress).
  *
  *   netdelay QUEUE_NUM MS [MAXLEN]
  *

@@ -17,9 +17,9 @@
 #   cluster/netns.sh mpiexec ARGS...   mpiexec with hydra launching into the nodes (-hosts n1,n2 … in ARGS)
 #   cluster/netns.sh cut NODE          NODE's cable out: its bridge port goes down, packets vanish both ways
 #   cluster/netns.sh restore NODE      cable back in (delay and loss stay until `clear`)
-#   cluster/netns.sh delay NODE MS     what NODE sends waits MS ms (its egress only: a round trip to another node
-#                                      gains MS, 2·MS with both delayed); netem if the kernel has it, else
-#                                      cluster/netdelay.c on an NFQUEUE (iptables) inside the node
+#   cluster/netns.sh delay NODE MS     what NODE receives waits MS ms (one direction: a round trip to another
+#                                      node gains MS, 2·MS with both delayed); netem on the bridge port if the
+#                                      kernel has it, else cluster/netdelay.c on an NFQUEUE (iptables) in the node
 #   cluster/netns.sh loss NODE PCT     drop PCT % of packets each way (netem, else nftables in the node)
 #   cluster/netns.sh clear NODE        remove delay and loss
 #   cluster/netns.sh bytes NODE        "RX TX": bytes NODE received and sent on its interface
@@ -234,11 +234,16 @@ netdelay_bin() {
     echo "$bin"
 }
 
-# NODE's egress through an NFQUEUE held by netdelay: iptables (nf_tables backend, the xt NFQUEUE target through
-# nft_compat; iptables-legacy if that fails) sends every packet leaving eth0 to queue 1 in the node's own network
-# namespace; netdelay accepts each MS ms after it arrived. --queue-bypass: with no netdelay listening the packets
-# pass undelayed instead of being dropped.
-nfq_rule=(-t mangle -A POSTROUTING -o eth0 -j NFQUEUE --queue-num 1 --queue-bypass)
+# NODE's ingress through an NFQUEUE held by netdelay: iptables (nf_tables backend, the xt NFQUEUE target through
+# nft_compat; iptables-legacy if that fails) sends every packet arriving on eth0 to queue 1 in the node's own
+# network namespace; netdelay accepts each MS ms after it arrived. --queue-bypass: with no netdelay listening the
+# packets pass undelayed instead of being dropped.
+# Ingress, not egress: a packet held on the sender's own way out (mangle POSTROUTING) stays charged to its TCP
+# socket (measured: a 2-node prune's three 0.5 MB reductions took 2.2-4.7 s each with node 2's egress delayed
+# 50 ms, 0.3-0.5 s with its ingress delayed; this fits TCP small queues, which netem avoids by orphaning the packets
+# it holds, not checked further). Arriving packets have crossed the veth and belong to no socket. The kernel's
+# receive timestamp is set before the hold: read round trips with `ping -U`.
+nfq_rule=(-t mangle -A PREROUTING -i eth0 -j NFQUEUE --queue-num 1 --queue-bypass)
 netdelay_start() {
     local i="$1" ms="$2" ns bin ipt k
     ns="$(ns_of "$i")"
@@ -290,7 +295,7 @@ cmd_delay() {
     case "$ms" in '' | *[!0-9.]*) die "delay: MS must be a number of milliseconds, got '$ms'" ;; esac
     awk -v m="$ms" 'BEGIN { exit !(m >= 0 && m <= 60000) }' || die "delay: MS must be within 0..60000, got '$ms'"
     if command -v tc >/dev/null && has_netem; then
-        tc -n "$(ns_of "$i")" qdisc replace dev eth0 root netem delay "${ms}ms"
+        tc qdisc replace dev "$(ns_of "$i")" root netem delay "${ms}ms"   # the bridge port's egress: into NODE
         return
     fi
     netdelay_start "$i" "$ms"
@@ -339,7 +344,7 @@ cmd_status() {
     echo "bridge $bridge $subnet.1/24"
     while read -r i name a ns; do
         link="$(cat "/sys/class/net/$ns/operstate" 2>/dev/null || echo gone)"
-        q="$(tc -n "$ns" qdisc show dev eth0 root 2>/dev/null | grep -o 'netem.*' || true)"
+        q="$(tc qdisc show dev "$ns" root 2>/dev/null | grep -o 'netem.*' || true)"
         [ -f "$state/$name.netdelay.pid" ] && q="${q:+$q, }netdelay $(ip netns exec "$ns" cat /proc/net/netfilter/nfnetlink_queue 2>/dev/null | awk '{print "queue " $1 ", " $3 " waiting"}')"
         rxtx="$(cmd_bytes "$i")"
         echo "$name $a ns=$ns uts=$(nsenter --uts="$state/$name.uts" hostname) port=$link${q:+ shaping: $q} rx=${rxtx% *} tx=${rxtx#* }"

@@ -3,7 +3,7 @@
 # default flags, so CURVE is on): node 2 is cut off the network while its rank is parked (LLMPRUNE_FAULT, heartbeats
 # going on until the cut) in the load, importance, plan broadcast and write phases of a prune and in a tune step,
 # and, with no cut, parked past the progress deadline; then 1 % loss on node 2 for whole runs, then 50 ms delay on
-# node 2's and on both nodes' egress for whole runs (with ping round trips). For each: the time
+# what node 2 and what both nodes receive, for whole runs (with ping round trips). For each: the time
 # from the cut until every process on both nodes was gone (bound: heartbeat timeout + 10 s), the cause `cluster
 # status` gave, the --resume time, and whether the plan / adapter equals the uninterrupted one. Prints a markdown
 # table. Root only; the bed is always taken down; every command has a timeout.
@@ -195,12 +195,13 @@ c=$(compare adapter "$s/t2/adapter_model.safetensors" "$s/loss-tune/adapter_mode
 row "1 % loss on node 2, tune (completes)" "—" "—" "— (run took $lt s)" "${c%% (*}, max abs difference 0"
 "$bed" clear 2 >/dev/null
 
-# 50 ms delay (cluster/netns.sh delay: netem, else cluster/netdelay.c on an NFQUEUE in the node) on what node 2 sends,
-# then on what both nodes send: the jobs must complete with the uninterrupted results. Beside each: the round trip
-# nt1 → nt2 (ping, 10 × 0.2 s) and the wall times of two prunes and a tune, the undelayed ones first.
+# 50 ms delay (cluster/netns.sh delay: netem, else cluster/netdelay.c on an NFQUEUE in the node) on what node 2
+# receives, then on what both nodes receive: the jobs must complete with the uninterrupted results. Beside each: the round trip
+# nt1 → nt2 (ping -U, 10 × 0.2 s: user to user; without -U ping takes the reply's arrival time from the kernel's
+# receive timestamp, which is set before netdelay holds the packet, and misses nt1's delay) and the wall times of two prunes and a tune, the undelayed ones first.
 rtt() {
     command -v ping >/dev/null || { echo "no ping"; return; }
-    "$bed" exec 1 ping -c 10 -i 0.2 -q "$("$bed" addr 2)" | sed -n 's|^rtt min/avg/max/mdev = \([0-9.]*\)/\([0-9.]*\)/\([0-9.]*\)/.*|\2 ms (\1–\3)|p'
+    "$bed" exec 1 ping -U -c 10 -i 0.2 -q "$("$bed" addr 2)" | sed -n 's|^rtt min/avg/max/mdev = \([0-9.]*\)/\([0-9.]*\)/\([0-9.]*\)/.*|\2 ms (\1–\3)|p'
 }
 delayed() {   # NAME LABEL: two prunes and a tune as the bed is now; one row
     local name="$1" label="$2" k t ptimes=() c tt r
@@ -223,9 +224,9 @@ delayed() {   # NAME LABEL: two prunes and a tune as the bed is now; one row
 }
 delayed nodelay "no delay (for comparison)"
 "$bed" delay 2 50 >/dev/null
-delayed delay2 "50 ms delay on what node 2 sends"
+delayed delay2 "50 ms delay on what node 2 receives"
 "$bed" delay 1 50 >/dev/null
-delayed delay12 "50 ms delay on what node 1 and node 2 send"
+delayed delay12 "50 ms delay on what node 1 and node 2 receive"
 "$bed" clear 1 >/dev/null
 "$bed" clear 2 >/dev/null
 # What netdelay counted (packets, early accepts when its ring was full, receive-buffer overflows); netem: nothing.
