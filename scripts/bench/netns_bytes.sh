@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Bytes on the wire per phase (issue 17): a 2-node and a 3-node `cluster prune` (samples and layers) and a 2-node
-# tune on namespace nodes (the bed and job of scripts/test_netns.sh, default flags, so CURVE), each node's
+# Bytes on the wire per phase (issue 17): a 2-node and a 3-node `cluster prune` (samples and layers) and a 2- and
+# 3-node tune (plans and adapters checked against one process) on namespace nodes (the bed and job of scripts/test_netns.sh, default flags, so CURVE), each node's
 # host-side veth counters sampled every 5 ms (NETNS_BYTES_INTERVAL) with timestamps (scripts/bench/netns_phase_bytes.py, which also
 # says how phases are timed and the clocks aligned), the bytes attributed to the phases of rank 0's trace, beside
 # report.json's MPI and control bytes for that phase. Prints a markdown table. Root only; the bed is always taken
@@ -39,13 +39,22 @@ for mode in samples layers; do
         --out "$s/p-$mode-2" --shard "$mode" --bind 'tcp://*:5555' --quiet --dtype f32
     c=$(compare plan "$s/single.plan.json" "$s/p-$mode-2.job/plan.json") || fail "prune-$mode-2: $c"
 done
+# The 1-process adapter every multi-node tune is compared with.
+timeout 120 "$bin" tune "${tune_args[@]}" --out "$s/t-1" --quiet >/dev/null 2>"$s/t-1.log" \
+    || { show_log "$s/t-1.log"; fail "1-process tune"; }
 measure tune-2 tune 2 "$s/t-2.job" runn 2 120 tune "${tune_args[@]}" --out "$s/t-2" --bind 'tcp://*:5555' --quiet
+c=$(compare adapter "$s/t-1/adapter_model.safetensors" "$s/t-2/adapter_model.safetensors") || fail "tune-2: $c"
+echo "$self: tune-2 against 1 process: $c" >&2
 "$bed" up 3 >/dev/null
 for mode in samples layers; do
     measure "prune-$mode-3" prune 3 "$s/p-$mode-3.job" runn 3 90 cluster prune "${prune_args[@]}" \
         --out "$s/p-$mode-3" --shard "$mode" --bind 'tcp://*:5555' --quiet --dtype f32
     c=$(compare plan "$s/single.plan.json" "$s/p-$mode-3.job/plan.json") || fail "prune-$mode-3: $c"
+    echo "$self: prune-$mode-3 against 1 process: $c" >&2
 done
+measure tune-3 tune 3 "$s/t-3.job" runn 3 120 tune "${tune_args[@]}" --out "$s/t-3" --bind 'tcp://*:5555' --quiet
+c=$(compare adapter "$s/t-1/adapter_model.safetensors" "$s/t-3/adapter_model.safetensors") || fail "tune-3: $c"
+echo "$self: tune-3 against 1 process: $c" >&2
 
 printf '%s\n' "${results[@]}" | python3 -c "
 import json, sys
