@@ -2,6 +2,7 @@
 // (`{{ x }}` gives Python's str(), a list inside it Python's repr()), equality and order, and json.dumps (the
 // `tojson` filter transformers installs: ensure_ascii=False, Python's separators and indentation).
 import Foundation
+import Support
 
 /// A mapping that keeps insertion order, as a Python dict does (templates print and serialise in that order).
 public struct OrderedDict: Equatable {
@@ -179,7 +180,7 @@ public indirect enum Value: Equatable {
             if d.isNaN { return "NaN" }
             if d.isInfinite { return d < 0 ? "-Infinity" : "Infinity" }
             return Self.pythonFloat(d)
-        case .string(let s): return Self.jsonString(s)
+        case .string(let s): return jsonString(s)
         case .list(let l):
             if l.isEmpty { return "[]" }
             let items = try l.map { try $0.json(indent: indent, separators: separators, sortKeys: sortKeys, level: level + 1) }
@@ -188,31 +189,13 @@ public indirect enum Value: Equatable {
             if d.count == 0 { return "{}" }
             let keys = sortKeys ? d.keys.sorted() : d.keys
             let items = try keys.map {
-                Self.jsonString($0) + keySep
+                jsonString($0) + keySep
                     + (try d[$0]!.json(indent: indent, separators: separators, sortKeys: sortKeys, level: level + 1))
             }
             return "{" + newline(level + 1) + items.joined(separator: itemSep + newline(level + 1)) + newline(level) + "}"
         default:
             throw ValueError("Object of type \(typeName) is not JSON serializable")
         }
-    }
-
-    static func jsonString(_ s: String) -> String {
-        var out = "\""
-        for u in s.unicodeScalars {
-            switch u {
-            case "\"": out += "\\\""
-            case "\\": out += "\\\\"
-            case "\n": out += "\\n"
-            case "\r": out += "\\r"
-            case "\t": out += "\\t"
-            case "\u{08}": out += "\\b"
-            case "\u{0C}": out += "\\f"
-            default:
-                if u.value < 0x20 { out += String(format: "\\u%04x", u.value) } else { out.unicodeScalars.append(u) }
-            }
-        }
-        return out + "\""
     }
 }
 

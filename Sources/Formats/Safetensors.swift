@@ -448,30 +448,6 @@ public enum SafetensorsWriter {
 
 // MARK: - helpers
 
-/// JSON string literal with serde_json's escaping (", \, control characters; other text kept as UTF-8).
-func jsonString(_ s: String) -> String {
-    var out = "\""
-    for u in s.unicodeScalars {
-        switch u {
-        case "\"": out += "\\\""
-        case "\\": out += "\\\\"
-        case "\n": out += "\\n"
-        case "\r": out += "\\r"
-        case "\t": out += "\\t"
-        case "\u{08}": out += "\\b"
-        case "\u{0C}": out += "\\f"
-        default:
-            if u.value < 0x20 {
-                let h = String(u.value, radix: 16)
-                out += "\\u" + String(repeating: "0", count: 4 - h.count) + h
-            } else {
-                out.unicodeScalars.append(u)
-            }
-        }
-    }
-    return out + "\""
-}
-
 private func nonNegativeInts(_ a: [Any]) -> [Int]? {
     var out = [Int]()
     out.reserveCapacity(a.count)
