@@ -6,7 +6,7 @@ set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 
 need=()
-for p in libopenblas-dev libzmq3-dev libsodium-dev libmpich-dev mpich pkg-config; do
+for p in libopenblas-dev libdnnl-dev libzmq3-dev libsodium-dev libmpich-dev mpich pkg-config; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || need+=("$p")
 done
 if [ ${#need[@]} -gt 0 ]; then

@@ -143,8 +143,20 @@ wait_done() {   # JID NAME SECONDS: until the job has left the queue; it must ha
     done
     [ "$st" = COMPLETED ] || {
         show_log "$s/$2.out"; echo "--- the daemons' lines on job $1" >&2
-        grep -h -E "JobId=$1 |job $1 |\\[$1\\.|job_id $1" "$s/log/slurmctld.log" "$s/log/slurmd-$host.log" | tail -20 >&2 || true
+        grep -h -i -E "JobId=$1 |job $1 |\\[$1\\.|job_id $1" "$s/log/slurmctld.log" "$s/log/slurmd-$host.log" | tail -20 >&2 || true
         fail "$2 (job $1): $st after $3 s, exit code $(field "$1" ExitCode)"; }
+}
+# Moving a requeued job's StartTime to now skips the 120 s that normally lets the node finish the old run:
+# slurmctld reschedules as soon as the epilog-complete message clears the node's COMPLETING flag, but slurmd sends
+# that message before it forgets the job, and refuses a launch that comes in between ("Job N already running, do
+# not launch second copy"), which fails the job. So: wait for the node to leave COMPLETING, then a second more.
+settle() {
+    local k
+    for k in $(seq 150); do
+        timeout 10 scontrol show node "$host" 2>/dev/null | grep -q 'State=[A-Z+_]*COMPLETING' || break
+        sleep 0.1
+    done
+    sleep 1
 }
 ranks() { ls "$1"/attempt-"$2"/rank-*.json 2>/dev/null | wc -l; }
 
@@ -188,6 +200,7 @@ requeue() {   # NAME JOB FAULT
     [ "$(state "$jid")" = PENDING ] || fail "$name: job $jid is $(state "$jid") after the requeue, not PENDING"
     grep -q "\\[$jid\\.batch\\] done with job" "$s/log/slurmd-$host.log" || fail "$name: job $jid's batch step not done 15 s after the requeue"
     begin=$(field "$jid" EligibleTime)
+    settle
     if [ -n "${LLMPRUNE_SLURM_REQUEUE_WAIT:-}" ]; then
         wait_done "$jid" "$name" 240
         began=$(field "$jid" StartTime)
@@ -221,6 +234,7 @@ for k in $(seq 300); do st=$(state "$jid"); [ "$st" = FAILED ] || [ "$st" = COMP
 timeout 10 scontrol requeue "$jid" || fail "rq-early: scontrol requeue $jid failed"
 for k in $(seq 150); do [ "$(state "$jid")" = PENDING ] && break; sleep 0.1; done
 [ "$(state "$jid")" = PENDING ] || fail "rq-early: job $jid is $(state "$jid") after the requeue, not PENDING"
+settle
 timeout 10 scontrol update JobId="$jid" StartTime=now || fail "rq-early: scontrol update StartTime=now failed"
 wait_done "$jid" rq-early 60
 grep -q "^slurm.sbatch: starting $s/rq-early.job (job $jid, restart count 1)" "$s/rq-early.out" \

@@ -40,14 +40,16 @@ public final class Communicator: @unchecked Sendable {
 
     public let rank: Int
     public let size: Int
-    /// True when MPI was initialised by this object (and must be finalised).
+    /// True when this communicator is backed by MPI (the world under `mpiexec`, or a group split from it).
     public let usesMPI: Bool
+    /// The MPI communicator every call of this object goes through (MPI_COMM_WORLD, or a split of it).
+    let handle: MPI_Comm
 
     /// Joins MPI_COMM_WORLD when launched by a process manager (PMI variables set), else a world of one.
     init() {
         let env = ProcessInfo.processInfo.environment
         guard env["PMI_RANK"] != nil || env["PMI_SIZE"] != nil || env["MPI_LOCALRANKID"] != nil else {
-            rank = 0; size = 1; usesMPI = false
+            rank = 0; size = 1; usesMPI = false; handle = MPI_COMM_WORLD
             return
         }
         var provided: Int32 = 0
@@ -62,7 +64,28 @@ public final class Communicator: @unchecked Sendable {
         var r: Int32 = 0, s: Int32 = 1
         Self.exitUnless(MPI_Comm_rank(MPI_COMM_WORLD, &r), "MPI_Comm_rank", rank: nil)
         Self.exitUnless(MPI_Comm_size(MPI_COMM_WORLD, &s), "MPI_Comm_size", rank: Int(r))
-        rank = Int(r); size = Int(s); usesMPI = true
+        rank = Int(r); size = Int(s); usesMPI = true; handle = MPI_COMM_WORLD
+    }
+
+    private init(handle: MPI_Comm, rank: Int, size: Int, usesMPI: Bool) {
+        self.handle = handle
+        self.rank = rank
+        self.size = size
+        self.usesMPI = usesMPI
+    }
+
+    /// The ranks of this communicator with the same `color`, ordered by `key` (MPI_Comm_split; collective). A
+    /// pipeline × data-parallel grid uses it for the group of ranks that hold the same stage and the group of ranks
+    /// that form one pipeline. Outside MPI: a world of one.
+    public func split(color: Int, key: Int) throws -> Communicator {
+        guard usesMPI else { return Communicator(handle: handle, rank: 0, size: 1, usesMPI: false) }
+        var sub = MPI_Comm(0)
+        try Self.check(MPI_Comm_split(handle, Int32(color), Int32(key), &sub), "MPI_Comm_split")
+        try Self.check(MPI_Comm_set_errhandler(sub, shim_mpi_errors_return()), "MPI_Comm_set_errhandler")
+        var r: Int32 = 0, n: Int32 = 1
+        try Self.check(MPI_Comm_rank(sub, &r), "MPI_Comm_rank")
+        try Self.check(MPI_Comm_size(sub, &n), "MPI_Comm_size")
+        return Communicator(handle: sub, rank: Int(r), size: Int(n), usesMPI: true)
     }
 
     /// Throws `MPIError` naming `call` unless `code` is MPI_SUCCESS.
@@ -111,7 +134,7 @@ public final class Communicator: @unchecked Sendable {
             for lo in stride(from: 0, to: b.count, by: Self.chunk) {
                 let n = Int32(min(Self.chunk, b.count - lo))
                 try Self.check(MPI_Allreduce(shim_mpi_in_place(), b.baseAddress! + lo, n, MPI_FLOAT, shim_mpi_sum(),
-                                             MPI_COMM_WORLD), "MPI_Allreduce")
+                                             handle), "MPI_Allreduce")
             }
         }
     }
@@ -124,7 +147,7 @@ public final class Communicator: @unchecked Sendable {
             for lo in stride(from: 0, to: b.count, by: Self.chunk) {
                 let n = Int32(min(Self.chunk, b.count - lo))
                 try Self.check(MPI_Allreduce(shim_mpi_in_place(), b.baseAddress! + lo, n, MPI_DOUBLE, shim_mpi_sum(),
-                                             MPI_COMM_WORLD), "MPI_Allreduce")
+                                             handle), "MPI_Allreduce")
             }
         }
     }
@@ -141,7 +164,7 @@ public final class Communicator: @unchecked Sendable {
                 for lo in stride(from: 0, to: b.count, by: Self.chunk) {
                     let n = Int32(min(Self.chunk, b.count - lo))
                     try Self.check(MPI_Reduce(b.baseAddress! + lo, out.baseAddress.map { $0 + lo }, n, MPI_FLOAT,
-                                              shim_mpi_sum(), Int32(root), MPI_COMM_WORLD), "MPI_Reduce")
+                                              shim_mpi_sum(), Int32(root), handle), "MPI_Reduce")
                 }
             }
         }
@@ -152,10 +175,10 @@ public final class Communicator: @unchecked Sendable {
     public func broadcast(_ bytes: [UInt8], root: Int) throws -> [UInt8] {
         guard usesMPI, size > 1 else { return bytes }
         var n = Int64(bytes.count)
-        try Self.check(MPI_Bcast(&n, 1, MPI_INT64_T, Int32(root), MPI_COMM_WORLD), "MPI_Bcast")
+        try Self.check(MPI_Bcast(&n, 1, MPI_INT64_T, Int32(root), handle), "MPI_Bcast")
         var out = rank == root ? bytes : [UInt8](repeating: 0, count: Int(n))
         if n > 0 {
-            try Self.check(out.withUnsafeMutableBytes { MPI_Bcast($0.baseAddress, Int32(n), MPI_BYTE, Int32(root), MPI_COMM_WORLD) },
+            try Self.check(out.withUnsafeMutableBytes { MPI_Bcast($0.baseAddress, Int32(n), MPI_BYTE, Int32(root), handle) },
                            "MPI_Bcast")
         }
         traffic.broadcast += Int(n) + 8
@@ -168,7 +191,7 @@ public final class Communicator: @unchecked Sendable {
         var out = [UInt8](repeating: 0, count: bytes.count * size)
         let n = Int32(bytes.count)
         try Self.check(bytes.withUnsafeBytes { mine in
-            out.withUnsafeMutableBytes { MPI_Allgather(mine.baseAddress, n, MPI_BYTE, $0.baseAddress, n, MPI_BYTE, MPI_COMM_WORLD) }
+            out.withUnsafeMutableBytes { MPI_Allgather(mine.baseAddress, n, MPI_BYTE, $0.baseAddress, n, MPI_BYTE, handle) }
         }, "MPI_Allgather")
         traffic.broadcast += out.count
         return (0..<size).map { Array(out[$0 * bytes.count ..< ($0 + 1) * bytes.count]) }
@@ -180,7 +203,7 @@ public final class Communicator: @unchecked Sendable {
     private func send(_ base: UnsafeRawPointer, count: Int, stride: Int, type: MPI_Datatype, to peer: Int, tag: Int) throws {
         for lo in Swift.stride(from: 0, to: max(count, 1), by: Self.chunk) {
             let n = Int32(min(Self.chunk, count - lo))
-            try Self.check(MPI_Send(base + lo * stride, n, type, Int32(peer), Int32(tag), MPI_COMM_WORLD), "MPI_Send")
+            try Self.check(MPI_Send(base + lo * stride, n, type, Int32(peer), Int32(tag), handle), "MPI_Send")
         }
     }
 
@@ -192,16 +215,48 @@ public final class Communicator: @unchecked Sendable {
         for lo in Swift.stride(from: 0, to: max(count, 1), by: Self.chunk) {
             let n = Int32(min(Self.chunk, count - lo))
             var request = MPI_Request(0)
-            try Self.check(MPI_Irecv(base + lo * stride, n, type, Int32(peer), Int32(tag), MPI_COMM_WORLD, &request),
+            try Self.check(MPI_Irecv(base + lo * stride, n, type, Int32(peer), Int32(tag), handle, &request),
                            "MPI_Irecv")
-            var done: Int32 = 0, sleep: UInt32 = 50
-            while true {
-                try Self.check(MPI_Test(&request, &done, shim_mpi_status_ignore()), "MPI_Test")
-                if done != 0 { break }
-                usleep(sleep)
-                sleep = min(2000, sleep * 2)
-            }
+            try Self.poll(&request)
         }
+    }
+
+    /// Waits for `request` by MPI_Test with growing sleeps (see `receive`).
+    private static func poll(_ request: inout MPI_Request) throws {
+        var done: Int32 = 0, sleep: UInt32 = 50
+        while true {
+            try check(MPI_Test(&request, &done, shim_mpi_status_ignore()), "MPI_Test")
+            if done != 0 { return }
+            usleep(sleep)
+            sleep = min(2000, sleep * 2)
+        }
+    }
+
+    /// Sends `values` to `peer` and receives `count` floats from `source` at once (MPI_Isend, then the polled
+    /// receive, then the send completed): the pair exchanges of a 1F1B pipeline schedule (send an activation
+    /// forward while receiving a gradient back), which as two blocking calls in a fixed order could deadlock.
+    public func exchange(_ values: [Float], to peer: Int, tag: Int, receive count: Int, from source: Int,
+                         tag sourceTag: Int) throws -> [Float] {
+        precondition(usesMPI && peer != rank && source != rank, "exchange: no peers \(peer), \(source) in a world of \(size)")
+        traffic.sent += 4 * values.count
+        traffic.received += 4 * count
+        var out = [Float](repeating: 0, count: count)
+        try values.withUnsafeBufferPointer { v in
+            var requests: [MPI_Request] = []
+            for lo in Swift.stride(from: 0, to: max(values.count, 1), by: Self.chunk) {
+                var request = MPI_Request(0)
+                let n = Int32(min(Self.chunk, values.count - lo))
+                try Self.check(MPI_Isend(v.baseAddress.map { $0 + lo } ?? UnsafePointer(bitPattern: 16)!, n, MPI_FLOAT,
+                                         Int32(peer), Int32(tag), handle, &request), "MPI_Isend")
+                requests.append(request)
+            }
+            try out.withUnsafeMutableBytes {
+                try receive($0.baseAddress ?? UnsafeMutableRawPointer(bitPattern: 16)!, count: count, stride: 4,
+                            type: MPI_FLOAT, from: source, tag: sourceTag)
+            }
+            for i in requests.indices { try Self.poll(&requests[i]) }
+        }
+        return out
     }
 
     /// Sends `values` to rank `peer` (blocking until the buffer may be reused).
@@ -221,7 +276,7 @@ public final class Communicator: @unchecked Sendable {
     }
 
     public func barrier() throws {
-        if usesMPI { try Self.check(MPI_Barrier(MPI_COMM_WORLD), "MPI_Barrier") }
+        if usesMPI { try Self.check(MPI_Barrier(handle), "MPI_Barrier") }
     }
 
     private var finalized = false

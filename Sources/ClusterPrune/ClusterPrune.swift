@@ -70,6 +70,8 @@ public struct ClusterPruneOptions: Sendable {
     public var dtype: TensorDType? = nil
     /// The planner's prediction for this job (recorded in report.json beside the measured peaks).
     public var memoryPlan: MemoryPlan? = nil
+    /// Refit o_proj/down_proj after the cut (`lstsq` only; ClusterReconstruction.swift); nil: none.
+    public var reconstruction: ReconstructionSettings? = nil
 
     public init(modelPath: String, out: URL, jobDir: URL, settings: PruneSettings, spec: JobSpec) {
         self.modelPath = modelPath
@@ -141,6 +143,9 @@ struct RankSummary: Codable, Sendable {
     var controlBytes: [String: Int]
     var shard: ShardFile
     var events: [TraceEvent]
+    /// The reconstruction windows (rank 0's copy goes into the plan) and the layers this rank refit.
+    var reconstructionData: CalibrationProvenance? = nil
+    var reconstruction: [ReconstructionLayerReport]? = nil
 }
 
 /// A rank's importance result (the `done` payload of the importance unit).
@@ -156,6 +161,8 @@ public final class ClusterPruneJob {
     let comm: Communicator
     let calibrate: CalibrationDraw
     let dir: JobDirectory
+    /// Draws the reconstruction windows (every rank the same), when `options.reconstruction` is set.
+    public var drawReconstruction: CalibrationDraw? = nil
     /// Largest activation cache of this rank's gradient pass, bytes.
     private(set) var peakActivation = 0
 

@@ -77,6 +77,19 @@ extension ClusterPruneJob {
         let planBytes = try timed(.plan) { try x.charge(.plan) { try comm.broadcast(Array(planData), root: 0) } }
         let plan = try PrunePlan.decode(Data(planBytes), source: "plan from rank 0")
 
+        // reconstruction (when asked): each rank's refit o/down for the layers it writes
+        var refits: [Int: RefitWeights] = [:], recon: (CalibrationProvenance, [ReconstructionLayerReport])? = nil
+        if let rs = options.reconstruction, let draw = drawReconstruction {
+            x.progress(.write, 0, 2, "reconstruction")
+            let data = try draw(held.loaded)
+            let (r, reports) = try timed(.write) {
+                try x.span("reconstruct", .write) { try reconstruct(x, held, plan: plan, settings: rs, data: data) }
+            }
+            refits = r
+            recon = (data.provenance, reports)
+            hwm["reconstruction"] = peakRSSBytes()
+        }
+
         // write: each rank cuts its own block and writes its shard
         x.progress(.write, 0, 2, "cutting layers \(held.owned.lowerBound)..<\(held.owned.upperBound)")
         x.stallIfAsked("write")
@@ -85,7 +98,8 @@ extension ClusterPruneJob {
             if let stage = held.stage, stage.streamed != nil {
                 return try x.span("write", .write) {
                     try HFExport.writeStreamedShard(plan: plan, stage: stage, embedding: r == 0, head: r == n - 1,
-                                                    dtype: dtype, index: r, count: n, into: URL(fileURLWithPath: staging))
+                                                    dtype: dtype, index: r, count: n, into: URL(fileURLWithPath: staging),
+                                                    refits: refits, biases: options.reconstruction?.bias ?? false)
                 }
             }
             // fp32 held: cut and written layer by layer, each uncut layer dropped as it goes (samples mode drops the
@@ -96,7 +110,7 @@ extension ClusterPruneJob {
             return try x.span("write", .write) {
                 try HFExport.writeHeldShard(plan: plan, weights: held.weights, layers: held.owned, embedding: r == 0,
                                             head: r == n - 1, dtype: dtype, index: r, count: n,
-                                            into: URL(fileURLWithPath: staging))
+                                            into: URL(fileURLWithPath: staging), refits: refits, biases: options.reconstruction?.bias ?? false)
             }
         }
         x.progress(.write, 2, 2, String(format: "wrote %@ (%.1f MB)", shard.fileName, Double(shard.dataBytes) / 1e6))
@@ -105,7 +119,7 @@ extension ClusterPruneJob {
                              layers: Array(held.owned), weightBytes: held.bytes,
                              peakActivationBytes: peakActivation, peakRSSBytes: peakRSSBytes(), peakRSSByPhase: hwm,
                              traffic: x.trafficByPhase, controlBytes: x.controlByPhase, shard: shard,
-                             events: x.trace.recorded)
+                             events: x.trace.recorded, reconstructionData: recon?.0, reconstruction: recon?.1)
         guard x.isCoordinator else {
             try x.finish(.write, payload: try JSONEncoder().encode(me))
             return nil
@@ -282,7 +296,16 @@ extension ClusterPruneJob {
                         wall: [String: Double], start: Date) throws -> ClusterPruneReport {
         let staging = URL(fileURLWithPath: x.attempt.extra["staging"] ?? "")
         let epoch = x.epoch, startPhase = PrunePhase(rawValue: x.attempt.startPhase) ?? .importance
-        let config = try plan.prunedConfig(held.weights.config)
+        var config = try plan.prunedConfig(held.weights.config)
+        if options.reconstruction?.bias == true { config = config.withAllBiases() }
+        var plan = plan
+        if let rs = options.reconstruction, let data = ranks.first(where: { $0.rank == 0 })?.reconstructionData {
+            // Samples mode: every rank reports every layer (the same numbers); layers mode: each its own.
+            var byLayer: [Int: ReconstructionLayerReport] = [:]
+            for r in ranks { for l in r.reconstruction ?? [] where byLayer[l.layer] == nil { byLayer[l.layer] = l } }
+            plan.reconstruction = ReconstructionReport(settings: rs, calibration: data,
+                                                       layers: byLayer.values.sorted { $0.layer < $1.layer })
+        }
         try HFExport.writeIndex(shards: ranks.map(\.shard), into: staging)
         let dtype = try outputDType()
         try HFExport.writeModelFiles(config: config, dtype: dtype, tokenizerSource: .of(held.loaded), into: staging,

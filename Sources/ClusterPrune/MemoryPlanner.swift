@@ -7,6 +7,9 @@
 //   importance  fp32 weights held + (low memory) the block's mapped pages, one widened layer, one layer's gradient
 //               sums (+ Fisher and its per-sample temporary) + activations (workspace, kept layer inputs, backward
 //               buffers, the last stage's logits chunk, transfer copies)
+//   reconstruction (with --reconstruct) the weights held + (low memory) one widened layer + the sweep's streams and
+//               micro-batch internals + one pruned layer's Grams and solve + the refits kept for the write (+ the
+//               stream received and sent, layers mode)
 //   write       low memory: mapped pages + one widened layer + its cut; fp32: the block + one cut layer
 // plus a runtime constant (Swift, MPI, ZeroMQ, OpenBLAS, tokenizer, calibration text) measured on this machine.
 import Foundation
@@ -35,6 +38,8 @@ public struct MemoryPlanInputs: Sendable {
     /// Bytes a rank may spend on keeping layer internals from the forward sweep (no recomputation in the backward);
     /// nil: automatic (the budget's headroom, less 5 %; without a budget, 2 GiB as a single process allows).
     public var activationCache: Int? = nil
+    /// The reconstruction after the cut, if any (its sweep, one layer's Grams and the refits held until the write).
+    public var reconstruction: ReconstructionSettings? = nil
 
     public init(config: LlamaConfig, shard: ShardMode, ranks: Int, lowMemory: Bool, fileBytesPerParameter: Double,
                 samples: Int, sampleLength: Int, scored: Range<Int>, needsGradient: Bool, needsFisher: Bool,
@@ -160,6 +165,22 @@ public enum MemoryPlanner {
                 let cutOne = owned[r].filter { x.scored.contains($0) }
                     .map { Int(keptFraction * Double(4 * (c.layerParameterCount(c.layers[$0]) - 2 * d))) }.max() ?? 0
                 moments.append(("write", base + held - others + max(cutOne, r == 0 ? 4 * table : 0)))
+            }
+            if let rc = x.reconstruction, let lastPruned = x.scored.last, block.lowerBound <= lastPruned {
+                let n = x.shard == .samples ? (rc.samples + x.ranks - 1) / x.ranks : rc.samples
+                let sweep = ReconstructionSweep.bytes(config: c, batch: n, seqLen: rc.sampleLength, method: rc.method)
+                let transfer = x.shard == .layers ? 2 * 4 * n * rc.sampleLength * d : 0
+                let step = block.filter { x.scored.contains($0) }
+                    .map { ReconstructionSweep.stepBytes(original: c.layers[$0], keptFraction: keptFraction,
+                                                         headDim: c.headDim, hidden: d,
+                                                         rows: min(n, ReconstructionSweep.microBatch(seqLen: rc.sampleLength)) * rc.sampleLength,
+                                                         reduced: x.shard == .samples) }
+                    .max() ?? 0
+                let refits = owned[r].filter { x.scored.contains($0) }.reduce(0) {
+                    $0 + Int(keptFraction * Double(4 * d * (c.layers[$1].numHeads * c.headDim + c.layers[$1].intermediateSize)))
+                }
+                moments.append(("reconstruction", base + kept + layerBytes + sweep + transfer + step + refits))
+                if let w = moments.firstIndex(where: { $0.0 == "write" }) { moments[w].1 += refits }
             }
             // The activation cache: as many of the block's top layers as the room allows keep their internals.
             let candidates = gradientPass ? block.filter { $0 >= x.scored.lowerBound }.count : 0

@@ -53,6 +53,11 @@ public final class Generator {
         runner = LlamaRunner(weights: weights)
     }
 
+    /// Generation over a given runner (e.g. one whose products run in bf16).
+    public init(runner: LlamaRunner) {
+        self.runner = runner
+    }
+
     public var config: LlamaConfig { runner.config }
 
     /// Positions the model takes: max_position_embeddings, or nil under dynamic RoPE (which rescales past it, so

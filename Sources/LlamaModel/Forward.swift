@@ -61,6 +61,16 @@ public final class LlamaRunner {
         block = TransformerBlock(config: weights.config)
     }
 
+    /// A runner whose products run in `compute` (bf16: the weights packed once here, forward layouts only).
+    /// Throws `ComputeUnavailable` for bf16 on a CPU without native bf16 products.
+    public convenience init(weights: LlamaWeights, compute: ComputeType) throws {
+        self.init(weights: weights)
+        block.bf16 = try BF16Base.make(weights, compute: compute, backward: false)
+    }
+
+    /// The arithmetic of this runner's products.
+    public var compute: ComputeType { block.bf16 == nil ? .fp32 : .bf16 }
+
     /// Final-normed hidden states [batch·seqLen × d] of `tokens` (row-major [batch × seqLen]).
     public func hiddenStates(tokens: [Int32], batch: Int, seqLen: Int) throws -> [Float] {
         try run(tokens: tokens, batch: batch, seqLen: seqLen)
@@ -72,12 +82,7 @@ public final class LlamaRunner {
         try run(tokens: tokens, batch: batch, seqLen: seqLen)
         let n = batch * seqLen, v = config.vocabSize, d = config.hiddenSize
         var out = [Float](repeating: 0, count: n * v)
-        let h = ws!.h.p
-        (weights.lmHead ?? weights.embed).withUnsafeBufferPointer { w in
-            out.withUnsafeMutableBufferPointer { o in
-                BLAS.gemm(m: n, n: v, k: d, a: h, b: w.baseAddress!, bTransposed: true, c: o.baseAddress!)
-            }
-        }
+        out.withUnsafeMutableBufferPointer { o in block.lmHead(weights, ws!.h.p, rows: n, logits: o.baseAddress!) }
         return out
     }
 
@@ -109,9 +114,7 @@ public final class LlamaRunner {
         let h = ws!.h.p
         for (row0, rows) in chunks {
             block.timed("lm_head", flops: 2.0 * Double(rows * v * d)) {
-                (weights.lmHead ?? weights.embed).withUnsafeBufferPointer { w in
-                    BLAS.gemm(m: rows, n: v, k: d, a: h + row0 * d, b: w.baseAddress!, bTransposed: true, c: logits.p)
-                }
+                block.lmHead(weights, h + row0 * d, rows: rows, logits: logits.p)
             }
             block.timed("nll") {
                 nll.withUnsafeMutableBufferPointer { out in
@@ -151,16 +154,7 @@ public final class LlamaRunner {
         block.norm(weights.finalNorm, ws.x.p + first * d, out: ws.h.p, rows: rows)
         var out = [Float](repeating: 0, count: rows * v)
         block.timed("lm_head", flops: 2.0 * Double(rows * v * d)) {
-            (weights.lmHead ?? weights.embed).withUnsafeBufferPointer { w in
-                out.withUnsafeMutableBufferPointer { o in
-                    if rows == 1 {
-                        Kernels.matvec(w.baseAddress!, ws.h.p, o.baseAddress!, rows: v, cols: d, accumulate: false,
-                                       threads: BLAS.threads)
-                    } else {
-                        BLAS.gemm(m: rows, n: v, k: d, a: ws.h.p, b: w.baseAddress!, bTransposed: true, c: o.baseAddress!)
-                    }
-                }
-            }
+            out.withUnsafeMutableBufferPointer { o in block.lmHead(weights, ws.h.p, rows: rows, logits: o.baseAddress!) }
         }
         return out
     }

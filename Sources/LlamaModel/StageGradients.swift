@@ -197,13 +197,7 @@ public final class StageGradientPass {
 
     /// Runs `body` with layer `l` in fp32: as loaded, or (low-memory stage) widened from the mapped file for the
     /// duration of `body` and dropped after it.
-    public func withLayer<T>(_ l: Int, _ body: () throws -> T) throws -> T {
-        guard let streamed = stage.streamed, streamed.layers.contains(l) else { return try body() }
-        let w = stage.weights, shape = w.layers[l].shape
-        w.layers[l] = try streamed.widen(l)
-        defer { w.layers[l] = .placeholder(shape) }
-        return try body()
-    }
+    public func withLayer<T>(_ l: Int, _ body: () throws -> T) throws -> T { try stage.withLayer(l, body) }
 
     /// This stage's share of the result: gradients (and Fisher) of `scoredHere`; the loss on the last stage (0
     /// elsewhere).

@@ -66,3 +66,28 @@ public final class StreamedLayers: @unchecked Sendable {
         return nil
     }
 }
+
+extension StageWeights {
+    /// Runs `body` with layer `l` in fp32: as loaded, or (low-memory stage) widened from the mapped file for the
+    /// duration of `body` and dropped after it. Every stage pass (gradients, LoRA) goes through here.
+    public func withLayer<T>(_ l: Int, _ body: () throws -> T) throws -> T {
+        guard let streamed, streamed.layers.contains(l) else { return try body() }
+        let w = weights, shape = w.layers[l].shape
+        w.layers[l] = try streamed.widen(l)
+        defer { w.layers[l] = .placeholder(shape) }
+        return try body()
+    }
+
+    /// The token embeddings of `tokens` into `out` [tokens.count × d]: from the loaded table, or (low-memory
+    /// first stage) only those rows read from the mapped file.
+    public func embed(tokens: [Int32], into out: UnsafeMutablePointer<Float>) throws {
+        let d = config.hiddenSize
+        if weights.embed.isEmpty, let streamed { return try streamed.embed(tokens: tokens, into: out) }
+        guard weights.embed.count == config.vocabSize * d else {
+            throw ModelError.invalidInput("stage \(layers): the token embedding is not loaded")
+        }
+        weights.embed.withUnsafeBufferPointer { e in
+            for (t, id) in tokens.enumerated() { (out + t * d).update(from: e.baseAddress! + Int(id) * d, count: d) }
+        }
+    }
+}

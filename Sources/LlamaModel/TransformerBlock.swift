@@ -120,6 +120,9 @@ public final class TransformerBlock {
     public let config: LlamaConfig
     /// Set to a fresh profile to collect phase timings.
     public var profile: ForwardProfile?
+    /// The frozen base packed for bf16 products (`--compute bf16`), or nil for fp32 sgemm. Only for passes whose
+    /// layer weights are the ones it was packed from and never change (LoRA, eval, generation).
+    public var bf16: BF16Base?
     private(set) var ropeCos: [Float] = []     // [positions × hd/2]
     private(set) var ropeSin: [Float] = []
     private var ropeNegSin: [Float] = []        // −sin: the backward rotates by −θ
@@ -197,11 +200,15 @@ public final class TransformerBlock {
         }
     }
 
-    /// out[N × outWidth] (+)= input[N × k] · Wᵀ for a weight W stored [outWidth × k]. One token (a generation step)
-    /// goes through Kernels.matvec: one pass over W, at about twice the bandwidth of OpenBLAS' sgemv here.
-    func project(_ p: Projection, _ input: UnsafePointer<Float>, tokens n: Int, k: Int, weight: [Float],
+    /// out[N × outWidth] (+)= input[N × k] · Wᵀ for a weight W stored [outWidth × k] of `layer`: in bf16 when
+    /// the block has a packed base, else sgemm. One token (a generation step) goes through Kernels.matvec in fp32:
+    /// one pass over W, at about twice the bandwidth of OpenBLAS' sgemv here.
+    func project(_ p: Projection, layer l: Int, _ input: UnsafePointer<Float>, tokens n: Int, k: Int, weight: [Float],
                  outWidth: Int, out: UnsafeMutablePointer<Float>, accumulate: Bool) {
         timed(p.phase, flops: 2.0 * Double(n * k * outWidth)) {
+            if let packed = bf16?.product(p, layer: l).forward, packed.run(input, rows: n, into: out, accumulate: accumulate) {
+                return
+            }
             weight.withUnsafeBufferPointer { w in
                 if n == 1 {
                     Kernels.matvec(w.baseAddress!, input, out, rows: outWidth, cols: k, accumulate: accumulate,
@@ -230,11 +237,38 @@ public final class TransformerBlock {
         }
     }
 
-    /// dX[N × k] = dY[N × outWidth] · W for a weight W stored [outWidth × k].
-    func projectBack(_ dY: UnsafePointer<Float>, tokens n: Int, k: Int, weight: [Float], outWidth: Int,
-                     dX: UnsafeMutablePointer<Float>) {
+    /// dX[N × k] = dY[N × outWidth] · W for a weight W stored [outWidth × k] of `layer` (bf16 when the block has a
+    /// base packed for the backward).
+    func projectBack(_ p: Projection, layer l: Int, _ dY: UnsafePointer<Float>, tokens n: Int, k: Int, weight: [Float],
+                     outWidth: Int, dX: UnsafeMutablePointer<Float>) {
+        if let packed = bf16?.product(p, layer: l).backward, packed.run(dY, rows: n, into: dX, accumulate: false) {
+            return
+        }
         weight.withUnsafeBufferPointer { w in
             BLAS.gemm(m: n, n: k, k: outWidth, a: dY, b: w.baseAddress!, bTransposed: false, c: dX)
+        }
+    }
+
+    /// logits[rows × V] = h[rows × d] · headᵀ, the LM head of `w` (lm_head, or the tied embedding); bf16 when the
+    /// block has a packed base. One row (a generation step) in fp32 goes through Kernels.matvec.
+    public func lmHead(_ w: LlamaWeights, _ h: UnsafePointer<Float>, rows: Int, logits: UnsafeMutablePointer<Float>) {
+        let v = config.vocabSize, d = config.hiddenSize
+        if let packed = bf16?.head.forward, packed.run(h, rows: rows, into: logits, accumulate: false) { return }
+        (w.lmHead ?? w.embed).withUnsafeBufferPointer { p in
+            if rows == 1 {
+                Kernels.matvec(p.baseAddress!, h, logits, rows: v, cols: d, accumulate: false, threads: BLAS.threads)
+            } else {
+                BLAS.gemm(m: rows, n: v, k: d, a: h, b: p.baseAddress!, bTransposed: true, c: logits)
+            }
+        }
+    }
+
+    /// dH[rows × d] = dLogits[rows × V] · head: the LM head's input gradient (bf16 when packed for the backward).
+    public func lmHeadBack(_ w: LlamaWeights, _ dLogits: UnsafePointer<Float>, rows: Int, dH: UnsafeMutablePointer<Float>) {
+        let v = config.vocabSize, d = config.hiddenSize
+        if let packed = bf16?.head.backward, packed.run(dLogits, rows: rows, into: dH, accumulate: false) { return }
+        (w.lmHead ?? w.embed).withUnsafeBufferPointer { p in
+            BLAS.gemm(m: rows, n: d, k: v, a: dLogits, b: p.baseAddress!, bTransposed: false, c: dH)
         }
     }
 
@@ -254,7 +288,7 @@ public final class TransformerBlock {
 
         // Attention: xMid = x + attention(rope(q|k|v(rmsnorm₁(x)))) · Woᵀ
         norm(lw.inputNorm, x, out: h, rows: n)
-        project(.qkv, h, tokens: n, k: d, weight: lw.wqkv, outWidth: width, out: t.qkv.p, accumulate: false)
+        project(.qkv, layer: l, h, tokens: n, k: d, weight: lw.wqkv, outWidth: width, out: t.qkv.p, accumulate: false)
         addBias(.qkv, lw.bqkv, out: t.qkv.p, tokens: n, ld: width)
         hook?.forward(.qkv, layer: l, input: h, output: t.qkv.p, ld: width, shape: s, geometry: g)
         let past = cache?.length ?? 0
@@ -273,18 +307,18 @@ public final class TransformerBlock {
             }
         }
         if t.xMid.p != UnsafeMutablePointer(mutating: x) { t.xMid.p.update(from: x, count: n * d) }
-        project(.o, t.attn.p, tokens: n, k: qWidth, weight: lw.wo, outWidth: d, out: t.xMid.p, accumulate: true)
+        project(.o, layer: l, t.attn.p, tokens: n, k: qWidth, weight: lw.wo, outWidth: d, out: t.xMid.p, accumulate: true)
         addBias(.o, lw.bo, out: t.xMid.p, tokens: n, ld: d)
         hook?.forward(.o, layer: l, input: t.attn.p, output: t.xMid.p, ld: d, shape: s, geometry: g)
 
         // MLP: out = xMid + (silu(gate)·up)(rmsnorm₂(xMid)) · Wdownᵀ
         norm(lw.postNorm, t.xMid.p, out: h, rows: n)
-        project(.gateUp, h, tokens: n, k: d, weight: lw.wGateUp, outWidth: 2 * inter, out: t.gu.p, accumulate: false)
+        project(.gateUp, layer: l, h, tokens: n, k: d, weight: lw.wGateUp, outWidth: 2 * inter, out: t.gu.p, accumulate: false)
         addBias(.gateUp, lw.bGateUp, out: t.gu.p, tokens: n, ld: 2 * inter)
         hook?.forward(.gateUp, layer: l, input: h, output: t.gu.p, ld: 2 * inter, shape: s, geometry: g)
         timed("swiglu") { Kernels.swiglu(t.gu.p, out: t.act.p, rows: n, inner: inter) }
         if out != t.xMid.p { out.update(from: t.xMid.p, count: n * d) }
-        project(.down, t.act.p, tokens: n, k: inter, weight: lw.wDown, outWidth: d, out: out, accumulate: true)
+        project(.down, layer: l, t.act.p, tokens: n, k: inter, weight: lw.wDown, outWidth: d, out: out, accumulate: true)
         addBias(.down, lw.bDown, out: out, tokens: n, ld: d)
         hook?.forward(.down, layer: l, input: t.act.p, output: out, ld: d, shape: s, geometry: g)
     }
@@ -308,7 +342,7 @@ public final class TransformerBlock {
         let needMLPInput = needAttention || wants(.gateUp)
 
         // MLP: y = xMid + act · Wdownᵀ.
-        if needMLPInput { projectBack(dx, tokens: n, k: inter, weight: lw.wDown, outWidth: d, dX: b.dAct) }
+        if needMLPInput { projectBack(.down, layer: l, dx, tokens: n, k: inter, weight: lw.wDown, outWidth: d, dX: b.dAct) }
         if wants(.down) {
             hook!.backward(.down, layer: l, input: t.act.p, dY: dx, ld: d, dX: needMLPInput ? b.dAct : nil, shape: s,
                            geometry: g)
@@ -318,7 +352,7 @@ public final class TransformerBlock {
         lw.postNorm.withUnsafeBufferPointer { w in       // h = rmsnorm₂(xMid), the gate|up input
             Kernels.rmsNorm(t.xMid.p, weight: w.baseAddress!, out: h, rows: n, dim: d, eps: eps)
         }
-        projectBack(b.dgu, tokens: n, k: d, weight: lw.wGateUp, outWidth: 2 * inter, dX: b.dh)
+        projectBack(.gateUp, layer: l, b.dgu, tokens: n, k: d, weight: lw.wGateUp, outWidth: 2 * inter, dX: b.dh)
         if wants(.gateUp) {
             hook!.backward(.gateUp, layer: l, input: h, dY: b.dgu, ld: 2 * inter, dX: b.dh, shape: s, geometry: g)
         }
@@ -329,7 +363,7 @@ public final class TransformerBlock {
         }
 
         // Attention: xMid = x + attn · Woᵀ.
-        if needQKV { projectBack(dx, tokens: n, k: qWidth, weight: lw.wo, outWidth: d, dX: b.dAttn) }
+        if needQKV { projectBack(.o, layer: l, dx, tokens: n, k: qWidth, weight: lw.wo, outWidth: d, dX: b.dAttn) }
         if wants(.o) {
             hook!.backward(.o, layer: l, input: t.attn.p, dY: dx, ld: d, dX: needQKV ? b.dAttn : nil, shape: s,
                            geometry: g)
@@ -341,7 +375,7 @@ public final class TransformerBlock {
         lw.inputNorm.withUnsafeBufferPointer { w in      // h = rmsnorm₁(x), the q|k|v input
             Kernels.rmsNorm(x, weight: w.baseAddress!, out: h, rows: n, dim: d, eps: eps)
         }
-        if needInputGradient { projectBack(b.dqkv, tokens: n, k: d, weight: lw.wqkv, outWidth: width, dX: b.dh) }
+        if needInputGradient { projectBack(.qkv, layer: l, b.dqkv, tokens: n, k: d, weight: lw.wqkv, outWidth: width, dX: b.dh) }
         if wants(.qkv) {
             hook!.backward(.qkv, layer: l, input: h, dY: b.dqkv, ld: width, dX: needInputGradient ? b.dh : nil,
                            shape: s, geometry: g)

@@ -51,22 +51,43 @@ final class DropoutBits {
         Kernels.parallelRows(rows, minRowsPerChunk: 16) { range in
             for r in range {
                 let row = w + r * wpr
-                row.update(repeating: 0, count: wpr)
                 var state = DropoutMask.mix(m.key, UInt64(r))
-                var c = 0
-                while c < cols {
-                    state &+= 0x9E37_79B9_7F4A_7C15
-                    var z = state
-                    z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-                    z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-                    z ^= z >> 31
-                    if UInt32(truncatingIfNeeded: z) >= threshold { row[c >> 6] |= 1 << UInt64(c & 63) }
-                    if c + 1 < cols, UInt32(truncatingIfNeeded: z >> 32) >= threshold {
-                        row[(c + 1) >> 6] |= 1 << UInt64((c + 1) & 63)
+                // Column pairs (c, c+1), c even, take the low and high halves of one SplitMix64 output; a word holds
+                // 64 columns, so a pair never straddles two words and each word is built in a register.
+                for wi in 0..<wpr {
+                    let end = min(64, cols - wi * 64)
+                    var bits: UInt64 = 0
+                    var j = 0
+                    while j < end {
+                        state &+= 0x9E37_79B9_7F4A_7C15
+                        var z = state
+                        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+                        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+                        z ^= z >> 31
+                        let lo: UInt64 = UInt32(truncatingIfNeeded: z) >= threshold ? 1 : 0
+                        let hi: UInt64 = j + 1 < end && UInt32(truncatingIfNeeded: z >> 32) >= threshold ? 1 : 0
+                        bits |= (lo | hi << 1) << UInt64(j)
+                        j += 2
                     }
-                    c += 2
+                    row[wi] = bits
                 }
             }
+        }
+    }
+
+    /// `body(column, bit)` over one row's columns, each mask word read once (bit: 0 or 1).
+    @inline(__always)
+    private static func columns(_ bits: UnsafePointer<UInt64>, cols: Int, _ body: (Int, Float) -> Void) {
+        var c = 0, wi = 0
+        while c < cols {
+            let word = bits[wi], end = min(cols, c + 64)
+            var j: UInt64 = 0
+            while c < end {
+                body(c, Float((word >> j) & 1))
+                c += 1
+                j += 1
+            }
+            wi += 1
         }
     }
 
@@ -75,8 +96,8 @@ final class DropoutBits {
         let w = words, wpr = wordsPerRow, cols = cols, s = scale
         Kernels.parallelRows(rows, minRowsPerChunk: 16) { range in
             for r in range {
-                let bits = w + r * wpr, xr = x + r * cols, yr = y + r * cols
-                for c in 0..<cols { yr[c] = xr[c] * (s * Float((bits[c >> 6] >> UInt64(c & 63)) & 1)) }
+                let xr = x + r * cols, yr = y + r * cols
+                Self.columns(w + r * wpr, cols: cols) { c, bit in yr[c] = xr[c] * (s * bit) }
             }
         }
     }
@@ -86,8 +107,8 @@ final class DropoutBits {
         let w = words, wpr = wordsPerRow, cols = cols, s = scale
         Kernels.parallelRows(rows, minRowsPerChunk: 16) { range in
             for r in range {
-                let bits = w + r * wpr, xr = x + r * cols, yr = y + r * cols
-                for c in 0..<cols { yr[c] += xr[c] * (s * Float((bits[c >> 6] >> UInt64(c & 63)) & 1)) }
+                let xr = x + r * cols, yr = y + r * cols
+                Self.columns(w + r * wpr, cols: cols) { c, bit in yr[c] += xr[c] * (s * bit) }
             }
         }
     }

@@ -67,6 +67,13 @@ public final class LoRAAdapters: @unchecked Sendable {
         index[layer][target].map { slots[$0] }
     }
 
+    /// The flat range of the adapters of a block of layers (slots are laid out layer by layer, so it is one range).
+    public func parameterRange(layers: Range<Int>) -> Range<Int> {
+        let mine = slots.filter { layers.contains($0.layer) }
+        let lo = mine.first?.aOffset ?? 0
+        return lo..<(mine.last.map { $0.bOffset + config.rank * $0.outFeatures } ?? lo)
+    }
+
     /// A copy of A [r × in] of a slot.
     public func a(_ s: AdapterSlot) -> [Float] { Array(parameters[s.aOffset..<s.aOffset + config.rank * s.inFeatures]) }
     /// A copy of B [out × r] of a slot.

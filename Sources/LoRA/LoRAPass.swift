@@ -1,5 +1,6 @@
-// Forward with LoRA adapters and backward to the adapters only, over a FROZEN Llama in fp32 with every product
-// a batched sgemm. Each adapted projection computes y = x Wᵀ + s·(dropout(x) Aᵀ) Bᵀ, s = alpha/r.
+// Forward with LoRA adapters and backward to the adapters only, over a FROZEN Llama with every product a batched
+// sgemm in fp32, or the frozen base's products in bf16 (`compute`, BF16Base). Each adapted projection computes
+// y = x Wᵀ + s·(dropout(x) Aᵀ) Bᵀ, s = alpha/r.
 // What the backward does not do, on purpose:
 // - no base weight gradient is ever formed: only activation gradients flow through the frozen matrices;
 // - no backward into the embedding, and none below what the lowest layer's adapters need;
@@ -26,16 +27,21 @@ final class LayerCache {
     }
 }
 
-/// Σ NLL over the scored predictions of a batch, and how many there were.
+/// Σ NLL over the scored predictions of a batch, and how many there were; with a teacher also Σ T²·KL over the
+/// same predictions (Distillation.swift).
 public struct LossSum: Sendable, Equatable {
     public var nll: Double
     public var predictions: Int
-    public init(nll: Double, predictions: Int) {
+    public var kd: Double
+    public init(nll: Double, predictions: Int, kd: Double = 0) {
         self.nll = nll
         self.predictions = predictions
+        self.kd = kd
     }
     public var mean: Double { predictions > 0 ? nll / Double(predictions) : .nan }
-    public static func + (a: LossSum, b: LossSum) -> LossSum { LossSum(nll: a.nll + b.nll, predictions: a.predictions + b.predictions) }
+    public static func + (a: LossSum, b: LossSum) -> LossSum {
+        LossSum(nll: a.nll + b.nll, predictions: a.predictions + b.predictions, kd: a.kd + b.kd)
+    }
 }
 
 public final class LoRAPass {
@@ -53,11 +59,15 @@ public final class LoRAPass {
     /// The layer code every pass runs; the adapters attach to its products through an `AdapterHook`.
     let block: TransformerBlock
 
-    public init(base: LlamaWeights, adapters: LoRAAdapters) throws {
+    /// `compute`: the arithmetic of the frozen base's products (bf16: packed once here, forward and input-gradient
+    /// layouts; throws `ComputeUnavailable` on a CPU without native bf16). Adapters, their gradients and the
+    /// optimizer stay fp32 either way.
+    public init(base: LlamaWeights, adapters: LoRAAdapters, compute: ComputeType = .fp32) throws {
         try adapters.checkFits(base.config)
         self.base = base
         self.adapters = adapters
         block = TransformerBlock(config: base.config)
+        block.bf16 = try BF16Base.make(base, compute: compute, backward: true)
         targets = adapters.config.orderedTargets
         gradCount = adapters.parameterCount
         grads = .allocate(capacity: max(gradCount, 1))
@@ -89,12 +99,14 @@ public final class LoRAPass {
     // MARK: - public passes
 
     /// Forward and backward over one micro-batch: adds ∂(Σ NLL / lossDivisor)/∂θ into the flat gradients and
-    /// returns the batch's NLL sum. `dropoutSeed` keys this pass's masks (ignored when dropout is 0).
+    /// returns the batch's NLL sum. `dropoutSeed` keys this pass's masks (ignored when dropout is 0). With a
+    /// `teacher` the summed loss is the KD mix of Distillation.swift and the KD sum is returned too.
     @discardableResult
-    public func accumulateGradients(_ batch: TokenBatch, lossDivisor: Double, dropoutSeed: UInt64) throws -> LossSum {
+    public func accumulateGradients(_ batch: TokenBatch, lossDivisor: Double, dropoutSeed: UInt64,
+                                    teacher: Teacher? = nil) throws -> LossSum {
         guard lossDivisor > 0 else { throw LoRAError.invalidInput("loss divisor must be positive") }
         return try run(batch, lossDivisor: lossDivisor, dropoutSeed: adapters.config.dropout > 0 ? dropoutSeed : nil,
-                       backward: true)
+                       backward: true, teacher: teacher)
     }
 
     /// Forward only: the batch's NLL sum over scored predictions. No dropout unless a seed is given (then the
@@ -127,11 +139,7 @@ public final class LoRAPass {
             base.finalNorm.withUnsafeBufferPointer { w in
                 Kernels.rmsNorm(cur.p, weight: w.baseAddress!, out: h.p, rows: n, dim: d, eps: config.rmsNormEps)
             }
-            (base.lmHead ?? base.embed).withUnsafeBufferPointer { w in
-                out.withUnsafeMutableBufferPointer { o in
-                    BLAS.gemm(m: n, n: v, k: d, a: h.p, b: w.baseAddress!, bTransposed: true, c: o.baseAddress!)
-                }
-            }
+            out.withUnsafeMutableBufferPointer { o in block.lmHead(base, h.p, rows: n, logits: o.baseAddress!) }
         }
         return out
     }
@@ -168,8 +176,10 @@ public final class LoRAPass {
         return x
     }
 
-    private func run(_ tb: TokenBatch, lossDivisor: Double, dropoutSeed: UInt64?, backward: Bool) throws -> LossSum {
+    private func run(_ tb: TokenBatch, lossDivisor: Double, dropoutSeed: UInt64?, backward: Bool,
+                     teacher: Teacher? = nil) throws -> LossSum {
         try validate(tb)
+        let taught = try teacher.map { ($0, try $0.hiddenStates(tb)) }     // no gradient: a plain forward
         let c = config, d = c.hiddenSize, L = c.numLayers
         let geo = BlockGeometry(batch: tb.batch, seqLen: tb.seqLen), n = geo.tokens
         block.ensureRope(tb.seqLen)
@@ -203,17 +213,11 @@ public final class LoRAPass {
                 Kernels.rmsNorm(xFinal.p, weight: w.baseAddress!, out: h.p, rows: n, dim: d, eps: c.rmsNormEps)
             }
             let dx = backward ? pool.take(n * d) : nil
-            let loss = lossAndGradient(hidden: h.p, batch: tb, divisor: lossDivisor, dHidden: dx?.p)
+            let loss = lossAndGradient(hidden: h.p, batch: tb, divisor: lossDivisor, dHidden: dx?.p, teacher: taught)
             defer { lastActivationBytes = pool.bytesTaken }
             guard let dx else { return loss }
 
-            // Final norm backward: dx ← ∂/∂x_L.
-            let dNormed = pool.take(n * d)
-            dNormed.p.update(from: dx.p, count: n * d)
-            base.finalNorm.withUnsafeBufferPointer { w in
-                Kernels.rmsNormBackward(x: xFinal.p, weight: w.baseAddress!, dy: dNormed.p, dx: dx.p, rows: n, dim: d,
-                                        eps: c.rmsNormEps, accumulate: false)
-            }
+            finalNormBackward(xFinal: xFinal, dx: dx, rows: n)
             let bw = BackwardScratch(tokens: n, config: c, pool: pool)
             for l in stride(from: L - 1, through: 0, by: -1) {
                 let cache: LayerCache
@@ -229,6 +233,17 @@ public final class LoRAPass {
                                buffers: bw.buffers, geometry: geo, hook: hook, needInputGradient: l > 0)
             }
             return loss
+        }
+    }
+
+    /// Final norm backward: on entry dx holds ∂/∂(normed hidden), on exit ∂/∂x_L (x_L = `xFinal`).
+    func finalNormBackward(xFinal: FloatBuffer, dx: FloatBuffer, rows n: Int) {
+        let c = config, d = c.hiddenSize
+        let dNormed = pool.take(n * d)
+        dNormed.p.update(from: dx.p, count: n * d)
+        base.finalNorm.withUnsafeBufferPointer { w in
+            Kernels.rmsNormBackward(x: xFinal.p, weight: w.baseAddress!, dy: dNormed.p, dx: dx.p, rows: n, dim: d,
+                                    eps: c.rmsNormEps, accumulate: false)
         }
     }
 
@@ -290,27 +305,42 @@ public final class LoRAPass {
     // MARK: - loss
 
     /// Σ NLL of the scored predictions. With dHidden, also writes ∂(Σ NLL / divisor)/∂hidden [N × d] (zero on
-    /// unscored rows). Only scored rows go through the LM head, gathered ≈512 at a time.
+    /// unscored rows). Only scored rows go through the LM head, gathered ≈512 at a time. With a teacher (and its
+    /// hidden states [N × d_teacher]) the loss is the KD mix: its logits for the same rows come chunk by chunk.
     func lossAndGradient(hidden: UnsafePointer<Float>, batch tb: TokenBatch, divisor: Double,
-                         dHidden: UnsafeMutablePointer<Float>?) -> LossSum {
+                         dHidden: UnsafeMutablePointer<Float>?, teacher: (Teacher, [Float])? = nil) -> LossSum {
         let c = config, v = c.vocabSize, d = c.hiddenSize
         let scored = tb.scoredRows
         if let dHidden { dHidden.update(repeating: 0, count: tb.batch * tb.seqLen * d) }
         guard !scored.isEmpty else { return LossSum(nll: 0, predictions: 0) }
         let chunk = min(512, scored.count)
         let rows = pool.take(chunk * d), logits = pool.take(chunk * v), dRows = pool.take(chunk * d)
-        var nll = [Double](repeating: 0, count: scored.count)
+        var nll = [Double](repeating: 0, count: scored.count), kd = nll
+        let tLogits = teacher.map { _ in pool.take(chunk * v) }
+        let tRows = teacher.map { pool.take(chunk * $0.0.runner.config.hiddenSize) }
         let inv = Float(1 / divisor)
-        let head = base.lmHead ?? base.embed
         var first = 0
         while first < scored.count {
             let m = min(chunk, scored.count - first)
             for i in 0..<m { (rows.p + i * d).update(from: hidden + scored[first + i].row * d, count: d) }
-            head.withUnsafeBufferPointer { w in
-                BLAS.gemm(m: m, n: v, k: d, a: rows.p, b: w.baseAddress!, bTransposed: true, c: logits.p)
-            }
+            block.lmHead(base, rows.p, rows: m, logits: logits.p)
             let wantGrad = dHidden != nil
-            nll.withUnsafeMutableBufferPointer { out in
+            if let (t, th) = teacher, let tLogits, let tRows {
+                th.withUnsafeBufferPointer { thp in
+                    t.logits(hidden: thp.baseAddress!, rows: scored[first..<first + m].map(\.row)[...], gather: tRows.p,
+                             into: tLogits.p)
+                }
+                nll.withUnsafeMutableBufferPointer { ceOut in kd.withUnsafeMutableBufferPointer { kdOut in
+                    let o = ceOut.baseAddress! + first, ko = kdOut.baseAddress! + first, f = first
+                    Kernels.parallelRows(m, minRowsPerChunk: 8) { range in
+                        for i in range {
+                            (o[i], ko[i]) = DistillationLoss.row(
+                                student: logits.p + i * v, teacher: tLogits.p + i * v, count: v,
+                                target: Int(scored[f + i].target), settings: t.settings, gradientScale: wantGrad ? inv : nil)
+                        }
+                    }
+                } }
+            } else { nll.withUnsafeMutableBufferPointer { out in
                 let o = out.baseAddress! + first, f = first
                 Kernels.parallelRows(m, minRowsPerChunk: 8) { range in
                     for i in range {
@@ -327,16 +357,14 @@ public final class LoRAPass {
                         row[target] -= inv
                     }
                 }
-            }
+            } }
             if let dHidden {
-                head.withUnsafeBufferPointer { w in
-                    BLAS.gemm(m: m, n: d, k: v, a: logits.p, b: w.baseAddress!, bTransposed: false, c: dRows.p)
-                }
+                block.lmHeadBack(base, logits.p, rows: m, dH: dRows.p)
                 for i in 0..<m { (dHidden + scored[first + i].row * d).update(from: dRows.p + i * d, count: d) }
             }
             first += m
         }
-        return LossSum(nll: nll.reduce(0, +), predictions: scored.count)
+        return LossSum(nll: nll.reduce(0, +), predictions: scored.count, kd: kd.reduce(0, +))
     }
 }
 

@@ -58,15 +58,25 @@ public enum GradientClipping {
     /// multiplied by min(1, maxNorm / (total + 1e-6)). Returns the norm before clipping.
     @discardableResult
     public static func clipGlobalNorm(_ g: UnsafeMutableBufferPointer<Float>, maxNorm: Double) -> Double {
+        let total = squaredNorm(UnsafeBufferPointer(g)).squareRoot()
+        clip(g, total: total, maxNorm: maxNorm)
+        return total
+    }
+
+    /// Σ g², in double: one stage's share of the global norm (stages add theirs before `clip`).
+    public static func squaredNorm(_ g: UnsafeBufferPointer<Float>) -> Double {
         var sum = 0.0
         for x in g { sum += Double(x) * Double(x) }
-        let total = sum.squareRoot()
+        return sum
+    }
+
+    /// Scales `g` by min(1, maxNorm / (total + 1e-6)), `total` being the norm over all parameters.
+    public static func clip(_ g: UnsafeMutableBufferPointer<Float>, total: Double, maxNorm: Double) {
         let coef = min(1, maxNorm / (total + 1e-6))
         if coef < 1 {
             let c = Float(coef)
             for i in g.indices { g[i] *= c }
         }
-        return total
     }
 }
 

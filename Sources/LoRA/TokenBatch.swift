@@ -64,3 +64,12 @@ public struct TokenBatch: Sendable {
 
     public var predictionCount: Int { scoredRows.count }
 }
+
+extension TokenBatch {
+    /// `examples` cut into micro-batches of `size` examples, in order, each right-padded with `padId`.
+    public static func microBatches(_ examples: [TokenizedExample], size: Int, padId: Int32) throws -> [TokenBatch] {
+        try stride(from: 0, to: examples.count, by: size).map {
+            try TokenBatch(examples: Array(examples[$0..<min($0 + size, examples.count)]), padId: padId)
+        }
+    }
+}

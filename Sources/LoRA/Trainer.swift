@@ -45,6 +45,8 @@ public final class LoRATrainer {
     public var schedule: LinearWarmupSchedule
     /// Padding id for right-padded micro-batches (any valid id: padded positions are never attended to or scored).
     public var padId: Int32 = 0
+    /// With a teacher every micro-batch's loss is the KD mix of Distillation.swift (nil: cross-entropy only).
+    public var teacher: Teacher?
     public private(set) var step = 0
 
     public init(pass: LoRAPass, options: TrainingOptions, totalSteps: Int) throws {
@@ -57,9 +59,13 @@ public final class LoRATrainer {
 
     /// Micro-batches of `options.microBatchSize` examples, in order.
     public func microBatches(_ examples: [TokenizedExample]) throws -> [TokenBatch] {
-        try stride(from: 0, to: examples.count, by: options.microBatchSize).map {
-            try TokenBatch(examples: Array(examples[$0..<min($0 + options.microBatchSize, examples.count)]), padId: padId)
-        }
+        try TokenBatch.microBatches(examples, size: options.microBatchSize, padId: padId)
+    }
+
+    /// The key of the dropout masks of micro-batch `i` (step-wide index) of optimizer step `step`: a mask depends
+    /// on seed, step, micro-batch (and layer and target), never on which rank or stage draws it.
+    public static func dropoutSeed(_ seed: UInt64, step: Int, microBatch i: Int) -> UInt64 {
+        DropoutMask.mix(DropoutMask.mix(seed, UInt64(step)), UInt64(i))
     }
 
     /// Adds the gradient of (Σ NLL over `examples`) / lossDivisor to the flat gradients; the divisor defaults to
@@ -75,8 +81,8 @@ public final class LoRATrainer {
         guard divisor > 0 else { return (total, 0) }     // nothing scored: no gradient (as a 0/0-free no-op)
         for (j, b) in batches.enumerated() {
             let i = firstMicroBatch + j
-            let seed = DropoutMask.mix(DropoutMask.mix(options.seed, UInt64(step)), UInt64(i))
-            total = total + (try pass.accumulateGradients(b, lossDivisor: divisor, dropoutSeed: seed))
+            let seed = Self.dropoutSeed(options.seed, step: step, microBatch: i)
+            total = total + (try pass.accumulateGradients(b, lossDivisor: divisor, dropoutSeed: seed, teacher: teacher))
             tokens += b.batch * b.seqLen
         }
         return (total, tokens)

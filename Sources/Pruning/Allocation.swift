@@ -14,6 +14,14 @@
 //   whole): its score is the sum of each group's lowest remaining head, its cost n_kv·2·hd·d. Units go in
 //   ascending normalised score until the parameter count is at or below the target (so it may undershoot
 //   by less than one unit). The target is the local plan's count at `ratio`, or `targetParams`·total.
+// standardized global (FLAP, arXiv 2312.11983 §3.2): per layer, the attention channel scores and the MLP channel
+//   scores are standardized separately (mean, unbiased std over that layer's channels of the module, as torch.std
+//   in `prune_flap`); an attention unit's key is the mean of its channels' standardized scores
+//   ((score / channels − mean) / std), an MLP channel's its own; units go in ascending key, costs only count
+//   toward the target. Scores without channel detail (random) are standardized over the units themselves.
+// attentionLayers / mlpLayers (LLM-Pruner's separate block_attention / block_mlp ranges): outside its span a
+//   module loses nothing, in local and global allocation alike.
+// ratioSchedule (local): layer i is cut at ratio·wᵢ/mean(w) instead of ratio (`PruneSettings.layerRatio`).
 // Everywhere: at least one KV group, one query head per kept group and one MLP channel stay; among equal
 //   scores the LOWER index is removed first (then lower layer, attention before MLP in global ranking).
 // roundTo R: after allocation each pruned layer's kept MLP width is rounded to the nearest multiple of R
@@ -51,7 +59,9 @@ public enum Allocator {
                 ratio = try solveRatio(config: config, settings: s, target: t)
                 target = t
             }
-            keep = scores.map { local(config: config, unit: s.attentionUnit, ratio: ratio, scores: $0) }
+            keep = scores.map { local(config: config, unit: s.attentionUnit,
+                                      counts: removalCounts(config: config, settings: s, layer: $0.layer, ratio: ratio),
+                                      scores: $0) }
         } else {
             let t: Int
             if let frac = s.targetParams {
@@ -60,8 +70,8 @@ public enum Allocator {
                 t = localParameterCount(config: config, settings: s, ratio: s.ratio)
             }
             target = t
-            keep = try global(config: config, unit: s.attentionUnit, scores: scores, target: t,
-                              normalization: s.globalNormalization ?? .parameters, setting: s.targetParams == nil ? .ratio : .targetParams)
+            keep = try global(config: config, settings: s, scores: scores, target: t,
+                              setting: s.targetParams == nil ? .ratio : .targetParams)
         }
         if let r = s.roundTo {
             keep = zip(keep, scores).map { k, sc in roundMLP(k, to: r, scores: sc.mlp) }
@@ -88,12 +98,22 @@ public enum Allocator {
         return (att, min(i - Int(Double(i) * (1 - r)), i - 1))
     }
 
+    /// `localRemovalCounts` of one scored layer under the settings: its scheduled ratio, and nothing removed from
+    /// a module outside its layer span.
+    static func removalCounts(config: LlamaConfig, settings s: PruneSettings, layer: Int, ratio: Double)
+        -> (attention: Int, mlp: Int)
+    {
+        let (a, m) = localRemovalCounts(shape: config.layers[layer], headDim: config.headDim,
+                                        ratio: s.layerRatio(layer, base: ratio), unit: s.attentionUnit)
+        return (s.prunesAttention(layer) ? a : 0, s.prunesMLP(layer) ? m : 0)
+    }
+
     /// Parameter count after local pruning at `ratio` (does not depend on the scores).
     public static func localParameterCount(config: LlamaConfig, settings s: PruneSettings, ratio: Double) -> Int {
         var c = config
         for i in s.layerRange {
             let l = c.layers[i]
-            let (a, m) = localRemovalCounts(shape: l, headDim: c.headDim, ratio: ratio, unit: s.attentionUnit)
+            let (a, m) = removalCounts(config: config, settings: s, layer: i, ratio: ratio)
             let rep = l.numHeads / l.numKVHeads
             if s.attentionUnit == .kvGroup || rep == 1 {
                 c.layers[i] = LayerShape(numHeads: (l.numKVHeads - a) * rep, numKVHeads: l.numKVHeads - a,
@@ -128,9 +148,12 @@ public enum Allocator {
                100 * Double(least) / Double(total))
     }
 
-    static func local(config: LlamaConfig, unit: AttentionUnit, ratio: Double, scores sc: AllocationScores) -> LayerKeep {
+    /// Removes the `counts` lowest-scoring attention units (KV groups, or query heads from every group) and MLP
+    /// channels of one layer.
+    static func local(config: LlamaConfig, unit: AttentionUnit, counts: (attention: Int, mlp: Int),
+                      scores sc: AllocationScores) -> LayerKeep {
         let l = config.layers[sc.layer]
-        let (a, m) = localRemovalCounts(shape: l, headDim: config.headDim, ratio: ratio, unit: unit)
+        let (a, m) = counts
         var k = LayerKeep(layer: sc.layer, shape: l, unit: unit)
         let rep = l.numHeads / l.numKVHeads
         if k.groupUnit {
@@ -158,8 +181,7 @@ public enum Allocator {
         var kind: Kind
         var score: Double
         var cost: Int
-        var scale = 1.0        // per layer and module, for `GlobalNormalization.layer`
-        var normalised: Double { score / Double(cost) / scale }
+        var key = 0.0          // what units are ranked by (ascending), per `GlobalNormalization`
         var order: Int {       // attention before MLP among ties
             if case .mlp = kind { return 1 } else { return 0 }
         }
@@ -168,8 +190,9 @@ public enum Allocator {
         }
     }
 
-    static func global(config: LlamaConfig, unit: AttentionUnit, scores: [AllocationScores], target: Int,
-                       normalization: GlobalNormalization = .parameters, setting: PruneSetting) throws -> [LayerKeep] {
+    static func global(config: LlamaConfig, settings st: PruneSettings, scores: [AllocationScores], target: Int,
+                       setting: PruneSetting) throws -> [LayerKeep] {
+        let unit = st.attentionUnit, normalization = st.globalNormalization ?? .parameters
         let d = config.hiddenSize, hd = config.headDim
         let qkvBias = config.qkvBias ? 1 : 0, mlpBias = config.mlpBias ? 2 : 0     // bias entries that go with a unit
         var keep = scores.map { LayerKeep(layer: $0.layer, shape: config.layers[$0.layer], unit: unit) }
@@ -179,7 +202,9 @@ public enum Allocator {
         for (slot, sc) in scores.enumerated() {
             let l = config.layers[sc.layer]
             let rep = l.numHeads / l.numKVHeads
-            if keep[slot].groupUnit {
+            if !st.prunesAttention(sc.layer) {
+                // this layer's attention is outside --attention-layers: no attention unit to rank
+            } else if keep[slot].groupUnit {
                 for g in 0..<l.numKVHeads {
                     units.append(Unit(slot: slot, kind: .kvGroup(g), score: sc.attention[g],
                                       cost: (2 * rep + 2) * hd * d + qkvBias * (rep + 2) * hd))
@@ -192,22 +217,41 @@ public enum Allocator {
                                       cost: l.numKVHeads * (2 * hd * d + qkvBias * hd)))
                 }
             }
-            for c in 0..<l.intermediateSize {
+            for c in 0..<l.intermediateSize where st.prunesMLP(sc.layer) {
                 units.append(Unit(slot: slot, kind: .mlp(c), score: sc.mlp[c], cost: 3 * d + mlpBias))
             }
         }
-        if normalization == .layer {
+        switch normalization {
+        case .parameters:
+            for i in units.indices { units[i].key = units[i].score / Double(units[i].cost) }
+        case .layer:
             // mean of score/cost per (layer slot, attention or MLP)
             var sum: [Int: Double] = [:], count: [Int: Int] = [:]
             for u in units { let k = 2 * u.slot + u.order; sum[k, default: 0] += u.score / Double(u.cost); count[k, default: 0] += 1 }
             for i in units.indices {
                 let k = 2 * units[i].slot + units[i].order
                 let mean = sum[k]! / Double(count[k]!)
-                units[i].scale = mean > 0 ? mean : 1
+                units[i].key = units[i].score / Double(units[i].cost) / (mean > 0 ? mean : 1)
+            }
+        case .standardized:
+            let stats = scores.map { sc in
+                (attention: moments(sc.attentionChannels ?? sc.attention), mlp: moments(sc.mlp),
+                 block: Double((sc.attentionChannels ?? sc.attention).count) / Double(max(sc.attention.count, 1)))
+            }
+            for i in units.indices {
+                let u = units[i], st = stats[u.slot]
+                switch u.kind {
+                case .mlp: units[i].key = standardize(u.score, st.mlp)
+                case .kvGroup: units[i].key = standardize(u.score / st.block, st.attention)
+                case .headRound:
+                    // one head from each of the layer's KV groups: the mean over their channels
+                    let groups = Double(config.layers[scores[u.slot].layer].numKVHeads)
+                    units[i].key = standardize(u.score / (st.block * groups), st.attention)
+                }
             }
         }
         units.sort { a, b in
-            if a.normalised != b.normalised { return a.normalised < b.normalised }
+            if a.key != b.key { return a.key < b.key }
             if a.slot != b.slot { return a.slot < b.slot }
             if a.order != b.order { return a.order < b.order }
             return a.index < b.index
@@ -238,6 +282,20 @@ public enum Allocator {
                                                                             total: config.parameterCount, s))
         }
         return keep
+    }
+
+    /// Mean and unbiased standard deviation (torch.std's default, as FLAP's standardization).
+    static func moments(_ x: [Double]) -> (mean: Double, std: Double) {
+        guard !x.isEmpty else { return (0, 0) }
+        let n = Double(x.count), mean = x.reduce(0, +) / n
+        guard x.count > 1 else { return (mean, 0) }
+        let ss = x.reduce(0) { $0 + ($1 - mean) * ($1 - mean) }
+        return (mean, (ss / (n - 1)).squareRoot())
+    }
+
+    /// (x − mean) / std; 0 when the layer's scores do not spread (std 0).
+    static func standardize(_ x: Double, _ m: (mean: Double, std: Double)) -> Double {
+        m.std > 0 ? (x - m.mean) / m.std : 0
     }
 
     // MARK: - rounding

@@ -19,6 +19,7 @@ public enum Pruner {
     /// layer keeps its arrays, and a planned one outside `layers` (which must be a placeholder: empty arrays)
     /// takes the pruned shape, so the result's config is the pruned config. Embedding, norm and head are kept.
     public static func apply(plan: PrunePlan, to weights: LlamaWeights, layers range: Range<Int>) throws -> LlamaWeights {
+        if let whole = try applyStrategy(plan: plan, to: weights, layers: range) { return whole }
         let c = weights.config
         let source = plan.sourcePath ?? "<plan>"
         guard range.lowerBound >= 0, range.upperBound <= c.numLayers else {

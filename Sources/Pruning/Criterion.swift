@@ -14,24 +14,33 @@
 /// | `l1`          | \|W\|                         | `l1` magnitude                                 |
 /// | `l2`          | W² (sum of squares, no sqrt)  | `l2` magnitude                                 |
 /// | `random`      | uniform random score per unit | `random`                                       |
+/// | `fluctuation` | per input channel c of o/down: Var(x_c)·‖W[:,c]‖² | FLAP's `WIFV` (not LLM-Pruner's) |
+/// | `obs`         | per unit of o/down: its greedy OBS error after refit (OBSCriterion.swift) | SlimGPT's (not LLM-Pruner's) |
 ///
-/// g is the calibration-batch gradient, F the empirical Fisher diagonal (1/N)·Σⱼ gⱼ².
+/// g is the calibration-batch gradient, F the empirical Fisher diagonal (1/N)·Σⱼ gⱼ². `fluctuation` is FLAP's
+/// gradient-free "weighted input feature variance" (arXiv 2312.11983 §3.1, `metrics['WIFV']` in lib/prune.py of
+/// github.com/CASIA-IVA-Lab/FLAP): the variance of a channel's input over the calibration tokens times the squared
+/// norm of the weight column it multiplies, i.e. how much the output moves when the channel is replaced by its mean.
 public enum Criterion: String, Codable, CaseIterable, Sendable {
-    case element1, element2, paramSecond = "param_second", vector, l1, l2, random
+    case element1, element2, paramSecond = "param_second", vector, l1, l2, random, fluctuation, obs
 
     /// Whether the first-order gradient g enters the salience.
     public var needsGradient: Bool {
         switch self {
         case .element1, .element2, .vector: return true
-        case .paramSecond, .l1, .l2, .random: return false
+        case .paramSecond, .l1, .l2, .random, .fluctuation, .obs: return false
         }
     }
+
+    /// Whether the criterion reads calibration activations (a forward pass, no gradient): statistics for
+    /// `fluctuation`, the inputs' Grams for `obs`.
+    public var needsActivations: Bool { self == .fluctuation || self == .obs }
 
     /// Whether the Fisher diagonal F (per-sample gradient passes) enters the salience.
     public var needsFisher: Bool {
         switch self {
         case .element2, .paramSecond: return true
-        case .element1, .vector, .l1, .l2, .random: return false
+        case .element1, .vector, .l1, .l2, .random, .fluctuation, .obs: return false
         }
     }
 }

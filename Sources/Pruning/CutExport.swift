@@ -13,11 +13,13 @@ extension HFExport {
     /// and untied head (iff `head`) from the stage. Nothing larger than one layer (or the embedding) is held.
     @discardableResult
     public static func writeStreamedShard(plan: PrunePlan, stage: StageWeights, embedding: Bool, head: Bool,
-                                          dtype: TensorDType, index k: Int, count n: Int, into dir: URL) throws -> ShardFile {
+                                          dtype: TensorDType, index k: Int, count n: Int, into dir: URL,
+                                          refits: [Int: RefitWeights] = [:], biases: Bool = false) throws -> ShardFile {
         guard let streamed = stage.streamed else { throw ExportError.invalidShards("stage \(stage.layers) is not streamed") }
         return try writeLayerByLayer(plan: plan, weights: stage.weights, layers: stage.layers, take: { try streamed.widen($0) },
                                      embedding: embedding ? { try streamed.encoded("model.embed_tokens.weight", as: dtype) } : nil,
-                                     head: head, dtype: dtype, index: k, count: n, into: dir)
+                                     head: head, dtype: dtype, index: k, count: n, into: dir, refits: refits,
+                                     biases: biases)
     }
 
     /// Shard `k` of `n` for a stage that holds its block in fp32 (`layers` of `stage.weights`, which may be the whole
@@ -26,7 +28,7 @@ extension HFExport {
     @discardableResult
     public static func writeHeldShard(plan: PrunePlan, weights w: LlamaWeights, layers: Range<Int>, embedding: Bool,
                                       head: Bool, dtype: TensorDType = .f32, index k: Int, count n: Int,
-                                      into dir: URL) throws -> ShardFile {
+                                      into dir: URL, refits: [Int: RefitWeights] = [:], biases: Bool = false) throws -> ShardFile {
         guard embedding ? w.embed.count == w.config.vocabSize * w.config.hiddenSize : true else {
             throw ExportError.invalidShards("the token embedding is not loaded")
         }
@@ -38,19 +40,24 @@ extension HFExport {
             w.layers[l] = .placeholder(layer.shape)
             return layer
         }, embedding: embedding ? { FloatEncoding.encode(w.embed, as: dtype) } : nil,
-           head: head, dtype: dtype, index: k, count: n, into: dir)
+           head: head, dtype: dtype, index: k, count: n, into: dir, refits: refits, biases: biases)
     }
 
     /// Writes shard `k` of `n` one layer at a time: `take(l)` hands over layer l uncut (in fp32), which is cut by the
     /// plan and encoded in `dtype` tensor by tensor; `embedding` produces the embedding's bytes; the final norm and
-    /// the untied head (iff `head`) come from `weights` (whose layers give the original shapes).
+    /// the untied head (iff `head`) come from `weights` (whose layers give the original shapes). A layer in `refits`
+    /// gets its reconstructed o_proj and down_proj after the cut; with `biases` (a bias refit) every layer carries
+    /// every Llama bias, zero where not refit, as the config then declares.
     static func writeLayerByLayer(plan: PrunePlan, weights: LlamaWeights, layers: Range<Int>,
                                   take: @escaping (Int) throws -> LayerWeights, embedding: (() throws -> Data)?,
-                                  head: Bool, dtype: TensorDType, index k: Int, count n: Int, into dir: URL) throws -> ShardFile {
+                                  head: Bool, dtype: TensorDType, index k: Int, count n: Int, into dir: URL,
+                                  refits: [Int: RefitWeights], biases: Bool) throws -> ShardFile {
         guard n >= 1, n <= 99_999, k >= 0, k < n else {
             throw ExportError.invalidShards("shard index \(k) of \(n) (need 0 ≤ index < count ≤ 99999)")
         }
-        let c = weights.config, pruned = try plan.prunedConfig(c), d = c.hiddenSize
+        let c = weights.config, d = c.hiddenSize
+        var pruned = try plan.prunedConfig(c)
+        if biases { pruned = pruned.withAllBiases() }
         var specs: [SafetensorsWriter.Spec] = []
         var layerOf: [Int] = []                                   // spec → layer (−1: not a layer tensor)
         if embedding != nil {
@@ -78,7 +85,9 @@ extension HFExport {
             let view = LlamaWeights(config: c, embed: [], layers: weights.layers.map { .placeholder($0.shape) },
                                     finalNorm: [], lmHead: nil)
             view.layers[l] = try take(l)
-            let cut = try Pruner.apply(plan: plan, to: view, layers: l..<(l + 1)).layers[l]
+            var cut = try Pruner.apply(plan: plan, to: view, layers: l..<(l + 1)).layers[l]
+            refits[l]?.install(in: &cut, headDim: c.headDim)
+            if biases { cut = cut.withAllBiases(headDim: c.headDim, hidden: d) }
             let names = pruned.huggingFaceLayerTensorShapes(l).map(\.name)
             parts = Dictionary(uniqueKeysWithValues: zip(names, cut.huggingFaceParts(hiddenSize: d, headDim: c.headDim)))
             current = l

@@ -9,6 +9,7 @@ import LlamaModel
 public enum ImportanceError: Error, CustomStringConvertible, Equatable, Sendable {
     case missingGradient(layer: Int, criterion: Criterion)
     case missingFisher(layer: Int, criterion: Criterion)
+    case missingActivations(layer: Int, criterion: Criterion)
     case layerOutOfRange(layer: Int, layerCount: Int)
     case shapeMismatch(layer: Int, tensor: String, expected: Int, got: Int)
 
@@ -18,6 +19,8 @@ public enum ImportanceError: Error, CustomStringConvertible, Equatable, Sendable
             return "layer \(l): criterion \(c.rawValue) needs calibration gradients, but none were computed for this layer"
         case .missingFisher(let l, let c):
             return "layer \(l): criterion \(c.rawValue) needs the Fisher diagonal (per-sample gradients), but none was computed for this layer"
+        case .missingActivations(let l, let c):
+            return "layer \(l): criterion \(c.rawValue) needs calibration activation statistics, but none were collected for this layer"
         case .layerOutOfRange(let l, let n):
             return "layer \(l) is out of range: the model has \(n) layers"
         case .shapeMismatch(let l, let t, let e, let g):
@@ -55,7 +58,8 @@ public enum Importance {
     ///   arrays do not match `config.layers[layer]`.
     public static func scores(layer: Int, weights: LayerWeights, gradient: LayerGradients?, fisher: LayerGradients?,
                               config: LlamaConfig, criterion: Criterion, reduction: GroupReduction,
-                              attentionUnit: AttentionUnit, seed: UInt64) throws -> LayerScores {
+                              attentionUnit: AttentionUnit, seed: UInt64,
+                              activations: LayerActivations? = nil) throws -> LayerScores {
         guard layer >= 0, layer < config.layers.count else {
             throw ImportanceError.layerOutOfRange(layer: layer, layerCount: config.layers.count)
         }
@@ -81,6 +85,16 @@ public enum Importance {
             let att = (0..<attentionUnit.count(in: shape)).map { _ in rng.nextUniform() }
             let mlp = (0..<inter).map { _ in rng.nextUniform() }
             return LayerScores(layer: layer, attention: att, mlp: mlp)
+        }
+        if criterion == .obs {     // scored by its own sweep (Planner.layerScores → OBSCriterion), never here
+            throw ImportanceError.missingActivations(layer: layer, criterion: criterion)
+        }
+        if criterion == .fluctuation {
+            guard let a = activations else { throw ImportanceError.missingActivations(layer: layer, criterion: criterion) }
+            try check("o_proj input statistics", a.oInput.sum.count, nq * hd)
+            try check("down_proj input statistics", a.downInput.sum.count, inter)
+            return fluctuation(layer: layer, weights: weights, activations: a, d: d, hd: hd, shape: shape,
+                               attentionUnit: attentionUnit)
         }
         if criterion.needsGradient && gradient == nil { throw ImportanceError.missingGradient(layer: layer, criterion: criterion) }
         if criterion.needsFisher && fisher == nil { throw ImportanceError.missingFisher(layer: layer, criterion: criterion) }
@@ -115,12 +129,14 @@ public enum Importance {
                     bias: .init(w: weights.bGateUp, g: g?.bGateUp, f: f?.bGateUp), into: &guRows)
         channelSums(criterion, weights.wDown, g?.wDown, f?.wDown, rows: d, cols: inter, byRow: false, into: &downCols)
 
-        // Attention.
+        // Attention (channels: KV channels of the group, or the head's q/o channels).
         var attention: [Double]
+        var channels: [Double]
         switch attentionUnit {
         case .kvGroup:
             let nRep = nq / nkv
             attention = [Double](repeating: 0, count: nkv)
+            channels = [Double](repeating: 0, count: nkv * hd)
             var members = [Double](repeating: 0, count: 4)
             for k in 0..<nkv {
                 var unit = 0.0
@@ -137,12 +153,14 @@ public enum Importance {
                     members[1] = qkvRows[(nq + nkv) * hd + i]
                     members[2] = qa
                     members[3] = oa
-                    unit += reduce(members, reduction)
+                    channels[i] = reduce(members, reduction)
+                    unit += channels[i]
                 }
                 attention[k] = unit
             }
         case .queryHead:
             attention = [Double](repeating: 0, count: nq)
+            channels = [Double](repeating: 0, count: nq * hd)
             var members = [Double](repeating: 0, count: 2)
             for h in 0..<nq {
                 var unit = 0.0
@@ -150,7 +168,8 @@ public enum Importance {
                     let c = h * hd + e
                     members[0] = qkvRows[c]
                     members[1] = oCols[c]
-                    unit += reduce(members, reduction)
+                    channels[c] = reduce(members, reduction)
+                    unit += channels[c]
                 }
                 attention[h] = unit
             }
@@ -165,19 +184,39 @@ public enum Importance {
             members[2] = downCols[c]
             mlp[c] = reduce(members, reduction)
         }
-        return LayerScores(layer: layer, attention: attention, mlp: mlp)
+        return LayerScores(layer: layer, attention: attention, mlp: mlp, attentionChannels: channels)
+    }
+
+    /// FLAP's WIFV (`metrics['WIFV']` and `prune_flap` in lib/prune.py, github.com/CASIA-IVA-Lab/FLAP):
+    /// o_proj input channel c scores (Var(x_c)·Σᵣ Wo[r,c]²)² (FLAP squares the attention metric), a head the sum
+    /// of its hd channels and a KV group the sum of its n_rep heads' channels (FLAP prunes plain multi-head
+    /// attention; a KV group goes with all the heads that read it); MLP channel c scores Var(x_c)·Σᵣ Wdown[r,c]²
+    /// with x the down_proj input silu(gate)·up.
+    static func fluctuation(layer: Int, weights: LayerWeights, activations a: LayerActivations, d: Int, hd: Int,
+                            shape: LayerShape, attentionUnit: AttentionUnit) -> LayerScores {
+        let nq = shape.numHeads, nkv = shape.numKVHeads, inter = shape.intermediateSize
+        var oNorms = [Double](repeating: 0, count: nq * hd), downNorms = [Double](repeating: 0, count: inter)
+        channelSums(L2Op.self, weights.wo, nil, nil, rows: d, cols: nq * hd, byRow: false, into: &oNorms)
+        channelSums(L2Op.self, weights.wDown, nil, nil, rows: d, cols: inter, byRow: false, into: &downNorms)
+        let channels = zip(a.oInput.variance, oNorms).map { v, w in (v * w) * (v * w) }
+        let block = attentionUnit == .kvGroup ? (nq / nkv) * hd : hd
+        let attention = (0..<(nq * hd / block)).map { u in channels[(u * block)..<((u + 1) * block)].reduce(0, +) }
+        let mlp = zip(a.downInput.variance, downNorms).map { $0 * $1 }
+        return LayerScores(layer: layer, attention: attention, mlp: mlp, attentionChannels: channels)
     }
 
     /// Scores several layers of a model from one gradient pass (`gradients` may be nil for l1/l2/random).
     public static func scores(layers: [Int], model: LlamaWeights, gradients: GradientResult?, criterion: Criterion,
-                              reduction: GroupReduction, attentionUnit: AttentionUnit, seed: UInt64) throws -> [LayerScores] {
+                              reduction: GroupReduction, attentionUnit: AttentionUnit, seed: UInt64,
+                              activations: [Int: LayerActivations]? = nil) throws -> [LayerScores] {
         try layers.map { l in
             guard l >= 0, l < model.layers.count else {
                 throw ImportanceError.layerOutOfRange(layer: l, layerCount: model.layers.count)
             }
             return try scores(layer: l, weights: model.layers[l], gradient: gradients?.gradients[l],
                               fisher: gradients?.fisher?[l], config: model.config, criterion: criterion,
-                              reduction: reduction, attentionUnit: attentionUnit, seed: seed)
+                              reduction: reduction, attentionUnit: attentionUnit, seed: seed,
+                              activations: activations?[l])
         }
     }
 

@@ -46,7 +46,7 @@ extension Importance {
         case .vector: channelSums(VectorOp.self, w, g, f, rows: rows, cols: cols, byRow: byRow, bias: bias, into: &out)
         case .l1: channelSums(L1Op.self, w, g, f, rows: rows, cols: cols, byRow: byRow, bias: bias, into: &out)
         case .l2: channelSums(L2Op.self, w, g, f, rows: rows, cols: cols, byRow: byRow, bias: bias, into: &out)
-        case .random: break
+        case .random, .fluctuation, .obs: break
         }
     }
 

@@ -6,8 +6,13 @@ import Support
 /// A prune setting, as `PruneError.setting` names it; the command line maps each to its flag.
 public enum PruneSetting: String, CaseIterable, Sendable {
     case ratio, layers, criterion, reduction, attentionUnit, allocation, globalNormalization, targetParams, roundTo, seed
+    case iterativeSteps, attentionLayers, mlpLayers, ratioSchedule
+    /// The pruning strategy and, for depth pruning, how blocks are ranked (Strategy.swift).
+    case strategy, blockImportance
     /// The calibration text, its number of samples and their length in tokens.
     case calibration, calibrationSamples, calibrationLength
+    /// The reconstruction's ridge, sample count and sample length (Reconstruction.swift).
+    case ridge, reconSamples, reconLength, biasCompensation, iterativeRefit
 }
 
 public enum PruneError: Error, CustomStringConvertible, Equatable {

@@ -12,8 +12,21 @@ public let llmpruneVersion = "0.1.0"
 /// Global allocation: `parameters` divides a unit's score by the parameters it removes; `layer` also divides
 /// by the mean of that ratio over the unit's layer and module, so each unit is ranked by its importance
 /// relative to its neighbours and the global cut follows where scores are uneven, not where they are small.
+/// `standardized` is FLAP's (arXiv 2312.11983 §3.2, `standarlization` in `prune_flap`, lib/prune.py of
+/// github.com/CASIA-IVA-Lab/FLAP): each layer's attention channel scores and MLP channel scores are standardized
+/// separately ((x − mean) / std over the layer's channels of that module), a head or group takes the mean of its
+/// channels' standardized scores, and all units are ranked by that value alone (parameters only count toward
+/// the target).
 public enum GlobalNormalization: String, Codable, CaseIterable, Sendable {
-    case parameters, layer
+    case parameters, layer, standardized
+}
+
+/// A span of layers `start..<end` (END exclusive), as `--attention-layers` / `--mlp-layers` give it.
+public struct LayerSpan: Codable, Equatable, Sendable {
+    public var start: Int
+    public var end: Int
+    public init(start: Int, end: Int) { self.start = start; self.end = end }
+    public var range: Range<Int> { start..<max(start, end) }
 }
 
 /// How units are ranked: inside each layer at one ratio (the reference) or across all pruned layers.
@@ -40,6 +53,21 @@ public struct PruneSettings: Codable, Equatable, Sendable {
     /// Global allocation only: how unit scores are made comparable (see `GlobalNormalization`).
     public var globalNormalization: GlobalNormalization?
     public var seed: UInt64
+    /// Prune in this many rounds, re-scoring the partly pruned model each time (LLM-Pruner's `--iterative_steps`,
+    /// hf_prune.py); nil or 1: one round.
+    public var iterativeSteps: Int?
+    /// Layers whose attention units / MLP channels may be removed (LLM-Pruner's block_attention_layer_start/end
+    /// and block_mlp_layer_start/end); nil: all of `layerStart..<layerEnd`. Both lie inside that range.
+    public var attentionLayers: LayerSpan?
+    public var mlpLayers: LayerSpan?
+    /// Local allocation: relative weights of the layers of `layerStart..<layerEnd`, in order; layer i is pruned at
+    /// ratio·wᵢ/mean(w) (capped below 1), so the schedule shapes the cut and `ratio` (or `targetParams`) sizes it.
+    /// nil: `ratio` in every layer.
+    public var ratioSchedule: [Double]?
+    /// block (nil: plans from before strategies existed), channel or layer (Strategy.swift).
+    public var strategy: PruneStrategy?
+    /// Depth pruning only: how blocks are ranked (nil: taylor).
+    public var blockImportance: BlockImportance?
 
     public static let validRoundTo = [8, 64, 128]
 
@@ -66,12 +94,30 @@ public struct PruneSettings: Codable, Equatable, Sendable {
 
     public var layerRange: Range<Int> { layerStart..<max(layerStart, layerEnd) }
 
+    /// Whether allocation may remove attention units / MLP channels of `layer`.
+    public func prunesAttention(_ layer: Int) -> Bool { (attentionLayers?.range ?? layerRange).contains(layer) }
+    public func prunesMLP(_ layer: Int) -> Bool { (mlpLayers?.range ?? layerRange).contains(layer) }
+
+    /// The local ratio of scored `layer` when the whole cut is sized by `r`: r·wᵢ/mean(w) with a schedule, capped
+    /// below 1, else r.
+    public func layerRatio(_ layer: Int, base r: Double) -> Double {
+        guard let w = ratioSchedule, layerRange.contains(layer), layer - layerStart < w.count else { return r }
+        let mean = w.reduce(0, +) / Double(w.count)
+        return min(r * w[layer - layerStart] / mean, (1.0).nextDown)
+    }
+
     /// The settings, checked against a model with `numLayers` layers: the one place they are validated. Every
     /// entry point (planner, allocator, cluster job) calls this; a failure names the setting at fault
     /// (`PruneError.setting`), which the command line maps to its flag.
     public func validated(numLayers: Int) throws -> PruneSettings {
         guard ratio >= 0, ratio < 1, ratio.isFinite else {
             throw PruneError.setting(.ratio, reason: "\(ratio) is outside [0, 1): it is the fraction of heads and MLP channels removed per pruned layer")
+        }
+        for (span, setting) in [(attentionLayers, PruneSetting.attentionLayers), (mlpLayers, .mlpLayers)] {
+            guard let sp = span else { continue }
+            guard sp.start >= 0, sp.start < sp.end, sp.end <= numLayers else {
+                throw PruneError.setting(setting, reason: "\(sp.start):\(sp.end) is an empty or inverted layer range (need 0 ≤ start < end ≤ \(numLayers); end is exclusive)")
+            }
         }
         guard layerStart >= 0, layerStart < layerEnd, layerEnd <= numLayers else {
             throw PruneError.setting(.layers, reason: "\(layerStart):\(layerEnd) is an empty or inverted layer range (need 0 ≤ start < end ≤ \(numLayers); end is exclusive)")
@@ -81,6 +127,26 @@ public struct PruneSettings: Codable, Equatable, Sendable {
         }
         if let r = roundTo, !Self.validRoundTo.contains(r) {
             throw PruneError.setting(.roundTo, reason: "\(r) is not one of 8, 64, 128")
+        }
+        if let k = iterativeSteps, k < 1 {
+            throw PruneError.setting(.iterativeSteps, reason: "\(k) is not a number of rounds (need at least 1)")
+        }
+        for (span, setting) in [(attentionLayers, PruneSetting.attentionLayers), (mlpLayers, .mlpLayers)] {
+            guard let sp = span else { continue }
+            guard sp.start >= layerStart, sp.start < sp.end, sp.end <= layerEnd else {
+                throw PruneError.setting(setting, reason: "\(sp.start):\(sp.end) is empty or outside the scored layers \(layerStart):\(layerEnd) (END exclusive)")
+            }
+        }
+        if let sch = ratioSchedule {
+            guard sch.count == layerRange.count else {
+                throw PruneError.setting(.ratioSchedule, reason: "\(sch.count) layer weights for \(layerRange.count) scored layers \(layerStart):\(layerEnd)")
+            }
+            guard sch.allSatisfy({ $0 >= 0 && $0.isFinite }), sch.contains(where: { $0 > 0 }) else {
+                throw PruneError.setting(.ratioSchedule, reason: "layer weights must be finite, non-negative and not all 0")
+            }
+            guard allocation == .local else {
+                throw PruneError.setting(.ratioSchedule, reason: "a per-layer schedule needs local allocation")
+            }
         }
         return self
     }
@@ -211,6 +277,12 @@ public struct PrunePlan: Codable, Equatable, Sendable {
     public var layers: [LayerPlan]
     public var parametersBefore: Int
     public var parametersAfter: Int
+    /// The reconstruction after the cut, when one was run (`prune --reconstruct`): settings, data, per-layer fit.
+    public var reconstruction: ReconstructionReport? = nil
+    /// Strategy layer: the blocks removed (DepthPruning.swift); strategy channel: the hidden channels kept
+    /// (ChannelPruning.swift). nil otherwise, and in plans written before strategies existed.
+    public var depth: DepthPlan? = nil
+    public var channels: ChannelPlan? = nil
 
     /// The file this plan was read from (not stored, not compared).
     public var sourcePath: String? = nil
@@ -219,10 +291,14 @@ public struct PrunePlan: Codable, Equatable, Sendable {
         a.version == b.version && a.created == b.created && a.settings == b.settings && a.resolvedRatio == b.resolvedRatio
             && a.model == b.model && a.calibration == b.calibration && a.layers == b.layers
             && a.parametersBefore == b.parametersBefore && a.parametersAfter == b.parametersAfter
+            && a.reconstruction == b.reconstruction
+            && a.depth == b.depth && a.channels == b.channels
     }
 
     enum CodingKeys: String, CodingKey {
         case version, created, settings, resolvedRatio, model, calibration, layers, parametersBefore, parametersAfter
+        case reconstruction
+        case depth, channels
     }
 
     public init(version: String = llmpruneVersion, created: Date = Date(), settings: PruneSettings, resolvedRatio: Double,
@@ -260,7 +336,7 @@ public struct PrunePlan: Codable, Equatable, Sendable {
             }
             c.layers[l.layer] = l.pruned
         }
-        return c
+        return try strategyConfig(c)
     }
 
     // MARK: - file
@@ -270,6 +346,9 @@ public struct PrunePlan: Codable, Equatable, Sendable {
         enc.outputFormatting = [.prettyPrinted, .sortedKeys]
         for l in layers where !(l.attentionScores + l.mlpScores).allSatisfy(\.isFinite) {
             throw PruneError.invalidScores("layer \(l.layer) has a non-finite score")
+        }
+        if !((depth?.scores ?? []) + (channels?.scores ?? [])).allSatisfy(\.isFinite) {
+            throw PruneError.invalidScores("a block or hidden-channel score is not finite")
         }
         return try enc.encode(self)
     }
@@ -297,6 +376,7 @@ public struct PrunePlan: Codable, Equatable, Sendable {
         }
         plan.sourcePath = source
         for l in plan.layers { try l.validate(source: source) }
+        try plan.validateStrategy(source: source)
         return plan
     }
 

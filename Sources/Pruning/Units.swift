@@ -27,10 +27,16 @@ public struct LayerScores: Codable, Equatable, Sendable {
     public var attention: [Double]
     /// One score per intermediate (SwiGLU) channel.
     public var mlp: [Double]
+    /// The per-channel scores the attention scores are sums of: `attention[u]` = Σ of the u-th block of
+    /// `attentionChannels.count / attention.count` consecutive entries (KV channels of a group, or o_proj input
+    /// channels of a head or group). Standardized global allocation reads their mean and spread, as FLAP
+    /// standardizes channel scores before averaging them per head. nil when the criterion has none (random).
+    public var attentionChannels: [Double]?
 
-    public init(layer: Int, attention: [Double], mlp: [Double]) {
+    public init(layer: Int, attention: [Double], mlp: [Double], attentionChannels: [Double]? = nil) {
         self.layer = layer
         self.attention = attention
         self.mlp = mlp
+        self.attentionChannels = attentionChannels
     }
 }

@@ -1,6 +1,7 @@
 // Thin, shape-explicit wrappers over OpenBLAS cblas_sgemm. Every matrix product in llmprune goes through
 // here with tokens batched into the M dimension. Row-major throughout.
 import CBLAS
+import CDNNL
 
 public enum BLAS {
     /// C[m×n] = alpha · A[m×k] · op(B) + beta · C, where op(B) = Bᵀ when `bTransposed` (B stored [n×k],
@@ -22,10 +23,14 @@ public enum BLAS {
                     Int32(m), Int32(n), Int32(k), alpha, a, Int32(lda), b, Int32(ldb), beta, c, Int32(ldc))
     }
 
-    /// Threads OpenBLAS uses for one product.
+    /// Threads OpenBLAS uses for one product; setting it sets oneDNN's too (its OpenMP pool, BF16Matmul), so
+    /// `--threads` governs both pools.
     public static var threads: Int {
         get { Int(openblas_get_num_threads()) }
-        set { openblas_set_num_threads(Int32(newValue)) }
+        set {
+            openblas_set_num_threads(Int32(newValue))
+            _ = llmprune_omp_set_num_threads(Int32(newValue))
+        }
     }
 
     /// OpenBLAS' own description of its kernel (e.g. "Cooperlake"), for benchmark reports.

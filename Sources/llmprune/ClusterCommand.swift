@@ -14,7 +14,8 @@ enum ClusterCommand {
     static let pruneFlags = CommandFlags(
         own: [CommonFlags.model.info, out.info, OutputFlags.dtype.info, CommonFlags.threads.info, CommonFlags.json.info,
               CommonFlags.quiet.info, CommonFlags.force.info],
-        groups: [PruningFlags.group, CalibrationFlags.group, JobFlags.group, JobDirectoryFlags.group, SessionFlags.group])
+        groups: [PruningFlags.group, CalibrationFlags.group, ReconstructionFlags.group, JobFlags.group,
+                 JobDirectoryFlags.group, SessionFlags.group])
 
     static func run(_ argv: [String]) throws {
         guard let sub = argv.first else { throw UsageError("cluster: missing subcommand (prune, status or memory)") }
@@ -39,7 +40,16 @@ enum ClusterCommand {
         let config = try ModelLoader.config(path: modelPath)
         let calib = try CalibrationFlags(&a)
         let settings = try PruningFlags.settings(&a, numLayers: config.numLayers, seed: calib.seed)
+        try PruningFlags.refuseInCluster(settings)
         try calib.check(config)
+        let recon = try ReconstructionFlags.settings(&a, config: config)
+        let reconWindows = try ReconstructionFlags.windows(&a, calibration: calib, settings: recon)
+        if recon?.eachRound == true {
+            throw UsageError("--\(ReconstructionFlags.eachRound.info.name): not available in cluster jobs (nor is --iterative-steps); run `llmprune prune` (one process)")
+        }
+        if recon?.method == .lstsqSequential {
+            throw UsageError("--reconstruct: lstsq-seq runs in one process only (llmprune prune); use lstsq")
+        }
         let jobFlags = try JobFlags(&a)
         var options = ClusterPruneOptions(
             modelPath: modelPath, out: out, jobDir: jobDir, settings: settings,
@@ -50,6 +60,7 @@ enum ClusterCommand {
         options.session = try SessionFlags.options(&a, quiet: quiet)
         options.microBatches = jobFlags.microBatches
         options.dtype = try a.optional(OutputFlags.dtype)
+        options.reconstruction = recon
         try a.finish()
         try CLI.printParsedFlagsIfAsked(settings, calib, job: jobFlags)
         _ = try calib.file()
@@ -63,6 +74,7 @@ enum ClusterCommand {
                                       fileBytesPerParameter: try ModelLoader.layerBytesPerParameter(path: modelPath),
                                       settings: settings, samples: calib.sampleCount, length: calib.sampleLength,
                                       microBatches: jobFlags.microBatches, activationCache: jobFlags.activationCache)
+        inputs.reconstruction = recon
         options.memoryPlan = try MemoryPlanner.decide(&inputs, budget: jobFlags.budget)
         options.lowMemory = inputs.lowMemory
         if let budget = jobFlags.budget, let plan = options.memoryPlan, !quiet, Communicator.world.rank == 0 {
@@ -71,6 +83,7 @@ enum ClusterCommand {
                 + "\(MemoryPlanner.formatGiB(budget)) per rank\(note)\n").data(using: .utf8)!)
         }
         let job = ClusterPruneJob(options: options) { model in try calib.draw(model: model) }
+        if let windows = reconWindows { job.drawReconstruction = { model in try windows.draw(model: model) } }
         guard let report = try job.run() else { return }
         let html = ReportCommand.afterJob(report.jobDir)
         if json { try CLI.printJSON(report); return }

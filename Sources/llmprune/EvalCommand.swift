@@ -3,6 +3,7 @@ import Foundation
 import LlamaModel
 import LoRA
 import Support
+import TensorCore
 import Tokenizer
 
 enum EvalCommand {
@@ -12,6 +13,7 @@ enum EvalCommand {
         var idsSHA256: String
         var peakRSSMB: Double       // the process's peak resident memory: attention scores are blocked, so it stays
                                     // bounded at any window length within the context
+        var compute: ComputeType    // the products' arithmetic (--compute)
     }
 
     static let dataset = Flag<String>("dataset", "wikitext2|ptb|ptb-valid|FILE", path: true, help: "the text",
@@ -26,11 +28,12 @@ enum EvalCommand {
     static let flags = CommandFlags(
         own: [CommonFlags.model.info, dataset.info, seqLen.info, maxWindows.info, batch.info, adapter.info,
               CommonFlags.threads.info, CommonFlags.json.info, CommonFlags.quiet.info],
-        groups: [])
+        groups: [ComputeFlags.group])
 
     static func run(_ argv: [String]) throws {
         var a = try Arguments(argv, accepting: flags.all)
         let path = try a.required("model"), dataset = try a.required("dataset")
+        let compute = try ComputeFlags.value(&a)
         let adapter = try a.optional(adapter)
         var o = PerplexityOptions()
         o.seqLen = try a.value(seqLen)
@@ -50,15 +53,15 @@ enum EvalCommand {
             weights = try LoRAMerge.merged(base: m.weights, adapters: adapters)
         }
         let ids = m.tokenizer!.encode(try EvalDataset.text(of: file))
-        let r = try Perplexity.evaluate(runner: LlamaRunner(weights: weights), ids: ids, options: o, source: file.path)
+        let r = try Perplexity.evaluate(runner: try LlamaRunner(weights: weights, compute: compute), ids: ids, options: o, source: file.path)
         if json {
             try CLI.printJSON(Report(model: m.path, dataset: dataset, file: file.path, result: r,
-                                     idsSHA256: SHA256.hex(ids: ids), peakRSSMB: CLI.peakRSSMB()))
+                                     idsSHA256: SHA256.hex(ids: ids), peakRSSMB: CLI.peakRSSMB(), compute: compute))
             return
         }
-        print(String(format: "%@  ppl %.4f  nll %.6f  tokens %d  windows %d×%d  scored %d  %.1f tok/s  peak RSS %.0f MB",
+        print(String(format: "%@  ppl %.4f  nll %.6f  tokens %d  windows %d×%d  scored %d  %.1f tok/s  peak RSS %.0f MB%@",
                      dataset, r.perplexity, r.nllMean, r.tokens, r.windows, r.seqLen, r.scored, r.tokensPerSecond,
-                     CLI.peakRSSMB()))
+                     CLI.peakRSSMB(), compute == .fp32 ? "" : "  compute \(compute.rawValue)"))
     }
 }
 

@@ -7,6 +7,7 @@ import Generation
 import Tokenizer
 import LlamaModel
 import LoRA
+import TensorCore
 
 enum GenerateCommand {
     static let adapter = Flag<String>("adapter", "DIR", path: true,
@@ -38,7 +39,7 @@ enum GenerateCommand {
               temperature.info,
               topP.info, topK.info, seed.info, stream.info, CommonFlags.threads.info, CommonFlags.quiet.info,
               CommonFlags.json.info],
-        groups: [])
+        groups: [ComputeFlags.group])
 
     struct Report: Encodable {
         var model: String, adapter: String?, prompt: String, promptIds: [Int32], tokens: [Int32], text: String
@@ -47,6 +48,7 @@ enum GenerateCommand {
         /// Processor time (user + system, all threads) from the first new token to the end: on a shared machine a
         /// steadier measure of the decode work than wall time.
         var decodeCPUSeconds: Double
+        var compute: ComputeType    // the products' arithmetic (--compute)
     }
 
     /// User + system time of this process so far.
@@ -68,6 +70,7 @@ enum GenerateCommand {
                                             topP: try a.optional(topP), seed: UInt64(try a.value(seed)))
         if let p = options.sampling.topP, p == 0 { throw UsageError("--top-p: 0 is not in (0, 1]") }
         let json = a.flag("json"), quiet = a.flag("quiet") || json, streaming = a.flag(stream) && !json
+        let compute = try ComputeFlags.value(&a)
         try CLI.applyThreads(&a)
         try a.finish()
         switch (promptText, chatText) {
@@ -117,7 +120,7 @@ enum GenerateCommand {
             if streaming && !piece.isEmpty { FileHandle.standardOutput.write(Data(piece.utf8)) }
         }
         var cpuAtFirstToken: Double? = nil
-        let r = try Generator(weights: weights).generate(prompt: ids, options: options) { token in
+        let r = try Generator(runner: try LlamaRunner(weights: weights, compute: compute)).generate(prompt: ids, options: options) { token in
             if cpuAtFirstToken == nil { cpuAtFirstToken = cpuSeconds() }
             emit(text.push(token))
         }
@@ -129,7 +132,8 @@ enum GenerateCommand {
                                      promptTokens: r.promptTokens, newTokens: r.tokens.count,
                                      prefillSeconds: r.prefillSeconds, decodeSeconds: r.decodeSeconds,
                                      prefillTokensPerSecond: r.prefillTokensPerSecond,
-                                     decodeTokensPerSecond: r.decodeTokensPerSecond, decodeCPUSeconds: decodeCPU))
+                                     decodeTokensPerSecond: r.decodeTokensPerSecond, decodeCPUSeconds: decodeCPU,
+                                     compute: compute))
             return
         }
         if streaming { print("") } else { print(output) }

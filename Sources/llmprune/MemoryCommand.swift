@@ -17,7 +17,7 @@ enum MemoryCommand {
     /// The same pruning, calibration and job flags as `cluster prune`, so a plan printed here is the one it acts on.
     static let flags = CommandFlags(
         own: [CommonFlags.model.info, shape.info, dtype.info, ranks.info, CommonFlags.json.info],
-        groups: [PruningFlags.group, CalibrationFlags.group, JobFlags.group])
+        groups: [PruningFlags.group, CalibrationFlags.group, ReconstructionFlags.group, JobFlags.group])
 
     static func run(_ argv: [String]) throws {
         var a = try Arguments(argv, accepting: flags.all)
@@ -37,7 +37,10 @@ enum MemoryCommand {
         let json = a.flag("json")
         let calib = try CalibrationFlags(&a)
         let settings = try PruningFlags.settings(&a, numLayers: config.numLayers, seed: calib.seed)
+        try PruningFlags.refuseInCluster(settings)
         try calib.check(config)
+        let recon = try ReconstructionFlags.settings(&a, config: config)
+        _ = try ReconstructionFlags.windows(&a, calibration: calib, settings: recon)   // the windows' size is in `recon`
         let job = try JobFlags(&a)
         try a.finish()
         try CLI.printParsedFlagsIfAsked(settings, calib, job: job)
@@ -47,6 +50,7 @@ enum MemoryCommand {
         var inputs = MemoryPlanInputs(config: config, shard: shard, ranks: ranks, lowMemory: low,
                                       fileBytesPerParameter: bytesPerParameter, settings: settings, samples: samples,
                                       length: length, microBatches: job.microBatches, activationCache: job.activationCache)
+        inputs.reconstruction = recon
         // As `cluster prune` decides: low memory when only that fits the budget; a refusal is printed after the table.
         var refusal: Error? = nil
         do { _ = try MemoryPlanner.decide(&inputs, budget: budget) } catch let e as MemoryBudgetError { refusal = e }

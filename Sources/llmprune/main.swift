@@ -15,6 +15,7 @@ func fail(_ message: String, code: Int32) -> Never {
 }
 
 var argv = Array(CommandLine.arguments.dropFirst())
+OpenMPWaitPolicy.ensurePassive(argv)
 guard let command = argv.first else {
     print(Help.overview)
     exit(2)

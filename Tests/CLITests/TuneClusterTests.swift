@@ -38,15 +38,20 @@ import Testing
         #expect(FileManager.default.fileExists(atPath: two + "/loss.svg"))
     }
 
-    @Test func killedAfterACheckpointResumesToTheSameAdapter() throws {
+    @Test func killedAfterACheckpointResumesToTheSameAdapter() throws { try killedAndResumed() }
+
+    /// A 2-rank run (with `extra` flags) killed after its step-4 checkpoint and resumed ends with the adapter and
+    /// losses of an uninterrupted one. Returns both loss.csv files (clean, resumed).
+    @discardableResult
+    func killedAndResumed(extra: [String] = []) throws -> (clean: String, resumed: String) {
         let s = Scratch()
         let clean = s.url.appendingPathComponent("clean").path, cut = s.url.appendingPathComponent("cut").path
-        _ = try tune(2, out: clean)
+        _ = try tune(2, out: clean, extra: extra)
         // Rank 1 parks before step 7 (index 6), after the checkpoint at step 4; then it is killed.
         let log = s.url.appendingPathComponent("cut.log")
         let p = Process()
         p.executableURL = URL(fileURLWithPath: mpiexecPath()!)
-        p.arguments = ["-n", "2", llmpruneBinary().path, "tune"] + Self.args + ["--out", cut]
+        p.arguments = ["-n", "2", llmpruneBinary().path, "tune"] + Self.args + ["--out", cut] + extra
         var env = ProcessInfo.processInfo.environment
         env["LLMPRUNE_FAULT"] = "stall@1:step6"
         p.environment = env
@@ -73,5 +78,7 @@ import Testing
             try String(contentsOfFile: path, encoding: .utf8).split(separator: "\n").map { $0.split(separator: ",").prefix(7).joined(separator: ",") }
         }
         #expect(try lossOf(cut + "/loss.csv") == lossOf(clean + "/loss.csv"))
+        return (try String(contentsOfFile: clean + "/loss.csv", encoding: .utf8),
+                try String(contentsOfFile: cut + "/loss.csv", encoding: .utf8))
     }
 }

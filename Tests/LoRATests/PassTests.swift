@@ -121,6 +121,45 @@ struct PassTests {
         #expect(z == y && w != y)
     }
 
+    /// The mask is the definition's: element (r, c) of a pair (c even, c+1) takes the low / high 32 bits of the
+    /// (c/2 + 1)-th SplitMix64 output of row r's stream, kept when ≥ p·2³² — checked element by element against that
+    /// scalar definition (odd and multiple-of-64 widths), through `apply` and `accumulate`.
+    @Test(arguments: [1, 17, 64, 301, 1536])
+    func dropoutMaskIsTheScalarDefinition(cols: Int) {
+        let rows = 19, p = 0.3
+        let key = DropoutMask(p: p, seed: 11, layer: 2, target: 5)
+        let m = DropoutBits()
+        m.fill(key, rows: rows, cols: cols)
+        let threshold = UInt32(p * 4_294_967_296.0)
+        var want = [Bool](repeating: false, count: rows * cols)
+        for r in 0..<rows {
+            var state = DropoutMask.mix(key.key, UInt64(r))
+            var c = 0
+            while c < cols {
+                state &+= 0x9E37_79B9_7F4A_7C15
+                var z = state
+                z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+                z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+                z ^= z >> 31
+                want[r * cols + c] = UInt32(truncatingIfNeeded: z) >= threshold
+                if c + 1 < cols { want[r * cols + c + 1] = UInt32(truncatingIfNeeded: z >> 32) >= threshold }
+                c += 2
+            }
+        }
+        let x = (0..<rows * cols).map { Float($0 % 13) - 6 }
+        var y = [Float](repeating: 7, count: rows * cols), acc = [Float](repeating: 1, count: rows * cols)
+        x.withUnsafeBufferPointer { xs in
+            y.withUnsafeMutableBufferPointer { m.apply(xs.baseAddress!, to: $0.baseAddress!) }
+            acc.withUnsafeMutableBufferPointer { m.accumulate(xs.baseAddress!, into: $0.baseAddress!) }
+        }
+        let s = Float(1 / (1 - p))
+        for i in 0..<rows * cols {
+            #expect(y[i] == (want[i] ? x[i] * s : 0), "element \(i)")
+            #expect(acc[i] == (want[i] ? 1 + x[i] * s : 1), "element \(i)")
+        }
+        #expect(m.keptCount == want.filter { $0 }.count)
+    }
+
     /// Buffers are reused between passes: results must not depend on what ran before.
     @Test func reusedBuffersDoNotLeakBetweenPasses() throws {
         let p = try Self.pass(dropout: 0.1)

@@ -209,7 +209,7 @@ private func score(_ config: LlamaConfig, _ w: LayerWeights, _ g: LayerGradients
 }
 
 @Test func criterionNamesMatchTheCLI() {
-    #expect(Criterion.allCases.map(\.rawValue) == ["element1", "element2", "param_second", "vector", "l1", "l2", "random"])
+    #expect(Criterion.allCases.map(\.rawValue) == ["element1", "element2", "param_second", "vector", "l1", "l2", "random", "fluctuation", "obs"])
     #expect(AttentionUnit.kvGroup.rawValue == "kv-group" && AttentionUnit.queryHead.rawValue == "query-head")
 }
 

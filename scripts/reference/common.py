@@ -269,3 +269,28 @@ def perplexity(model, ids, seq_len=128, max_windows=0, batch=8, progress=0):
     return {"ppl": math.exp(nll_mean), "nll_mean": nll_mean, "nll_sum": nll_sum, "windows": nwin,
             "scored": scored, "seconds": secs, "tokens_per_s": nwin * L / secs if secs > 0 else None,
             "window_nll_sums_first8": per_window[:8]}
+
+
+def float64_model_and_ids(path, seed, batch, seq_len):
+    """A model in float64 with eager attention (the goldens' reference arithmetic) and [batch x seq_len] token ids
+    uniform in [3, 256) from torch.Generator(seed)."""
+    import torch
+    from transformers import AutoModelForCausalLM
+    model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float64, attn_implementation="eager",
+                                                 local_files_only=True).eval()
+    g = torch.Generator().manual_seed(seed)
+    return model, torch.randint(3, 256, (batch, seq_len), generator=g)
+
+
+def projection_input(model, ids, layer, name):
+    """Input rows [N x in] (float64 numpy) of layer `layer`'s o_proj (name "o") or down_proj for the batch `ids`."""
+    import numpy as np
+    import torch
+    mod = model.model.layers[layer].self_attn.o_proj if name == "o" else model.model.layers[layer].mlp.down_proj
+    got = {}
+    h = mod.register_forward_pre_hook(lambda m, a: got.__setitem__("x", a[0].detach().reshape(-1, a[0].shape[-1])))
+    with torch.no_grad():
+        model(ids)
+    h.remove()
+    return got["x"].numpy().astype(np.float64)
+

@@ -5,8 +5,10 @@ Examples: the Alpaca file tokenized as post_training.py does (make_lora_fixtures
 split; step k takes permutation[k*batch:(k+1)*batch] of numpy default_rng(seed) (llmprune's epoch-0 order),
 in micro-batches right-padded to their longest example. Each step: forward + backward per micro-batch (loss =
 sum NLL / the step's scored predictions), clip_grad_norm_(1.0), AdamW, as HF Trainer. peft LoRA r 8, alpha 16,
-dropout 0.05, targets q,k,v,o,gate,up,down; fp32; model in train mode.
-Prints one JSON object: tokens (padded, run forward), seconds, tokens_per_s, losses.
+dropout 0.05, targets q,k,v,o,gate,up,down; fp32 weights; model in train mode. With --autocast bf16 the forward
+runs under torch.autocast("cpu", dtype=torch.bfloat16) (torch's own mixed precision on CPU: linear layers in bf16
+through oneDNN, their outputs in bf16; the loss in fp32), the backward follows it; adapters and AdamW stay fp32.
+Prints one JSON object: tokens (padded, run forward), seconds, tokens_per_s, losses, autocast.
 """
 import argparse
 import json
@@ -25,6 +27,7 @@ def main():
     ap.add_argument("--micro-batch", type=int, default=4)
     ap.add_argument("--cutoff", type=int, default=256)
     ap.add_argument("--seed", type=int, default=42)
+    ap.add_argument("--autocast", choices=["none", "bf16"], default="none")
     common.add_threads_arg(ap)
     args = ap.parse_args()
     common.set_threads(args.threads)
@@ -56,7 +59,8 @@ def main():
             ids = torch.tensor([e["input_ids"] + [0] * (T - len(e["input_ids"])) for e in mb])
             labels = torch.tensor([e["labels"] + [-100] * (T - len(e["labels"])) for e in mb])
             mask = torch.tensor([[1] * len(e["input_ids"]) + [0] * (T - len(e["input_ids"])) for e in mb])
-            logits = pm(input_ids=ids, attention_mask=mask, use_cache=False).logits.float()
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=args.autocast == "bf16"):
+                logits = pm(input_ids=ids, attention_mask=mask, use_cache=False).logits.float()
             V = logits.shape[-1]
             loss = torch.nn.functional.cross_entropy(logits[:, :-1].reshape(-1, V), labels[:, 1:].reshape(-1),
                                                      ignore_index=-100, reduction="sum") / n_items
@@ -70,7 +74,7 @@ def main():
         losses.append(total)
         common.log(f"step {k + 1}: loss {total:.4f}")
     print(json.dumps({"tokens": tokens, "seconds": seconds, "tokens_per_s": tokens / seconds, "losses": losses,
-                      "threads": args.threads, "torch_version": torch.__version__}))
+                      "threads": args.threads, "torch_version": torch.__version__, "autocast": args.autocast}))
 
 
 if __name__ == "__main__":
