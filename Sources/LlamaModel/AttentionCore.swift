@@ -39,10 +39,12 @@ public enum AttentionCore {
         let pairs = batch * nq
         // A generation step (one query against a short cache) is far less work than a thread hand-off: it runs on
         // the calling thread. The per-pair arithmetic is the same either way.
+        // Workers as many as `--threads` (BLAS.threads), not the cores: each holds a [blockRows × Tk] score block
+        // (16 MiB at an 8192-token window), so the peak memory follows the thread setting, not the machine.
         let small = pairs * T * Tk * hd < serialWork
-        let workers = small ? 1 : min(ProcessInfo.processInfo.activeProcessorCount, pairs)
-        let blockRows = min(T, scoreBlockRows)
         let savedThreads = BLAS.threads
+        let workers = small ? 1 : max(1, min(savedThreads, pairs))
+        let blockRows = min(T, scoreBlockRows)
         BLAS.threads = 1
         DispatchQueue.concurrentPerform(iterations: workers) { wk in
             let scratch = probs == nil ? UnsafeMutablePointer<Float>.allocate(capacity: blockRows * Tk) : nil
@@ -81,8 +83,8 @@ public enum AttentionCore {
         let width = (nq + 2 * nkv) * hd, qWidth = nq * hd, rep = nq / nkv
         let scale = 1 / Float(hd).squareRoot()
         let units = batch * nkv
-        let workers = min(ProcessInfo.processInfo.activeProcessorCount, units)
         let savedThreads = BLAS.threads
+        let workers = max(1, min(savedThreads, units))     // each holds a T × T block: as many as --threads
         BLAS.threads = 1
         DispatchQueue.concurrentPerform(iterations: workers) { wk in
             let dp = UnsafeMutablePointer<Float>.allocate(capacity: T * T)
