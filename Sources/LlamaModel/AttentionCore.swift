@@ -39,14 +39,12 @@ public enum AttentionCore {
         let pairs = batch * nq
         // A generation step (one query against a short cache) is far less work than a thread hand-off: it runs on
         // the calling thread. The per-pair arithmetic is the same either way.
-        // Workers as many as `--threads` (BLAS.threads), not the cores: each holds a [blockRows × Tk] score block
+        // Workers as many as `--threads` (BLAS.configuredThreads), not the cores: each holds a [blockRows × Tk] score block
         // (16 MiB at an 8192-token window), so the peak memory follows the thread setting, not the machine.
         let small = pairs * T * Tk * hd < serialWork
-        let savedThreads = BLAS.threads
-        let workers = small ? 1 : max(1, min(savedThreads, pairs))
+        let workers = small ? 1 : max(1, min(BLAS.configuredThreads, pairs))
         let blockRows = min(T, scoreBlockRows)
-        BLAS.threads = 1
-        DispatchQueue.concurrentPerform(iterations: workers) { wk in
+        BLAS.singleThreaded { DispatchQueue.concurrentPerform(iterations: workers) { wk in
             let scratch = probs == nil ? UnsafeMutablePointer<Float>.allocate(capacity: blockRows * Tk) : nil
             defer { scratch?.deallocate() }
             var p = wk
@@ -71,8 +69,7 @@ public enum AttentionCore {
                 }
                 p += workers
             }
-        }
-        BLAS.threads = savedThreads
+        } }
     }
 
     /// Per (sequence, KV group), the group's query heads one after another (they share dK, dV). A sliding window
@@ -83,10 +80,8 @@ public enum AttentionCore {
         let width = (nq + 2 * nkv) * hd, qWidth = nq * hd, rep = nq / nkv
         let scale = 1 / Float(hd).squareRoot()
         let units = batch * nkv
-        let savedThreads = BLAS.threads
-        let workers = max(1, min(savedThreads, units))     // each holds a T × T block: as many as --threads
-        BLAS.threads = 1
-        DispatchQueue.concurrentPerform(iterations: workers) { wk in
+        let workers = max(1, min(BLAS.configuredThreads, units))     // each holds a T × T block: as many as --threads
+        BLAS.singleThreaded { DispatchQueue.concurrentPerform(iterations: workers) { wk in
             let dp = UnsafeMutablePointer<Float>.allocate(capacity: T * T)
             defer { dp.deallocate() }
             var u = wk
@@ -109,7 +104,6 @@ public enum AttentionCore {
                 }
                 u += workers
             }
-        }
-        BLAS.threads = savedThreads
+        } }
     }
 }

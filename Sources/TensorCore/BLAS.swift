@@ -2,6 +2,7 @@
 // here with tokens batched into the M dimension. Row-major throughout.
 import CBLAS
 import CDNNL
+import Foundation
 
 public enum BLAS {
     /// C[m×n] = alpha · A[m×k] · op(B) + beta · C, where op(B) = Bᵀ when `bTransposed` (B stored [n×k],
@@ -32,6 +33,36 @@ public enum BLAS {
             _ = llmprune_omp_set_num_threads(Int32(newValue))
         }
     }
+
+    /// The thread count set outside any `singleThreaded` region (what `--threads` asked for).
+    public static var configuredThreads: Int {
+        singleThreadLock.lock()
+        defer { singleThreadLock.unlock() }
+        return singleThreadDepth > 0 ? threadsBeforeSingle : threads
+    }
+
+    /// Runs `body` with OpenBLAS (and oneDNN) at one thread — for products issued by several workers at once —
+    /// and restores the count when the last of overlapping callers leaves. A plain save/set/restore per caller is
+    /// not enough: of two overlapping callers the second saves the first's 1 and restores it last, leaving the
+    /// process at one thread for good (seen in the test process, where suites run concurrently; with OpenBLAS'
+    /// Haswell kernels, whose rounding depends on the thread count, that broke bit-exact comparisons).
+    public static func singleThreaded<R>(_ body: () throws -> R) rethrows -> R {
+        singleThreadLock.lock()
+        if singleThreadDepth == 0 { threadsBeforeSingle = threads; threads = 1 }
+        singleThreadDepth += 1
+        singleThreadLock.unlock()
+        defer {
+            singleThreadLock.lock()
+            singleThreadDepth -= 1
+            if singleThreadDepth == 0 { threads = threadsBeforeSingle }
+            singleThreadLock.unlock()
+        }
+        return try body()
+    }
+
+    private static let singleThreadLock = NSLock()
+    nonisolated(unsafe) private static var singleThreadDepth = 0
+    nonisolated(unsafe) private static var threadsBeforeSingle = 1
 
     /// OpenBLAS' own description of its kernel (e.g. "Cooperlake"), for benchmark reports.
     public static var coreName: String { String(cString: openblas_get_corename()) }

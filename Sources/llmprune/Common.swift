@@ -1,3 +1,4 @@
+import Cluster
 import Foundation
 import LlamaModel
 import TensorCore
@@ -28,11 +29,12 @@ enum CLI {
         return lo..<hi
     }
 
-    /// Peak resident set size of this process so far, in MB (ru_maxrss is in KiB on Linux).
+    /// Peak resident set size of this process so far, in MB: VmHWM of its own address space (`peakRSSBytes`).
+    /// Not getrusage's ru_maxrss: Linux carries the parent's peak into it across fork and exec (exec_mmap keeps the
+    /// larger of the old and new address space's peaks), so a process started by a 2 GB test runner reported
+    /// 2163 MB for a 939 MB eval.
     static func peakRSSMB() -> Double {
-        var u = rusage()
-        getrusage(RUSAGE_SELF.rawValue, &u)
-        return Double(u.ru_maxrss) / 1024
+        Double(peakRSSBytes()) / (1024 * 1024)
     }
 
     static func loadModel(_ path: String, tokenizer: Bool) throws -> LoadedModel {

@@ -190,8 +190,8 @@ struct FlagTableTests {
     @Test(.enabled(if: haveSmol, "needs models/smollm2 (scripts/setup.sh)"))
     func evalAtTheFullContextRunsInBoundedMemory() throws {
         // Two threads: the per-thread buffers (OpenBLAS', the attention score blocks) then weigh the same on any
-        // machine (≈34 MB per thread here: 905 MB on 1 core, 940 on 2); at its default, all cores, a CI host
-        // measured 1578 MB.
+        // machine (≈34 MB per thread here: 905 MB on 1 core, 940 on 2). The peak is the binary's own VmHWM: as
+        // getrusage's ru_maxrss it had included this test process's peak (CI: 1578 MB, here 2163 MB in the suite).
         let r = try llmprune(["eval", "--model", Self.smol, "--dataset", "wikitext2", "--seq-len", "8192", "--batch", "1",
                               "--max-windows", "1", "--threads", "2", "--json"])
         #expect(r.status == 0, "\(r.stderr)")
