@@ -41,20 +41,24 @@ public enum BLAS {
         return singleThreadDepth > 0 ? threadsBeforeSingle : threads
     }
 
-    /// Runs `body` with OpenBLAS (and oneDNN) at one thread — for products issued by several workers at once —
+    /// Runs `body` with OpenBLAS at one thread — for products issued by several workers at once —
     /// and restores the count when the last of overlapping callers leaves. A plain save/set/restore per caller is
     /// not enough: of two overlapping callers the second saves the first's 1 and restores it last, leaving the
     /// process at one thread for good (seen in the test process, where suites run concurrently; with OpenBLAS'
     /// Haswell kernels, whose rounding depends on the thread count, that broke bit-exact comparisons).
+    ///
+    /// Only OpenBLAS' count changes (a process-wide setting). oneDNN's OpenMP count is a per-thread ICV: set by one
+    /// thread and restored by another it would stay changed on the first, and a oneDNN primitive created at one
+    /// thread count and run at a larger one computes wrong results (seen: relative error 6.3 in BF16MatmulTests).
     public static func singleThreaded<R>(_ body: () throws -> R) rethrows -> R {
         singleThreadLock.lock()
-        if singleThreadDepth == 0 { threadsBeforeSingle = threads; threads = 1 }
+        if singleThreadDepth == 0 { threadsBeforeSingle = threads; openblas_set_num_threads(1) }
         singleThreadDepth += 1
         singleThreadLock.unlock()
         defer {
             singleThreadLock.lock()
             singleThreadDepth -= 1
-            if singleThreadDepth == 0 { threads = threadsBeforeSingle }
+            if singleThreadDepth == 0 { openblas_set_num_threads(Int32(threadsBeforeSingle)) }
             singleThreadLock.unlock()
         }
         return try body()
