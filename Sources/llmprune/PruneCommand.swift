@@ -132,8 +132,10 @@ enum PruneCommand {
         let header = try ModelLoader.config(path: modelPath)
         let calibFlags = try CalibrationFlags(&a)
         let microBatches = try a.value(JobFlags.microBatches)
-        let settings = try PruningFlags.settings(&a, numLayers: header.numLayers, seed: calibFlags.seed)
+        var settings = try PruningFlags.settings(&a, numLayers: header.numLayers, seed: calibFlags.seed)
             .validated(config: header)
+        let asParsed = settings
+        if recipe == .best { settings = try Recipe.innerLayerBudget(settings, config: header, argv: argv) }
         try calibFlags.check(header)
         let recon = mode == .prune ? try ReconstructionFlags.settings(&a, config: header) : nil
         let reconWindows = try ReconstructionFlags.windows(&a, calibration: calibFlags, settings: recon)
@@ -143,7 +145,10 @@ enum PruneCommand {
         try a.finish()
         if let recipe, !quiet {
             let flags = recipe.flags.map { "--\($0.name)" + ($0.value.map { " \($0)" } ?? "") }.joined(separator: " ")
-            FileHandle.standardError.write(Data("llmprune: recipe \(recipe.rawValue): \(flags.isEmpty ? "the defaults" : flags) (flags given on the command line win)\n".utf8))
+            let placement = settings.layerStart != asParsed.layerStart
+                ? String(format: ", layers %d:%d to %.4f%% of the parameters (LLM-Pruner's count at ratio %g)",
+                         settings.layerStart, settings.layerEnd, 100 * settings.targetParams!, settings.ratio) : ""
+            FileHandle.standardError.write(Data("llmprune: recipe \(recipe.rawValue): \(flags.isEmpty ? "the defaults" : flags)\(placement) (flags given on the command line win)\n".utf8))
         }
         try CLI.printParsedFlagsIfAsked(settings, calibFlags)
         _ = try calibFlags.file()

@@ -90,6 +90,28 @@ import Testing
         #expect((rc["settings"] as! [String: Any])["ridge"] as? Double == 0.3)
     }
 
+    /// `--recipe best` cuts LLM-Pruner's parameter count at --ratio over layers 6:L-4 (SmolLM2: 6:26; counts
+    /// 118,589,760 at r = 0.25 and 95,586,624 at r = 0.5 over LLM-Pruner's 4:28), unless a placement flag is given.
+    @Test(.enabled(if: FlagTableTests.haveSmol, "needs models/smollm2 (scripts/setup.sh)"))
+    func recipeBestCutsLLMPrunersCountOverInnerLayers() throws {
+        func settings(_ extra: [String]) throws -> [String: Any] {
+            let r = try llmprune(["prune", "--model", FlagTableTests.smol, "--out", Scratch().url.appendingPathComponent("o").path,
+                                  "--recipe", "best", "--quiet"] + extra, env: ["LLMPRUNE_PRINT_FLAGS": "1"])
+            #expect(r.status == 0, "\(r.stderr)")
+            let o = try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any]
+            return o?["settings"] as? [String: Any] ?? [:]
+        }
+        let total = 134_515_008.0
+        for (ratio, count) in [("0.25", 118_589_760), ("0.5", 95_586_624)] {
+            let s = try settings(["--ratio", ratio])
+            #expect(s["layerStart"] as? Int == 6 && s["layerEnd"] as? Int == 26, "\(s)")
+            let frac = try #require(s["targetParams"] as? Double)
+            #expect(Int((total * frac).rounded(.down)) == count, "target \(frac)")
+        }
+        let given = try settings(["--ratio", "0.25", "--layers", "4:28"])
+        #expect(given["layerStart"] as? Int == 4 && given["layerEnd"] as? Int == 28 && given["targetParams"] == nil, "\(given)")
+    }
+
     @Test func reconstructionIsWrittenAndRecorded() throws {
         let s = Scratch()
         let plain = s.url.appendingPathComponent("plain").path, refit = s.url.appendingPathComponent("refit").path
