@@ -14,7 +14,8 @@
 #   flap         FLAP's fluctuation criterion, standardized global ranking, reconstruction
 #   fluct-recon  the fluctuation criterion (local), reconstruction
 #   obs          structured OBS selection (128×128 calibration tokens), reconstruction
-#   best         `--recipe best` (what was found best: obs, reconstruction with ridge 0.3; docs/pruning.md)
+#   best         `--recipe best` (what was found best: obs, reconstruction with ridge 0.3, LLM-Pruner's count cut
+#                over layers 6:L-4; docs/pruning.md)
 #   channel      channel-wise (hidden size), at the same counts
 #   depth-bi     depth: whole blocks by ShortGPT's block influence, at the same counts
 #   depth-taylor depth: whole blocks by Taylor block importance, at the same counts
