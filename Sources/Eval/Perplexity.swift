@@ -10,11 +10,15 @@ public struct PerplexityOptions: Sendable {
     public var seqLen = 128
     public var batch = 8
     public var maxWindows: Int? = nil
+    /// Also report the perplexity of the first N windows, from the same pass: batches stop at window N, so the
+    /// figure is exactly what `maxWindows: N` gives (the same batches, summed in the same order).
+    public var alsoFirst: Int? = nil
     public var quiet = false
-    public init(seqLen: Int = 128, batch: Int = 8, maxWindows: Int? = nil, quiet: Bool = false) {
+    public init(seqLen: Int = 128, batch: Int = 8, maxWindows: Int? = nil, alsoFirst: Int? = nil, quiet: Bool = false) {
         self.seqLen = seqLen
         self.batch = batch
         self.maxWindows = maxWindows
+        self.alsoFirst = alsoFirst
         self.quiet = quiet
     }
 
@@ -23,6 +27,9 @@ public struct PerplexityOptions: Sendable {
         guard batch >= 1 else { throw EvalError.invalidOption(flag: "--batch", reason: "must be positive, got \(batch)") }
         if let m = maxWindows, m < 1 {
             throw EvalError.invalidOption(flag: "--max-windows", reason: "must be positive, got \(m)")
+        }
+        if let f = alsoFirst, f < 1 {
+            throw EvalError.invalidOption(flag: "--also-first", reason: "must be positive, got \(f)")
         }
     }
 }
@@ -36,6 +43,14 @@ public struct PerplexityResult: Codable, Sendable {
     public var seconds: Double      // forward time
     public var tokensPerSecond: Double
     public var seqLen: Int
+    /// With `alsoFirst`: the same protocol over the first windows only.
+    public var first: Prefix?
+
+    public struct Prefix: Codable, Sendable {
+        public var windows: Int
+        public var perplexity: Double
+        public var nllMean: Double
+    }
 }
 
 public enum Perplexity {
@@ -45,15 +60,24 @@ public enum Perplexity {
         let available = ids.count / o.seqLen
         guard available > 0 else { throw EvalError.tooShort(path: source, tokens: ids.count, needed: o.seqLen) }
         let windows = min(available, o.maxWindows ?? available)
+        if let f = o.alsoFirst, f > windows {
+            throw EvalError.invalidOption(flag: "--also-first", reason: "\(f) is more than the \(windows) windows evaluated")
+        }
         let bar = ProgressBar(total: windows * o.seqLen, label: "ppl", unit: "tok", quiet: o.quiet)
         var nll = 0.0
         let start = Date()
         var w = 0
+        var first: PerplexityResult.Prefix?
         while w < windows {
-            let b = min(o.batch, windows - w)
+            var b = min(o.batch, windows - w)
+            if let f = o.alsoFirst, w < f { b = min(b, f - w) }
             let chunk = Array(ids[(w * o.seqLen)..<((w + b) * o.seqLen)])
             nll += try runner.nextTokenNLL(tokens: chunk, batch: b, seqLen: o.seqLen).reduce(0, +)
             w += b
+            if let f = o.alsoFirst, w == f {
+                let mean = nll / Double(f * (o.seqLen - 1))
+                first = .init(windows: f, perplexity: Foundation.exp(mean), nllMean: mean)
+            }
             bar.advance(by: b * o.seqLen)
         }
         bar.finish()
@@ -62,6 +86,6 @@ public enum Perplexity {
         let mean = nll / Double(scored)
         return PerplexityResult(perplexity: Foundation.exp(mean), nllMean: mean, tokens: ids.count, windows: windows,
                                 scored: scored, seconds: secs, tokensPerSecond: Double(windows * o.seqLen) / secs,
-                                seqLen: o.seqLen)
+                                seqLen: o.seqLen, first: first)
     }
 }

@@ -68,6 +68,31 @@ public enum BLAS {
     nonisolated(unsafe) private static var singleThreadDepth = 0
     nonisolated(unsafe) private static var threadsBeforeSingle = 1
 
+    /// Makes OpenBLAS' idle workers sleep soon after a product instead of spinning for ~0.1 s. Its pthreads
+    /// server (driver/others/blas_server.c) keeps each worker polling with sched_yield for 2^28 cycles after every
+    /// call unless OPENBLAS_THREAD_TIMEOUT says otherwise; between two products llmprune runs its own kernels on
+    /// Dispatch workers and oneDNN's on OpenMP's, and on a 2-core machine the yielding worker takes a core from them.
+    /// Measured on SmolLM2 (`tune`, 3 steps of 8 × 256, 2 threads): fp32 284 → 349 tok/s, `--compute bf16` 477 →
+    /// 663 (docs/bf16.md, "OpenBLAS' idle spin"). OpenBLAS reads the variable when it is loaded, so this sets it,
+    /// has OpenBLAS read its environment again and restarts its worker pool (the same shutdown and lazy re-init it
+    /// does after fork). A value the user gave is kept. The entry points are looked up at run time: an OpenBLAS that
+    /// does not export them keeps its default. Call it once, before any other thread uses OpenBLAS.
+    public static func shortenIdleSpin(log2Cycles: Int = idleSpinLog2Cycles) {
+        guard getenv("OPENBLAS_THREAD_TIMEOUT") == nil else { return }
+        typealias Call = @convention(c) () -> Int32
+        let rtldDefault = UnsafeMutableRawPointer(bitPattern: 0)
+        guard let readEnv = dlsym(rtldDefault, "openblas_read_env"),
+              let shutdown = dlsym(rtldDefault, "blas_thread_shutdown_"),
+              let initialize = dlsym(rtldDefault, "blas_thread_init") else { return }
+        setenv("OPENBLAS_THREAD_TIMEOUT", String(log2Cycles), 1)
+        _ = unsafeBitCast(readEnv, to: Call.self)()
+        _ = unsafeBitCast(shutdown, to: Call.self)()
+        _ = unsafeBitCast(initialize, to: Call.self)()
+    }
+
+    /// log2 of the cycles an idle OpenBLAS worker polls before it sleeps (OpenBLAS clamps it to 4…30; default 28).
+    public static let idleSpinLog2Cycles = 8
+
     /// OpenBLAS' own description of its kernel (e.g. "Cooperlake"), for benchmark reports.
     public static var coreName: String { String(cString: openblas_get_corename()) }
 }

@@ -23,10 +23,13 @@ enum EvalCommand {
                                   parse: Parse.int())
     static let batch = Flag<Int>("batch", "N", default: "8", help: "windows per forward", parse: Parse.int())
     static let maxWindows = Flag<Int>("max-windows", "N", help: "only the first N windows", parse: Parse.int())
+    static let alsoFirst = Flag<Int>("also-first", "N",
+                                     help: "also report the first N windows' perplexity, from the same pass (the\nnumber --max-windows N gives)",
+                                     parse: Parse.int())
     static let adapter = Flag<String>("adapter", "DIR", path: true, help: "a peft LoRA adapter, folded into the weights first",
                                       parse: Parse.text)
     static let flags = CommandFlags(
-        own: [CommonFlags.model.info, dataset.info, seqLen.info, maxWindows.info, batch.info, adapter.info,
+        own: [CommonFlags.model.info, dataset.info, seqLen.info, maxWindows.info, alsoFirst.info, batch.info, adapter.info,
               CommonFlags.threads.info, CommonFlags.json.info, CommonFlags.quiet.info],
         groups: [ComputeFlags.group])
 
@@ -39,6 +42,7 @@ enum EvalCommand {
         o.seqLen = try a.value(seqLen)
         o.batch = try a.value(batch)
         o.maxWindows = try a.optional(maxWindows)
+        o.alsoFirst = try a.optional(alsoFirst)
         let json = a.flag("json")
         o.quiet = a.flag("quiet") || json
         try CLI.applyThreads(&a)
@@ -59,9 +63,10 @@ enum EvalCommand {
                                      idsSHA256: SHA256.hex(ids: ids), peakRSSMB: CLI.peakRSSMB(), compute: compute))
             return
         }
-        print(String(format: "%@  ppl %.4f  nll %.6f  tokens %d  windows %d×%d  scored %d  %.1f tok/s  peak RSS %.0f MB%@",
+        print(String(format: "%@  ppl %.4f  nll %.6f  tokens %d  windows %d×%d  scored %d  %.1f tok/s  peak RSS %.0f MB%@%@",
                      dataset, r.perplexity, r.nllMean, r.tokens, r.windows, r.seqLen, r.scored, r.tokensPerSecond,
-                     CLI.peakRSSMB(), compute == .fp32 ? "" : "  compute \(compute.rawValue)"))
+                     CLI.peakRSSMB(), compute == .fp32 ? "" : "  compute \(compute.rawValue)",
+                     r.first.map { String(format: "  first %d windows: ppl %.4f", $0.windows, $0.perplexity) } ?? ""))
     }
 }
 

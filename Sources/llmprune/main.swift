@@ -5,6 +5,7 @@ import ClusterPrune
 import Foundation
 import Pruning
 import Support
+import TensorCore
 
 
 func fail(_ message: String, code: Int32) -> Never {
@@ -16,6 +17,7 @@ func fail(_ message: String, code: Int32) -> Never {
 
 var argv = Array(CommandLine.arguments.dropFirst())
 OpenMPWaitPolicy.ensurePassive(argv)
+BLAS.shortenIdleSpin()
 guard let command = argv.first else {
     print(Help.overview)
     exit(2)

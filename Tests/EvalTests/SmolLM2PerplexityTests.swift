@@ -56,4 +56,30 @@ struct SmolLM2PerplexityTests {
         #expect(abs(r.nllMean - refMean) / refMean < 1e-5)
         print("\(dataset): \(ids.count) ids, first \(n) windows nll mean \(r.nllMean) vs \(refMean)")
     }
+
+    /// `alsoFirst` reports, from one pass, exactly the number a pass over only those windows gives — also when the
+    /// prefix ends inside a batch — and refuses a prefix longer than the pass.
+    @Test func prefixPerplexityIsTheShorterPass() throws {
+        let m = try Self.loaded()
+        setenv("LLMPRUNE_DATA", packageRoot.deletingLastPathComponent().appendingPathComponent("shared/data").path, 1)
+        let ids = try #require(m.tokenizer).encode(try EvalDataset.text(of: try EvalDataset.resolve("ptb")))
+        let runner = LlamaRunner(weights: m.weights)
+        for prefix in [8, 5] {
+            let both = try Perplexity.evaluate(runner: runner, ids: ids,
+                                               options: PerplexityOptions(maxWindows: 12, alsoFirst: prefix, quiet: true), source: "ptb")
+            let short = try Perplexity.evaluate(runner: runner, ids: ids, options: PerplexityOptions(maxWindows: prefix, quiet: true),
+                                                source: "ptb")
+            let long = try Perplexity.evaluate(runner: runner, ids: ids, options: PerplexityOptions(maxWindows: 12, quiet: true),
+                                               source: "ptb")
+            let first = try #require(both.first)
+            #expect(first.windows == prefix && first.nllMean == short.nllMean && first.perplexity == short.perplexity)
+            // The rest of the pass is batched differently when the prefix ends inside a batch (5 + 7 windows, not
+            // 8 + 4): the products' blocking changes with their row count, a float-rounding difference (2.3e-8 seen).
+            #expect(abs(both.nllMean - long.nllMean) <= 1e-6 * long.nllMean, "\(both.nllMean) vs \(long.nllMean)")
+        }
+        #expect(throws: EvalError.self) {
+            try Perplexity.evaluate(runner: runner, ids: ids, options: PerplexityOptions(maxWindows: 4, alsoFirst: 5, quiet: true),
+                                    source: "ptb")
+        }
+    }
 }

@@ -1,10 +1,14 @@
 #!/usr/bin/env bash
 # The quality matrix of issue 18: SmolLM2 pruned without tuning to the two parameter counts of LLM-Pruner's local
 # element1 recipe at r = 0.25 and r = 0.5, by each recipe below; perplexity on WikiText-2 and PTB over the first
-# W windows of 128 tokens (the project's text protocol) and, with --full, over the whole files; time and peak RSS of
-# each prune. Writes the table to stdout and, with --write, into docs/results.md between the quality markers.
+# W windows of 128 tokens (the project's text protocol) and, with --full, over the whole files too (one pass per file:
+# `eval --also-first W` gives both numbers); time and peak RSS of each prune. Writes the table to stdout and, with
+# --write, into docs/results.md between the quality markers.
 #   scripts/bench/quality.sh [--model PATH] [--windows 128] [--full] [--seeds 42] [--rows NAME,NAME] [--write]
-#                            [--threads 2] [--bin PATH]
+#                            [--threads 2] [--bin PATH] [--results FILE]
+# --results FILE keeps every measured row (JSON lines) in FILE instead of a scratch file: a run skips the rows FILE
+# already holds (same row, ratio, seed, windows and --full), so an interrupted matrix resumes where it stopped, and
+# the table is made from all of FILE's rows — several runs (other rows, other seeds) build one table.
 # Rows (the recipes' flags are in the table `recipes` below; each is added on top of `--ratio R`):
 #   llm-pruner   LLM-Pruner's recipe: local element1, 10×64 ptb-valid calibration
 #   global-std   + global allocation over standardized scores (FLAP's ranking)
@@ -20,7 +24,7 @@
 #   depth-bi     depth: whole blocks by ShortGPT's block influence, at the same counts
 #   depth-taylor depth: whole blocks by Taylor block importance, at the same counts
 set -euo pipefail
-model="" windows=128 full=0 seeds="42" rows="" write=0 threads=2 binarg=""
+model="" windows=128 full=0 seeds="42" rows="" write=0 threads=2 binarg="" results=""
 while [ $# -gt 0 ]; do
     case "$1" in
         --model) model="$2"; shift 2 ;;
@@ -31,6 +35,7 @@ while [ $# -gt 0 ]; do
         --write) write=1; shift ;;
         --threads) threads="$2"; shift 2 ;;
         --bin) binarg="$2"; shift 2 ;;
+        --results) results="$2"; shift 2 ;;
         *) echo "quality.sh: unknown argument $1" >&2; exit 2 ;;
     esac
 done
@@ -60,7 +65,45 @@ declare -A recipes=(
 order=(llm-pruner global-std recon calib iterative flap fluct-recon obs best channel depth-bi depth-taylor)
 [ -n "$rows" ] && IFS=, read -r -a order <<< "$rows"
 echo "quality.sh: $(uptime)" >&2
-results="$out/results.jsonl"; : > "$results"
+if [ -z "$results" ]; then results="$out/results.jsonl"; : > "$results"; else touch "$results"; fi
+# have ROW RATIO SEED: whether $results already holds that row at these windows and --full setting.
+have() {
+    python3 - "$results" "$1" "$2" "$3" "$windows" "$full" <<'PY'
+import json, sys
+f, row, ratio, seed, windows, full = sys.argv[1:]
+for line in open(f):
+    r = json.loads(line)
+    if (r["row"], r["ratio"], r["seed"], r.get("windows"), r.get("fullFile")) == (row, float(ratio), int(seed), int(windows), full == "1") \
+            and "error" not in r:
+        sys.exit(0)
+sys.exit(1)
+PY
+}
+# evaluate DIR: perplexity of the model in DIR on WikiText-2 and PTB (first $windows windows; with --full the whole
+# file, the first windows from the same pass) as JSON {"first": {...}, "full": {...}}.
+evaluate() {
+    for ds in wikitext2 ptb; do
+        if [ "$full" = 1 ]; then
+            "$bin" eval --model "$1" --dataset "$ds" --also-first "$windows" --threads "$threads" --json --quiet > "$1.eval-$ds.json"
+        else
+            "$bin" eval --model "$1" --dataset "$ds" --max-windows "$windows" --threads "$threads" --json --quiet > "$1.eval-$ds.json"
+        fi
+    done
+    python3 - "$1" "$full" <<'PY'
+import json, sys
+d, full = sys.argv[1], sys.argv[2] == "1"
+r = {ds: json.load(open(f"{d}.eval-{ds}.json"))["result"] for ds in ("wikitext2", "ptb")}
+print(json.dumps({"first": {ds: (v["first"] if full else v)["perplexity"] for ds, v in r.items()},
+                  "full": {ds: v["perplexity"] for ds, v in r.items()} if full else {},
+                  "evalSeconds": sum(v["seconds"] for v in r.values())}))
+PY
+}
+if ! have base 0 0; then
+    echo "== unpruned" >&2
+    ln -s "$model" "$out/base.gguf"
+    python3 -c "import json,sys; e=json.loads(sys.argv[1]); e.update(row='base', ratio=0.0, seed=0, windows=int(sys.argv[2]), fullFile=sys.argv[3]=='1'); print(json.dumps(e))" \
+        "$(evaluate "$out/base.gguf")" "$windows" "$full" >> "$results"
+fi
 for seed in ${seeds//,/ }; do
   for r in 0.25 0.5; do
     # The reference count at this ratio (and seed): the LLM-Pruner plan's parametersAfter.
@@ -69,31 +112,27 @@ for seed in ${seeds//,/ }; do
     target=$(python3 -c "import json,sys; p=json.load(open(sys.argv[1])); print(p['parametersAfter']/p['parametersBefore'])" "$out/ref-$r-$seed.json")
     for row in "${order[@]}"; do
         [ -n "${recipes[$row]+x}" ] || { echo "quality.sh: unknown row $row" >&2; exit 2; }
+        if have "$row" "$r" "$seed"; then echo "== seed $seed, r=$r, $row: already in $results" >&2; continue; fi
         flags="${recipes[$row]//@TARGET@/--target-params $target}"
         dir="$out/$row-$r-$seed"
-        echo "== seed $seed, r=$r, $row: $flags" >&2
+        echo "== seed $seed, r=$r, $row: $flags ($(date -u +%H:%M))" >&2
+        # f32: the written model is the one the cut computed (the default from a GGUF is bf16), so the evaluation of
+        # the file is the evaluation of the cut.
         # shellcheck disable=SC2086
-        if ! "$bin" prune --model "$model" --out "$dir" --ratio "$r" --seed "$seed" $flags --threads "$threads" \
-            --eval wikitext2,ptb --eval-windows "$windows" --json --quiet > "$dir.json" 2> "$dir.err"; then
+        if ! "$bin" prune --model "$model" --out "$dir" --dtype f32 --ratio "$r" --seed "$seed" $flags --threads "$threads" \
+            --json --quiet > "$dir.json" 2> "$dir.err"; then
             echo "quality.sh: $row at r=$r failed: $(tail -n 1 "$dir.err")" >&2
             python3 -c "import json,sys; print(json.dumps({'row':sys.argv[1],'ratio':float(sys.argv[2]),'seed':int(sys.argv[3]),'error':sys.argv[4]}))" \
                 "$row" "$r" "$seed" "$(tail -n 1 "$dir.err")" >> "$results"
             continue
         fi
-        fullw="{}"
-        if [ "$full" = 1 ]; then
-            for ds in wikitext2 ptb; do
-                "$bin" eval --model "$dir" --dataset "$ds" --threads "$threads" --json --quiet > "$dir.full-$ds.json"
-            done
-            fullw=$(python3 -c "import json,sys; print(json.dumps({d: json.load(open(f'{sys.argv[1]}.full-{d}.json'))['result']['perplexity'] for d in ('wikitext2','ptb')}))" "$dir")
-        fi
-        python3 - "$dir.json" "$row" "$r" "$seed" "$fullw" "$flags" >> "$results" <<'PY'
+        python3 - "$dir.json" "$row" "$r" "$seed" "$(evaluate "$dir")" "$flags" "$windows" "$full" >> "$results" <<'PY'
 import json, sys
-p = json.load(open(sys.argv[1]))
+p, e = json.load(open(sys.argv[1])), json.loads(sys.argv[5])
 print(json.dumps({"row": sys.argv[2], "ratio": float(sys.argv[3]), "seed": int(sys.argv[4]), "flags": sys.argv[6],
-                  "params": p["parametersAfter"], "before": p["parametersBefore"], "first": p["perplexityAfter"],
-                  "base": p["perplexityBefore"], "full": json.loads(sys.argv[5]), "seconds": p["seconds"]["total"],
-                  "evalSeconds": p["seconds"]["evalBefore"] + p["seconds"]["evalAfter"], "peakRSSMB": p["peakRSSMB"]}))
+                  "windows": int(sys.argv[7]), "fullFile": sys.argv[8] == "1",
+                  "params": p["parametersAfter"], "before": p["parametersBefore"], "first": e["first"], "full": e["full"],
+                  "seconds": p["seconds"]["total"], "evalSeconds": e["evalSeconds"], "peakRSSMB": p["peakRSSMB"]}))
 PY
         rm -rf "$dir"
     done
@@ -101,28 +140,42 @@ PY
 done
 python3 - "$results" "$windows" "$write" "$root/docs/results.md" <<'PY'
 import json, sys
-rows = [json.loads(l) for l in open(sys.argv[1])]
-W, write, doc = sys.argv[2], sys.argv[3] == "1", sys.argv[4]
+W, write, doc = int(sys.argv[2]), sys.argv[3] == "1", sys.argv[4]
+# The newest measurement of each (row, ratio, seed) at these windows; a full-file one wins over a first-W-only one.
+latest = {}
+for line in open(sys.argv[1]):
+    r = json.loads(line)
+    if r.get("windows", W) != W: continue
+    k = (r["row"], r["ratio"], r["seed"])
+    if k not in latest or "error" in latest[k] or r.get("fullFile") or not latest[k].get("fullFile"):
+        latest[k] = r
+rows = list(latest.values())
 ok = [r for r in rows if "error" not in r]
+base = latest.get(("base", 0.0, 0), {})
+f = lambda x: f"{x:.2f}" if x is not None else "—"
 lines = []
-for seed in sorted({r["seed"] for r in rows}):
-    base = next((r["base"] for r in ok if r["seed"] == seed), {})
-    lines.append(f"Seed {seed} (unpruned, first {W} windows: WikiText-2 {base.get('wikitext2', float('nan')):.2f}, "
-                 f"PTB {base.get('ptb', float('nan')):.2f}).\n")
-    lines.append(f"| recipe | r | parameters (Δ vs LLM-Pruner) | WikiText-2 first {W} | PTB first {W} | WikiText-2 full | PTB full | vs LLM-Pruner (WikiText-2) | prune s | peak RSS MB |")
+if base:
+    lines.append(f"Unpruned: WikiText-2 {f(base['first'].get('wikitext2'))} (first {W} windows), "
+                 f"{f(base['full'].get('wikitext2'))} (full file); PTB {f(base['first'].get('ptb'))}, {f(base['full'].get('ptb'))}.\n")
+order = ["llm-pruner", "global-std", "recon", "calib", "iterative", "flap", "fluct-recon", "obs", "best", "channel",
+         "depth-bi", "depth-taylor"]
+for seed in sorted({r["seed"] for r in rows if r["row"] != "base"}):
+    lines.append(f"Seed {seed}.\n")
+    lines.append(f"| recipe | r | parameters (Δ vs LLM-Pruner) | WikiText-2 first {W} | PTB first {W} | WikiText-2 full | PTB full | "
+                 f"WikiText-2 first {W} vs LLM-Pruner | prune s | prune peak RSS MB |")
     lines.append("|---|---|---|---|---|---|---|---|---|---|")
     for ratio in (0.25, 0.5):
-        ref = next((r for r in ok if r["seed"] == seed and r["ratio"] == ratio and r["row"] == "llm-pruner"), None)
-        for r in rows:
-            if r["seed"] != seed or r["ratio"] != ratio: continue
+        ref = latest.get(("llm-pruner", ratio, seed))
+        ref = ref if ref and "error" not in ref else None
+        here = sorted((r for r in rows if r["seed"] == seed and r["ratio"] == ratio),
+                      key=lambda r: order.index(r["row"]) if r["row"] in order else len(order))
+        for r in here:
             if "error" in r:
                 lines.append(f"| {r['row']} | {ratio} | failed: {r['error']} | | | | | | | |"); continue
             dp = f" ({100 * (r['params'] / ref['params'] - 1):+.2f}%)" if ref else ""
-            gain = f"{100 * (1 - r['first']['wikitext2'] / ref['first']['wikitext2']):+.1f}% lower" if ref else ""
-            fw, fp = r["full"].get("wikitext2"), r["full"].get("ptb")
-            f = lambda x: f"{x:.2f}" if x is not None else "—"
-            lines.append(f"| {r['row']} | {ratio} | {r['params']:,}{dp} | {r['first']['wikitext2']:.2f} | {r['first']['ptb']:.2f} | "
-                         f"{f(fw)} | {f(fp)} | {gain} | {r['seconds'] - r['evalSeconds']:.1f} | {r['peakRSSMB']:.0f} |")
+            gain = f"{100 * (r['first']['wikitext2'] / ref['first']['wikitext2'] - 1):+.1f}%" if ref else ""
+            lines.append(f"| {r['row']} | {ratio} | {r['params']:,}{dp} | {f(r['first']['wikitext2'])} | {f(r['first']['ptb'])} | "
+                         f"{f(r['full'].get('wikitext2'))} | {f(r['full'].get('ptb'))} | {gain} | {r['seconds']:.1f} | {r['peakRSSMB']:.0f} |")
     lines.append("")
 table = "\n".join(lines)
 print(table)
