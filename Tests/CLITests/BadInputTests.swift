@@ -206,6 +206,14 @@ func tensorInfoOffset(_ data: Data, name: String) -> Int {
                                          "--dataset", "ptb", "--seq-len", value]), mentions: ["--seq-len"])
     }
 
+    /// --also-first must be positive and within the windows evaluated.
+    @Test(arguments: [("0", "1"), ("3", "2")])
+    func badAlsoFirst(first: String, windows: String) throws {
+        expectCleanFailure(try llmprune(["eval", "--model", fixtures.appendingPathComponent("tiny.gguf").path,
+                                         "--dataset", "ptb", "--seq-len", "16", "--max-windows", windows, "--also-first", first]),
+                           mentions: ["--also-first"])
+    }
+
     @Test func missingModelFile() throws {
         expectCleanFailure(try llmprune(["info", "--model", "/nonexistent/model.gguf"]), mentions: ["/nonexistent/model.gguf"])
     }
