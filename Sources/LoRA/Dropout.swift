@@ -100,34 +100,25 @@ final class DropoutBits {
     }
 
     /// y = kept ? x / (1 − p) : 0, for dense [rows × cols] buffers.
-    func apply(_ x: UnsafePointer<Float>, to y: UnsafeMutablePointer<Float>) {
-        let w = words, wpr = wordsPerRow, cols = cols, s = scale
-        Kernels.parallelRows(rows, minRowsPerChunk: 16) { range in
-            for r in range {
-                let xr = UnsafeRawPointer(x + r * cols), yr = UnsafeMutableRawPointer(y + r * cols)
-                Self.row(w + r * wpr, cols: cols, scale: s, { c, f in
-                    yr.storeBytes(of: xr.loadUnaligned(fromByteOffset: 4 * c, as: SIMD8<Float>.self) * f,
-                                  toByteOffset: 4 * c, as: SIMD8<Float>.self)
-                }, tail: { c, f in
-                    yr.storeBytes(of: xr.load(fromByteOffset: 4 * c, as: Float.self) * f, toByteOffset: 4 * c, as: Float.self)
-                })
-            }
-        }
-    }
+    func apply(_ x: UnsafePointer<Float>, to y: UnsafeMutablePointer<Float>) { masked(x, into: y, accumulate: false) }
 
     /// y += kept ? x / (1 − p) : 0 (the transpose of `apply`, for the input gradient).
-    func accumulate(_ x: UnsafePointer<Float>, into y: UnsafeMutablePointer<Float>) {
+    func accumulate(_ x: UnsafePointer<Float>, into y: UnsafeMutablePointer<Float>) { masked(x, into: y, accumulate: true) }
+
+    /// y = x · (s · bit), or y += that.
+    private func masked(_ x: UnsafePointer<Float>, into y: UnsafeMutablePointer<Float>, accumulate: Bool) {
         let w = words, wpr = wordsPerRow, cols = cols, s = scale
         Kernels.parallelRows(rows, minRowsPerChunk: 16) { range in
             for r in range {
                 let xr = UnsafeRawPointer(x + r * cols), yr = UnsafeMutableRawPointer(y + r * cols)
                 Self.row(w + r * wpr, cols: cols, scale: s, { c, f in
-                    let sum = yr.loadUnaligned(fromByteOffset: 4 * c, as: SIMD8<Float>.self)
-                        + xr.loadUnaligned(fromByteOffset: 4 * c, as: SIMD8<Float>.self) * f
-                    yr.storeBytes(of: sum, toByteOffset: 4 * c, as: SIMD8<Float>.self)
+                    let v = xr.loadUnaligned(fromByteOffset: 4 * c, as: SIMD8<Float>.self) * f
+                    yr.storeBytes(of: accumulate ? yr.loadUnaligned(fromByteOffset: 4 * c, as: SIMD8<Float>.self) + v : v,
+                                  toByteOffset: 4 * c, as: SIMD8<Float>.self)
                 }, tail: { c, f in
-                    let sum = yr.load(fromByteOffset: 4 * c, as: Float.self) + xr.load(fromByteOffset: 4 * c, as: Float.self) * f
-                    yr.storeBytes(of: sum, toByteOffset: 4 * c, as: Float.self)
+                    let v = xr.load(fromByteOffset: 4 * c, as: Float.self) * f
+                    yr.storeBytes(of: accumulate ? yr.load(fromByteOffset: 4 * c, as: Float.self) + v : v,
+                                  toByteOffset: 4 * c, as: Float.self)
                 })
             }
         }
