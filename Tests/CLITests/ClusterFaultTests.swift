@@ -15,10 +15,11 @@ import Foundation
 import Testing
 
 /// Starts `mpiexec -n ranks llmprune cluster prune …` without waiting; stderr goes to a file.
-func startClusterJob(_ ranks: Int, _ args: [String], fault: String, log: URL) throws -> Process {
+func startClusterJob(_ ranks: Int, command: [String] = ["cluster", "prune"], _ args: [String], fault: String,
+                     log: URL) throws -> Process {
     let p = Process()
     p.executableURL = URL(fileURLWithPath: mpiexecPath()!)
-    p.arguments = ["-n", "\(ranks)", llmpruneBinary().path, "cluster", "prune"] + args
+    p.arguments = ["-n", "\(ranks)", llmpruneBinary().path] + command + args
     var env = ProcessInfo.processInfo.environment
     env["LLMPRUNE_DATA"] = packageRoot.deletingLastPathComponent().appendingPathComponent("shared/data").path
     env["LLMPRUNE_FAULT"] = fault

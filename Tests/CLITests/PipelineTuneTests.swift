@@ -76,17 +76,7 @@ import Testing
         _ = try tune(2, out: clean, extra: ["--pipeline", "2"])
         // Rank 1 (the last stage) parks before step 4 (index 3), after the checkpoint at step 2; then it is killed.
         let log = s.url.appendingPathComponent("cut.log")
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: mpiexecPath()!)
-        p.arguments = ["-n", "2", llmpruneBinary().path, "tune"] + Self.args + ["--out", cut, "--pipeline", "2"]
-        var env = ProcessInfo.processInfo.environment
-        env["LLMPRUNE_FAULT"] = "stall@1:step3"
-        p.environment = env
-        FileManager.default.createFile(atPath: log.path, contents: nil)
-        let h = try FileHandle(forWritingTo: log)
-        p.standardOutput = h
-        p.standardError = h
-        try p.run()
+        let p = try startClusterJob(2, command: ["tune"], Self.args + ["--out", cut, "--pipeline", "2"], fault: "stall@1:step3", log: log)
         let job = cut + ".job"
         #expect(waitForFile("\(job)/attempt-0/rank-1.stalled", timeout: 120))
         kill(try rankPID(job, epoch: 0, rank: 1), SIGKILL)

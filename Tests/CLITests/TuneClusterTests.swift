@@ -49,17 +49,7 @@ import Testing
         _ = try tune(2, out: clean, extra: extra)
         // Rank 1 parks before step 7 (index 6), after the checkpoint at step 4; then it is killed.
         let log = s.url.appendingPathComponent("cut.log")
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: mpiexecPath()!)
-        p.arguments = ["-n", "2", llmpruneBinary().path, "tune"] + Self.args + ["--out", cut] + extra
-        var env = ProcessInfo.processInfo.environment
-        env["LLMPRUNE_FAULT"] = "stall@1:step6"
-        p.environment = env
-        FileManager.default.createFile(atPath: log.path, contents: nil)
-        let h = try FileHandle(forWritingTo: log)
-        p.standardOutput = h
-        p.standardError = h
-        try p.run()
+        let p = try startClusterJob(2, command: ["tune"], Self.args + ["--out", cut] + extra, fault: "stall@1:step6", log: log)
         let job = cut + ".job"
         #expect(waitForFile("\(job)/attempt-0/rank-1.stalled", timeout: 120))
         kill(try rankPID(job, epoch: 0, rank: 1), SIGKILL)
