@@ -73,10 +73,11 @@ public enum BLAS {
     /// call unless OPENBLAS_THREAD_TIMEOUT says otherwise; between two products llmprune runs its own kernels on
     /// Dispatch workers and oneDNN's on OpenMP's, and on a 2-core machine the yielding worker takes a core from them.
     /// Measured on SmolLM2 (`tune`, 3 steps of 8 × 256, 2 threads, alternating runs): `--compute bf16` +20%, fp32
-    /// +13%; the forward alone, whose products run back to back, does not change (docs/bf16.md, "OpenBLAS' idle spin"). OpenBLAS reads the variable when it is loaded, so this sets it,
-    /// has OpenBLAS read its environment again and restarts its worker pool (the same shutdown and lazy re-init it
-    /// does after fork). A value the user gave is kept. The entry points are looked up at run time: an OpenBLAS that
-    /// does not export them keeps its default. Call it once, before any other thread uses OpenBLAS.
+    /// +13%; the forward alone, whose products run back to back, does not change (docs/bf16.md, "OpenBLAS' idle
+    /// spin"). OpenBLAS reads the variable when it is loaded, so this sets it, has OpenBLAS read its environment
+    /// again and restarts its worker pool (the same shutdown and lazy re-init it does after fork). A value the user
+    /// gave is kept. The entry points are looked up at run time: an OpenBLAS that does not export them keeps its
+    /// default. Call it once, before any other thread uses OpenBLAS.
     public static func shortenIdleSpin(log2Cycles: Int = idleSpinLog2Cycles) {
         guard getenv("OPENBLAS_THREAD_TIMEOUT") == nil else { return }
         typealias Call = @convention(c) () -> Int32
