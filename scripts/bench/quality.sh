@@ -5,10 +5,11 @@
 # `eval --also-first W` gives both numbers); time and peak RSS of each prune. Writes the table to stdout and, with
 # --write, into docs/results.md between the quality markers.
 #   scripts/bench/quality.sh [--model PATH] [--windows 128] [--full] [--seeds 42] [--rows NAME,NAME] [--write]
-#                            [--threads 2] [--bin PATH] [--results FILE]
+#                            [--threads 2] [--bin PATH] [--results FILE] [--table-only]
 # --results FILE keeps every measured row (JSON lines) in FILE instead of a scratch file: a run skips the rows FILE
 # already holds (same row, ratio, seed, windows and --full), so an interrupted matrix resumes where it stopped, and
-# the table is made from all of FILE's rows — several runs (other rows, other seeds) build one table.
+# the table is made from all of FILE's rows — several runs (other rows, other seeds) build one table. --table-only
+# prints (and with --write writes) the table of FILE's rows without measuring anything.
 # Rows (the recipes' flags are in the table `recipes` below; each is added on top of `--ratio R`):
 #   llm-pruner   LLM-Pruner's recipe: local element1, 10×64 ptb-valid calibration
 #   global-std   + global allocation over standardized scores (FLAP's ranking)
@@ -24,7 +25,7 @@
 #   depth-bi     depth: whole blocks by ShortGPT's block influence, at the same counts
 #   depth-taylor depth: whole blocks by Taylor block importance, at the same counts
 set -euo pipefail
-model="" windows=128 full=0 seeds="42" rows="" write=0 threads=2 binarg="" results=""
+model="" windows=128 full=0 seeds="42" rows="" write=0 threads=2 binarg="" results="" tableonly=0
 while [ $# -gt 0 ]; do
     case "$1" in
         --model) model="$2"; shift 2 ;;
@@ -36,6 +37,7 @@ while [ $# -gt 0 ]; do
         --threads) threads="$2"; shift 2 ;;
         --bin) binarg="$2"; shift 2 ;;
         --results) results="$2"; shift 2 ;;
+        --table-only) tableonly=1; shift ;;
         *) echo "quality.sh: unknown argument $1" >&2; exit 2 ;;
     esac
 done
@@ -98,6 +100,9 @@ print(json.dumps({"first": {ds: (v["first"] if full else v)["perplexity"] for ds
                   "evalSeconds": sum(v["seconds"] for v in r.values())}))
 PY
 }
+if [ "$tableonly" = 1 ]; then
+    [ -s "$results" ] || { echo "quality.sh: --table-only needs --results FILE with rows" >&2; exit 2; }
+else
 if ! have base 0 0; then
     echo "== unpruned" >&2
     ln -s "$model" "$out/base.gguf"
@@ -138,6 +143,7 @@ PY
     done
   done
 done
+fi
 python3 - "$results" "$windows" "$write" "$root/docs/results.md" <<'PY'
 import json, sys
 W, write, doc = int(sys.argv[2]), sys.argv[3] == "1", sys.argv[4]
