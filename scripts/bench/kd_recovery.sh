@@ -8,9 +8,10 @@
 #   scripts/bench/kd_recovery.sh [--model PATH] [--ranks 2] [--epochs 1] [--batch 16] [--lr 2e-4] [--windows 128]
 #                                [--kd-weight 0.5] [--kd-temperature 1] [--runs ce,kd] [--dir DIR] [--bin PATH]
 #                                [--steps N]   (the first N optimizer steps of the epoch instead of the whole epoch)
+#                                [--train-on-inputs]   (both runs score the prompt's tokens too: CE and KD over every position)
 # --bin uses that llmprune (e.g. .build/debug/llmprune, which is built -O too) instead of building the release one.
 set -euo pipefail
-model="" ranks=2 epochs=1 batch=16 lr=2e-4 windows=128 kdw=0.5 kdt=1 runs=ce,kd dir="" usebin="" steps=""
+model="" ranks=2 epochs=1 batch=16 lr=2e-4 windows=128 kdw=0.5 kdt=1 runs=ce,kd dir="" usebin="" steps="" inputs=""
 while [ $# -gt 0 ]; do
     case "$1" in
         --model) model="$2"; shift 2 ;;
@@ -24,6 +25,7 @@ while [ $# -gt 0 ]; do
         --runs) runs="$2"; shift 2 ;;
         --dir) dir="$2"; shift 2 ;;
         --steps) steps="$2"; shift 2 ;;
+        --train-on-inputs) inputs=1; shift ;;
         --bin) usebin="$(realpath "$2")"; shift 2 ;;
         *) echo "kd_recovery.sh: unknown argument $1" >&2; exit 2 ;;
     esac
@@ -56,6 +58,7 @@ for run in ${runs//,/ }; do
     extra=()
     [ "$run" = ce ] || extra=(--teacher "$model" --kd-weight "$kdw" --kd-temperature "$kdt")
     [ -z "$steps" ] || extra+=(--steps "$steps")
+    [ -z "$inputs" ] || extra+=(--train-on-inputs)
     echo "== tune $run: mpiexec -n $ranks, $epochs epoch(s), batch $batch, lr $lr ${extra[*]} (load: $(cut -d' ' -f1-3 /proc/loadavg))" >&2
     rm -rf "$out/adapter_$run" "$out/adapter_$run.job"
     mpiexec -n "$ranks" $bin tune --model "$out/pruned" --data "$alpaca" --out "$out/adapter_$run" --epochs "$epochs" \
