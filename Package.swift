@@ -102,7 +102,7 @@ let package = Package(
         .testTarget(name: "VariantTests", dependencies: ["LoRA", "Pruning", "LlamaModel", "Formats"],
                     exclude: ["Resources"], swiftSettings: memberImports),
         .testTarget(name: "ClusterTests", dependencies: ["CMPI", "CZeroMQ", "Cluster", "ClusterPrune", "LlamaModel",
-                                                         "ModelExport", "Pruning"], swiftSettings: memberImports),
+                                                         "ModelExport", "Pruning", "TensorCore"], swiftSettings: memberImports),
         .testTarget(name: "CLITests", dependencies: ["Formats"], swiftSettings: memberImports),
         .testTarget(name: "ChatTemplateTests", dependencies: ["ChatTemplate"], exclude: ["Resources"],
                     swiftSettings: memberImports),
