@@ -97,7 +97,7 @@ let package = Package(
         .testTarget(name: "ModelExportTests", dependencies: ["ModelExport", "LlamaModel", "Formats", "Tokenizer"], swiftSettings: memberImports),
         .testTarget(name: "PruningTests", dependencies: ["Pruning", "ModelExport", "LlamaModel", "Formats", "Support"],
                     exclude: ["Resources"], swiftSettings: memberImports),
-        .testTarget(name: "LoRATests", dependencies: ["LoRA", "LlamaModel", "Formats", "Tokenizer"],
+        .testTarget(name: "LoRATests", dependencies: ["LoRA", "LlamaModel", "Formats", "TensorCore", "Tokenizer"],
                     exclude: ["Resources"], swiftSettings: memberImports),
         .testTarget(name: "VariantTests", dependencies: ["LoRA", "Pruning", "LlamaModel", "Formats"],
                     exclude: ["Resources"], swiftSettings: memberImports),
